@@ -1,0 +1,1 @@
+"""Delivery: the durable async queue, retry policy, destinations and dead letters."""

@@ -1,0 +1,78 @@
+"""The one error tree: every error a user can meet, each message saying how to fix it."""
+
+from __future__ import annotations
+
+
+class BridgeError(Exception):
+    """Base of every lambda-bridge error; ``str(err)`` is the message a user reads."""
+
+    exit_code = 1
+
+
+class ConfigError(BridgeError):
+    """The configuration is invalid; each entry of ``problems`` names a path and the fix."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[str], source: str = "config") -> None:
+        self.problems = list(problems)
+        self.source = source
+        super().__init__(f"{source}: " + "; ".join(self.problems))
+
+    def render(self) -> str:
+        """All problems, one per line, for ``lambda-bridge check``."""
+        count = len(self.problems)
+        head = f"{self.source}: {count} error{'s' if count != 1 else ''}"
+        return "\n".join([head, *(f"  {p}" for p in self.problems)])
+
+
+class ExpressionError(BridgeError, ValueError):
+    """An expression in the config (schedule, SQL, filter pattern) is malformed.
+
+    Also a ``ValueError`` so that pydantic validators report its message at the config path.
+    """
+
+    exit_code = 2
+
+
+class UsageError(BridgeError):
+    """The command line is wrong; the message says what to type instead."""
+
+    exit_code = 2
+
+
+class FunctionNotFound(BridgeError):
+    """No function of that name is configured; check ``functions:`` in the config."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name = name
+        choices = ", ".join(sorted(known)) or "(none configured)"
+        super().__init__(f"function {name!r} is not configured; configured functions: {choices}")
+
+
+class Throttled(BridgeError):
+    """Every worker of the function is busy (reserved_concurrency reached); retry later."""
+
+    def __init__(self, function: str, limit: int) -> None:
+        self.function = function
+        self.limit = limit
+        super().__init__(
+            f"function {function!r} is at its reserved_concurrency ({limit}); "
+            f"retry later or raise functions.{function}.reserved_concurrency"
+        )
+
+
+class PayloadTooLarge(BridgeError):
+    """The request payload exceeds Lambda's limit for its invocation type."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"{size} bytes of request payload exceed the limit of {limit} bytes "
+            "(Lambda allows 6 MB synchronous, 1 MB asynchronous)"
+        )
+
+
+class DaemonUnavailable(BridgeError):
+    """The running daemon could not be reached at its api.listen address."""

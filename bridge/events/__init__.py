@@ -1,0 +1,1 @@
+"""AWS-shaped event builders: pure functions of data, one module per AWS shape."""

@@ -1,0 +1,1 @@
+"""Sources: the only code that talks to origins (directories, queues, clocks, brokers)."""
