@@ -1,0 +1,267 @@
+"""YAML config file -> frozen, typed Config; every mistake reported with its path, line and the fix."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from bridge.config_errors import describe_errors
+from bridge.errors import ConfigError
+
+FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+HANDLER = re.compile(r"^[^\s.][^\s]*\.[A-Za-z_][A-Za-z0-9_]*$")
+ENV_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# Lambda refuses these in a function's environment because the runtime sets them itself.
+RESERVED_ENV = frozenset(
+    {
+        "_HANDLER", "_X_AMZN_TRACE_ID", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_EXECUTION_ENV",
+        "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_INITIALIZATION_TYPE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
+        "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR",
+    }
+)
+
+
+class Strict(BaseModel):
+    """Base for config sections: frozen, and unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ApiConfig(Strict):
+    """The local HTTP endpoint (Lambda Invoke API and, later, SQS and metrics)."""
+
+    listen: str | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_listen(value)
+        return value
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """``(host, port)`` to bind, or None when the endpoint is off."""
+        return parse_listen(self.listen) if self.listen else None
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``"127.0.0.1:9001"``, ``"[::1]:9001"``, ``":9001"`` or ``"9001"`` -> (host, port); loopback by default."""
+    host, _, port = str(value).rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r} is not HOST:PORT with a port 1-65535 (e.g. 127.0.0.1:9001)")
+    return host, int(port)
+
+
+class LocalFunctionConfig(Strict):
+    """A function whose handler code runs on this machine in warm worker processes."""
+
+    handler: str
+    code: Path
+    runtime: Literal["python", "provided"] = "python"
+    timeout: Annotated[int, Field(ge=1, le=900)] = 3
+    memory_size: Annotated[int, Field(ge=128, le=10240)] = 128
+    reserved_concurrency: Annotated[int, Field(ge=0, le=1000)] = Field(
+        default_factory=lambda: os.cpu_count() or 1
+    )
+    idle_timeout: Annotated[float, Field(gt=0, le=86400)] = 600.0
+    environment: dict[str, str] = {}
+
+    @field_validator("handler")
+    @classmethod
+    def _handler(cls, value: str) -> str:
+        if not HANDLER.match(value):
+            raise ValueError(f"{value!r} is not module.function (e.g. lambda_function.lambda_handler)")
+        return value
+
+    @field_validator("code")
+    @classmethod
+    def _code(cls, value: Path, info: ValidationInfo) -> Path:
+        path = resolve_path(value, info)
+        if not path.is_dir():
+            raise ValueError(f"directory {str(path)!r} does not exist; point code: at your handler's folder")
+        return path
+
+    @field_validator("environment", mode="before")
+    @classmethod
+    def _environment(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        return {key: _env_value(key, item) for key, item in value.items()}
+
+    @model_validator(mode="after")
+    def _runtime_files(self) -> LocalFunctionConfig:
+        bootstrap = self.code / "bootstrap"
+        if self.runtime == "provided" and not os.access(bootstrap, os.X_OK):
+            raise ValueError(f"runtime provided needs an executable {str(bootstrap)!r} (chmod +x it)")
+        return self
+
+
+def _env_value(key: Any, item: Any) -> str:
+    """Environment values are strings in Lambda; YAML scalars are converted as the console would."""
+    if not isinstance(key, str) or not ENV_NAME.match(key):
+        raise ValueError(f"{key!r} is not a valid environment variable name (letters, digits, _)")
+    if key in RESERVED_ENV:
+        raise ValueError(f"{key!r} is reserved: Lambda sets it for every function")
+    if isinstance(item, bool):
+        return "true" if item else "false"
+    if isinstance(item, (int, float, str)):
+        return str(item)
+    raise ValueError(f"environment.{key}: expected a string, got {type(item).__name__}")
+
+
+def resolve_path(value: Path, info: ValidationInfo) -> Path:
+    """Relative paths resolve against the config file's directory."""
+    base = Path((info.context or {}).get("base_dir", "."))
+    return (base / value.expanduser()).resolve()
+
+
+class Config(Strict):
+    """The whole configuration file."""
+
+    region: str = "us-east-1"
+    account_id: str = "000000000000"
+    state_dir: Path | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    shutdown_timeout: Annotated[float, Field(ge=0, le=3600)] = 30.0
+    api: ApiConfig = ApiConfig()
+    functions: dict[str, LocalFunctionConfig] = {}
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", value):
+            raise ValueError(f"{value!r} is not an AWS region name (e.g. us-east-1, eu-central-1)")
+        return value
+
+    @field_validator("account_id", mode="before")
+    @classmethod
+    def _account_id(cls, value: Any) -> Any:
+        if not re.fullmatch(r"\d{12}", str(value)):
+            raise ValueError(f"{value!r} is not a 12-digit AWS account id; quote it: \"123456789012\"")
+        return str(value)
+
+    @field_validator("state_dir")
+    @classmethod
+    def _state_dir(cls, value: Path | None, info: ValidationInfo) -> Path:
+        if value is not None:
+            return resolve_path(value, info)
+        systemd_dir = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+        return Path(systemd_dir or "var/state").resolve()
+
+    @field_validator("functions")
+    @classmethod
+    def _function_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not FUNCTION_NAME.match(name):
+                raise ValueError(f"function name {name!r} must be 1-64 letters, digits, '-' or '_'")
+        return value
+
+    def function_arn(self, name: str) -> str:
+        """The ARN a function of this config has, as Lambda would name it."""
+        return f"arn:aws:lambda:{self.region}:{self.account_id}:function:{name}"
+
+
+def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = None) -> Config:
+    """Read, substitute ``${VAR}``, and validate a config file; raises ConfigError listing every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError([f"cannot read config file: {err.strerror}"], source=str(path)) from err
+    return parse_config(text, source=str(path), base_dir=path.resolve().parent, environ=environ)
+
+
+def parse_config(
+    text: str, *, source: str = "config", base_dir: Path | None = None, environ: dict[str, str] | None = None
+) -> Config:
+    """Validate config text; relative paths resolve against ``base_dir``."""
+    data, lines = _load_yaml(text, source)
+    problems: list[str] = []
+    data = substitute_env(data, os.environ if environ is None else environ, (), problems)
+    if problems:
+        raise ConfigError([_at_line(p, path, lines) for path, p in problems], source=source)
+    context = {"base_dir": base_dir or Path.cwd()}
+    try:
+        return Config.model_validate(data, context=context)
+    except ValidationError as err:
+        raise ConfigError(describe_errors(err, Config, lines), source=source) from None
+
+
+def _load_yaml(text: str, source: str) -> tuple[dict[str, Any], dict[tuple[Any, ...], int]]:
+    """Parse YAML into data plus a map from each key path to its 1-based line."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        raise ConfigError([f"{where}not valid YAML: {getattr(err, 'problem', err)}"], source=source) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(["the file must be a mapping of keys (region:, functions:, ...)"], source=source)
+    lines: dict[tuple[Any, ...], int] = {}
+    _index_lines(node, (), lines)
+    return data, lines
+
+
+def _index_lines(node: yaml.Node | None, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value
+            lines[(*path, key)] = key_node.start_mark.line + 1
+            _index_lines(value_node, (*path, key), lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            lines[(*path, index)] = item.start_mark.line + 1
+            _index_lines(item, (*path, index), lines)
+
+
+def substitute_env(
+    value: Any, environ: Any, path: tuple[Any, ...], problems: list[tuple[tuple[Any, ...], str]]
+) -> Any:
+    """Replace ``${NAME}`` and ``${NAME:-default}`` in every string; ``$${`` is a literal ``${``."""
+    if isinstance(value, dict):
+        return {k: substitute_env(v, environ, (*path, k), problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute_env(v, environ, (*path, i), problems) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "$" not in value:
+        return value
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$${":
+            return "${"
+        name, default = match.group(1), match.group(2)
+        if name in environ:
+            return environ[name]
+        if default is not None:
+            return default
+        problems.append((path, f"environment variable {name} is not set; set it or write ${{{name}:-default}}"))
+        return ""
+
+    return ENV_REF.sub(replace, value)
+
+
+def _at_line(message: str, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> str:
+    from bridge.config_errors import format_path
+
+    line = lines.get(path)
+    prefix = f"line {line}: " if line else ""
+    return f"{prefix}{format_path(path)}: {message}"

@@ -1,0 +1,189 @@
+"""Local functions: a pool of warm workers per function, bounded by reserved_concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import math
+import os
+import time
+
+from bridge.errors import Throttled
+from bridge.invokers.worker import FunctionSpec, Worker, monotonic_ms
+from bridge.log import get_logger
+from bridge.model import Invocation, InvokeResult, error_body
+
+TAIL_BYTES = 4096
+
+
+class LocalFunction:
+    """Invokes one function on warm workers: cold start on demand, reaped after ``idle_timeout``."""
+
+    def __init__(self, spec: FunctionSpec) -> None:
+        self.spec = spec
+        self.limit = spec.config.reserved_concurrency
+        self.in_flight = 0
+        self.invocations = 0
+        self.errors = 0
+        self._slots = asyncio.Semaphore(self.limit)
+        self._idle: list[Worker] = []
+        self._workers: set[Worker] = set()
+        self._reapers: dict[Worker, asyncio.TimerHandle] = {}
+        self._transcripts: dict[str, list[str]] = {}
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self.log = get_logger(function=spec.name)
+
+    @property
+    def workers(self) -> int:
+        """Worker processes alive now (idle or busy)."""
+        return len(self._workers)
+
+    def has_capacity(self) -> bool:
+        """True when an invocation would start now instead of being throttled."""
+        return self.limit > 0 and not self._slots.locked()
+
+    async def invoke(self, invocation: Invocation, *, wait: bool = False) -> InvokeResult:
+        """Run one invocation; raises Throttled when all workers are busy and ``wait`` is False."""
+        if self.limit == 0 or (self._slots.locked() and not wait):
+            raise Throttled(self.spec.name, self.limit)
+        async with self._slots:
+            self._enter()
+            try:
+                return await self._invoke(invocation)
+            finally:
+                self._leave()
+
+    def _enter(self) -> None:
+        self.in_flight += 1
+        self._drained.clear()
+
+    def _leave(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight == 0:
+            self._drained.set()
+
+    async def _invoke(self, invocation: Invocation) -> InvokeResult:
+        rid = invocation.request_id
+        if invocation.log_tail:
+            self._transcripts[rid] = []
+        started = monotonic_ms()
+        worker, init_error, init_ms = await self._take_worker()
+        self._line(rid, f"START RequestId: {rid} Version: $LATEST", "invoke.start")
+        if init_error is not None:
+            payload, function_error = init_error, "Unhandled"
+        else:
+            payload, function_error = await worker.run(invocation, self._headers(invocation), self._timeout)
+            payload, function_error = self._check_memory(worker, rid, payload, function_error)
+        duration = monotonic_ms() - started - init_ms
+        self._report(worker, rid, duration, init_ms)
+        self._give_back(worker)
+        self.invocations += 1
+        self.errors += function_error is not None
+        tail = self._tail(rid) if invocation.log_tail else None
+        return InvokeResult(rid, payload, function_error, tail, duration)
+
+    @property
+    def _timeout(self) -> float:
+        return float(self.spec.config.timeout)
+
+    def _headers(self, invocation: Invocation) -> dict[str, str]:
+        deadline = int(time.time() * 1000 + self._timeout * 1000)
+        trace = f"Root=1-{int(time.time()):08x}-{os.urandom(12).hex()};Parent={os.urandom(8).hex()};Sampled=0"
+        headers = {
+            "Lambda-Runtime-Aws-Request-Id": invocation.request_id,
+            "Lambda-Runtime-Deadline-Ms": str(deadline),
+            "Lambda-Runtime-Invoked-Function-Arn": self.spec.arn,
+            "Lambda-Runtime-Trace-Id": trace,
+        }
+        if invocation.client_context:
+            headers["Lambda-Runtime-Client-Context"] = base64.b64decode(invocation.client_context).decode()
+        return headers
+
+    async def _take_worker(self) -> tuple[Worker, bytes | None, float]:
+        """An idle warm worker, or a cold-started one: (worker, init error body or None, init ms)."""
+        while self._idle:
+            worker = self._idle.pop()
+            self._reapers.pop(worker).cancel()
+            if worker.alive:
+                return worker, None, 0.0
+            self._forget(worker)
+        worker = Worker(self.spec, self._on_output)
+        self._workers.add(worker)
+        started = monotonic_ms()
+        init_error = await worker.start()
+        init_ms = monotonic_ms() - started
+        self.log.info("worker.started", pid=worker.proc.pid if worker.proc else None,
+                      init_ms=round(init_ms, 2), ok=init_error is None)
+        return worker, init_error, init_ms
+
+    def _check_memory(
+        self, worker: Worker, rid: str, payload: bytes, function_error: str | None
+    ) -> tuple[bytes, str | None]:
+        """A MemoryError under the memory_size limit is Lambda's Runtime.OutOfMemory; the worker is replaced."""
+        if function_error is None or b"MemoryError" not in payload[:200]:
+            return payload, function_error
+        worker.kill()
+        limit = self.spec.config.memory_size
+        message = f"RequestId: {rid} Error: Runtime exited with error: out of memory (memory_size {limit} MB)"
+        return error_body("Runtime.OutOfMemory", message), "Unhandled"
+
+    def _give_back(self, worker: Worker) -> None:
+        if not worker.alive:
+            self._forget(worker)
+            return
+        self._idle.append(worker)
+        loop = asyncio.get_running_loop()
+        self._reapers[worker] = loop.call_later(self.spec.config.idle_timeout, self._reap, worker)
+
+    def _reap(self, worker: Worker) -> None:
+        """An idle worker past idle_timeout is stopped, as Lambda recycles idle environments."""
+        if worker in self._idle:
+            self._idle.remove(worker)
+            self._reapers.pop(worker, None)
+            self.log.info("worker.reaped", pid=worker.proc.pid if worker.proc else None)
+            self._forget(worker)
+
+    def _forget(self, worker: Worker) -> None:
+        self._workers.discard(worker)
+        task = asyncio.get_running_loop().create_task(worker.stop())
+        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+    def _on_output(self, worker: Worker, line: str) -> None:
+        rid = worker.current.request_id if worker.current else None
+        self.log.info("function.output", request_id=rid, line=line)
+        if rid in self._transcripts:
+            self._transcripts[rid].append(line)
+
+    def _line(self, rid: str, text: str, event: str, **extra: object) -> None:
+        self.log.info(event, request_id=rid, line=text, **extra)
+        if rid in self._transcripts:
+            self._transcripts[rid].append(text)
+
+    def _report(self, worker: Worker, rid: str, duration: float, init_ms: float) -> None:
+        self._line(rid, f"END RequestId: {rid}", "invoke.end")
+        memory = self.spec.config.memory_size
+        used = worker.max_rss_mb()
+        text = (f"REPORT RequestId: {rid}\tDuration: {duration:.2f} ms\tBilled Duration: {math.ceil(duration)} ms"
+                f"\tMemory Size: {memory} MB\tMax Memory Used: {used} MB")
+        if init_ms:
+            text += f"\tInit Duration: {init_ms:.2f} ms"
+        self._line(rid, text, "invoke.report", duration_ms=round(duration, 3), max_memory_mb=used)
+
+    def _tail(self, rid: str) -> str:
+        text = "\n".join(self._transcripts.pop(rid, [])) + "\n"
+        return text.encode()[-TAIL_BYTES:].decode(errors="ignore")
+
+    async def close(self, drain_timeout: float = 0.0) -> None:
+        """Let in-flight invocations finish (up to ``drain_timeout``), then stop every worker."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(drain_timeout):
+                await self._drained.wait()
+        for handle in self._reapers.values():
+            handle.cancel()
+        self._reapers.clear()
+        self._idle.clear()
+        workers, self._workers = list(self._workers), set()
+        await asyncio.gather(*(w.stop() for w in workers), return_exceptions=True)
+

@@ -1,0 +1,101 @@
+"""The Lambda Runtime API (/2018-06-01/runtime) served on loopback for exactly one worker process."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+PREFIX = "/2018-06-01/runtime"
+ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
+
+
+@dataclass(eq=False)
+class Pending:
+    """One invocation handed to the worker; ``done`` resolves to (payload, function_error)."""
+
+    request_id: str
+    payload: bytes
+    headers: dict[str, str]
+    done: asyncio.Future[tuple[bytes, str | None]] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+    def settle(self, payload: bytes, function_error: str | None) -> None:
+        """Resolve once; later answers (a late response after a timeout) are ignored."""
+        if not self.done.done():
+            self.done.set_result((payload, function_error))
+
+
+class RuntimeApi:
+    """An aiohttp server speaking the Runtime API to one worker: one invocation at a time."""
+
+    def __init__(self, before_settle: Callable[[], None] = lambda: None) -> None:
+        self.ready = asyncio.Event()  # set on the first GET next: init finished
+        self.init_error: bytes | None = None
+        self.init_failed = asyncio.Event()
+        self.current: Pending | None = None
+        # Called before a result is settled so the worker's output pipe is drained first:
+        # output written before the response must belong to that invocation.
+        self._before_settle = before_settle
+        self._queue: asyncio.Queue[Pending] = asyncio.Queue(maxsize=1)
+        self._runner: web.AppRunner | None = None
+        self.address = ""
+
+    async def start(self) -> str:
+        """Listen on 127.0.0.1 on a free port; returns ``host:port`` for AWS_LAMBDA_RUNTIME_API."""
+        app = web.Application(client_max_size=7 * 1024 * 1024)
+        app.router.add_get(f"{PREFIX}/invocation/next", self._next)
+        app.router.add_post(f"{PREFIX}/invocation/{{rid}}/response", self._response)
+        app.router.add_post(f"{PREFIX}/invocation/{{rid}}/error", self._error)
+        app.router.add_post(f"{PREFIX}/init/error", self._init_error)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.1)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, shutdown_timeout=0.1)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.address = f"127.0.0.1:{port}"
+        return self.address
+
+    async def stop(self) -> None:
+        """Close the listener and any long-poll still open."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def hand_over(self, pending: Pending) -> None:
+        """Queue the invocation for the worker's next ``GET invocation/next``."""
+        self._queue.put_nowait(pending)
+
+    async def _next(self, request: web.Request) -> web.Response:
+        self.ready.set()
+        pending = await self._queue.get()
+        self.current = pending
+        return web.Response(body=pending.payload, headers=pending.headers, content_type="application/json")
+
+    async def _response(self, request: web.Request) -> web.Response:
+        return await self._settle(request, None)
+
+    async def _error(self, request: web.Request) -> web.Response:
+        return await self._settle(request, "Unhandled")
+
+    async def _settle(self, request: web.Request, function_error: str | None) -> web.Response:
+        body = await request.read()
+        pending = self.current
+        if pending is None or pending.request_id != request.match_info["rid"]:
+            return _runtime_error(400, "InvalidRequestID", "no invocation with that request id is running")
+        self.current = None
+        self._before_settle()
+        pending.settle(body, function_error)
+        return web.json_response({"status": "OK"}, status=202)
+
+    async def _init_error(self, request: web.Request) -> web.Response:
+        self.init_error = await request.read()
+        self.init_failed.set()
+        return web.json_response({"status": "OK"}, status=202)
+
+
+def _runtime_error(status: int, error_type: str, message: str) -> web.Response:
+    return web.json_response({"errorType": error_type, "errorMessage": message}, status=status)

@@ -1,0 +1,210 @@
+"""One execution environment: a worker process polling its own Runtime API, one invocation at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from bridge.config import LocalFunctionConfig
+from bridge.invokers.runtime_api import Pending, RuntimeApi
+from bridge.model import Invocation, error_body
+
+INIT_TIMEOUT = 10.0  # Lambda's init phase limit for on-demand functions
+# Passed through from the daemon so handlers can reach AWS as they would with an execution role.
+PASS_THROUGH_ENV = ("PATH", "LANG", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                    "AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_ENDPOINT_URL")
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """What every worker of one function shares: its config and the names Lambda would give it."""
+
+    name: str
+    config: LocalFunctionConfig
+    region: str
+    arn: str
+
+    def command(self) -> list[str]:
+        """The worker's argv: awslambdaric for python, ``code/bootstrap`` for provided."""
+        if self.config.runtime == "provided":
+            return [str(self.config.code / "bootstrap")]
+        return [sys.executable, "-m", "awslambdaric", self.config.handler]
+
+    def environment(self, runtime_api: str, log_stream: str) -> dict[str, str]:
+        """Lambda's reserved variables, the user's ``environment:``, and AWS credentials if set."""
+        cfg = self.config
+        env = {k: os.environ[k] for k in PASS_THROUGH_ENV if k in os.environ}
+        env.update(cfg.environment)
+        env.update({
+            "AWS_LAMBDA_FUNCTION_NAME": self.name, "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(cfg.memory_size),
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{self.name}", "AWS_LAMBDA_LOG_STREAM_NAME": log_stream,
+            "AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region, "LAMBDA_TASK_ROOT": str(cfg.code),
+            "LAMBDA_RUNTIME_DIR": os.path.dirname(sys.executable), "_HANDLER": cfg.handler,
+            "AWS_LAMBDA_RUNTIME_API": runtime_api, "TZ": ":UTC", "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+            "PYTHONPATH": str(cfg.code),
+            # Fewer malloc arenas keep virtual size (what RLIMIT_AS counts) close to real use.
+            "MALLOC_ARENA_MAX": "2",
+        })
+        return env
+
+
+class Worker:
+    """A warm worker process and the Runtime API it polls."""
+
+    def __init__(self, spec: FunctionSpec, on_output: Callable[[Worker, str], None]) -> None:
+        self.spec = spec
+        self.log_stream = f"{datetime.now(UTC):%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}"
+        self.api = RuntimeApi(before_settle=self._drain_output)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.exited = asyncio.Event()
+        self.exit_reason = ""
+        self.current: Pending | None = None
+        self._on_output = on_output
+        self._partial = b""
+
+    @property
+    def alive(self) -> bool:
+        """False once the process has exited or been killed."""
+        return self.proc is not None and not self.exited.is_set()
+
+    async def start(self) -> bytes | None:
+        """Spawn and wait for init; returns None when ready, else the init error body."""
+        address = await self.api.start()
+        self._spawn(address)
+        return await self._await_init()
+
+    def _spawn(self, address: str) -> None:
+        env = self.spec.environment(address, self.log_stream)
+        self.proc = subprocess.Popen(
+            self.spec.command(), cwd=self.spec.config.code, env=env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        limit = self.spec.config.memory_size * 1024 * 1024
+        with contextlib.suppress(OSError):  # the process may already be gone
+            resource.prlimit(self.proc.pid, resource.RLIMIT_AS, (limit, limit))
+        loop = asyncio.get_running_loop()
+        assert self.proc.stdout is not None
+        os.set_blocking(self.proc.stdout.fileno(), False)
+        loop.add_reader(self.proc.stdout.fileno(), self._drain_output)
+        self._pidfd = os.pidfd_open(self.proc.pid)
+        loop.add_reader(self._pidfd, self._on_exit)
+
+    async def _await_init(self) -> bytes | None:
+        waits = {asyncio.ensure_future(e.wait()) for e in (self.api.ready, self.api.init_failed, self.exited)}
+        try:
+            done, _ = await asyncio.wait(waits, timeout=INIT_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                task.cancel()
+        if self.api.ready.is_set() and not self.api.init_failed.is_set():
+            return None
+        if self.api.init_error is not None:
+            return self.api.init_error
+        reason = self.exit_reason or f"init did not finish within {INIT_TIMEOUT:.0f} seconds"
+        return error_body("Runtime.ExitError", f"RequestId: Error: Runtime exited with error: {reason}")
+
+    async def run(self, invocation: Invocation, headers: dict[str, str], timeout: float) -> tuple[bytes, str | None]:
+        """Hand one invocation to the process and wait for its answer, its crash, or the deadline."""
+        pending = Pending(invocation.request_id, invocation.payload, headers)
+        self.current = pending
+        try:
+            self.api.hand_over(pending)
+            async with asyncio.timeout(timeout):
+                return await pending.done
+        except TimeoutError:
+            self.kill()
+            return error_body("Sandbox.Timedout", _timeout_message(invocation.request_id, timeout)), "Unhandled"
+        finally:
+            self.current = None
+
+    def _on_exit(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        assert self.proc is not None
+        code = self.proc.wait()
+        self._drain_output()
+        self.exit_reason = _describe_exit(code)
+        self.exited.set()
+        if self.current is not None:
+            message = f"RequestId: {self.current.request_id} Error: Runtime exited with error: {self.exit_reason}"
+            self.current.settle(error_body("Runtime.ExitError", message), "Unhandled")
+
+    def _drain_output(self) -> None:
+        """Read everything the process has written so far, without blocking."""
+        if self.proc is None or self.proc.stdout is None or self.proc.stdout.closed:
+            return
+        fd = self.proc.stdout.fileno()
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:
+                return
+            if not chunk:
+                asyncio.get_running_loop().remove_reader(fd)
+                self.proc.stdout.close()
+                return
+            self._emit(chunk)
+
+    def _emit(self, chunk: bytes) -> None:
+        *lines, self._partial = (self._partial + chunk).split(b"\n")
+        for line in lines:
+            self._on_output(self, line.decode(errors="replace"))
+
+    def max_rss_mb(self) -> int:
+        """Peak resident memory of the process (VmHWM), as Lambda's 'Max Memory Used'."""
+        if not self.alive or self.proc is None:
+            return 0
+        try:
+            with open(f"/proc/{self.proc.pid}/status", "rb") as status:
+                for line in status:
+                    if line.startswith(b"VmHWM:"):
+                        return int(line.split()[1]) // 1024
+        except OSError:
+            return 0
+        return 0
+
+    def kill(self) -> None:
+        """SIGKILL the process group (the handler may have started children)."""
+        if self.proc is not None and not self.exited.is_set():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+    async def stop(self) -> None:
+        """Kill the process, wait for it to be reaped, close the Runtime API."""
+        self.kill()
+        if self.proc is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):
+                    await self.exited.wait()
+        await self.api.stop()
+
+
+def _timeout_message(request_id: str, timeout: float) -> str:
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return f"{stamp} {request_id} Task timed out after {timeout:.2f} seconds"
+
+
+def _describe_exit(code: int) -> str:
+    """Lambda's wording: ``exit status 3`` or ``signal: segmentation fault``."""
+    if code >= 0:
+        return f"exit status {code}"
+    names = {signal.SIGSEGV: "segmentation fault", signal.SIGKILL: "killed", signal.SIGABRT: "aborted"}
+    sig = signal.Signals(-code)
+    return f"signal: {names.get(sig, sig.name.lower())}"
+
+
+def monotonic_ms() -> float:
+    """Milliseconds on the monotonic clock, for durations."""
+    return time.monotonic() * 1000

@@ -1,0 +1,107 @@
+"""The daemon's lifecycle: resources in an exit stack, delivery and intake in nested task groups."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+from aiohttp import web
+
+from bridge.api import InvokeApi, serve
+from bridge.config import Config
+from bridge.invokers.registry import Functions
+from bridge.log import get_logger
+from bridge.model import Invocation
+from bridge.systemd import Notifier
+
+ShutdownTrigger = Callable[[], Awaitable[object]]
+
+
+class Service:
+    """The running daemon's parts, reachable for tests and the status endpoint."""
+
+    def __init__(self, config: Config, notifier: Notifier) -> None:
+        self.config = config
+        self.notifier = notifier
+        self.functions = Functions(config)
+        self.api_url: str | None = None
+        self.log = get_logger()
+        self._background: asyncio.TaskGroup | None = None
+
+    async def accept_async(self, name: str, invocation: Invocation) -> None:
+        """Take an Event invocation: run it in the background and log the outcome."""
+        assert self._background is not None
+        self._background.create_task(self._run_async(name, invocation))
+
+    async def _run_async(self, name: str, invocation: Invocation) -> None:
+        result = await self.functions.get(name).invoke(invocation, wait=True)
+        self.log.info("delivery.done", function=name, request_id=invocation.request_id, ok=result.ok)
+
+    def build_app(self) -> web.Application:
+        """The HTTP app on ``api.listen``: the Invoke API and friends."""
+        app = web.Application(client_max_size=7 * 1024 * 1024)
+        InvokeApi(self.functions, self.accept_async).add_routes(app)
+        return app
+
+    @contextlib.asynccontextmanager
+    async def intake(self) -> AsyncIterator[None]:
+        """Everything that brings work in; closing it stops intake and drains in-flight requests."""
+        address = self.config.api.address
+        if address is None:
+            yield
+            return
+        async with serve(self.build_app(), *address, shutdown_timeout=self.config.shutdown_timeout) as url:
+            self.api_url = url
+            yield
+
+
+async def run(
+    config: Config, *, shutdown_trigger: ShutdownTrigger | None = None, notifier: Notifier | None = None,
+    on_ready: Callable[[Service], None] | None = None,
+) -> None:
+    """Run the daemon until ``shutdown_trigger`` returns; then stop intake, drain, and close."""
+    service = Service(config, notifier or Notifier())
+    log = service.log
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(service.functions.close, config.shutdown_timeout)
+        async with asyncio.TaskGroup() as background:
+            service._background = background
+            async with service.intake():
+                _announce_ready(service)
+                if on_ready:
+                    on_ready(service)
+                await (shutdown_trigger or asyncio.get_running_loop().create_future)()
+                service.notifier.notify("STOPPING=1", "STATUS=stopping: draining in-flight invocations")
+                log.info("service.stopping")
+            log.info("service.intake_stopped")
+    log.info("service.stopped")
+
+
+def _announce_ready(service: Service) -> None:
+    names = service.functions.names()
+    service.log.info("service.ready", api=service.api_url, functions=names)
+    status = f"STATUS=serving {len(names)} function(s)" + (f" on {service.api_url}" if service.api_url else "")
+    service.notifier.notify("READY=1", status)
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
+    """SIGTERM/SIGINT set ``stop``; handlers are restored on exit."""
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        yield
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
+async def run_until_signalled(config: Config) -> None:
+    """Run the daemon until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    with stop_on_signals(stop):
+        await run(config, shutdown_trigger=stop.wait)
