@@ -137,7 +137,7 @@ class Config(Strict):
 
     region: str = "us-east-1"
     account_id: str = "000000000000"
-    state_dir: Path | None = None
+    state_dir: Path = Field(default=None, validate_default=True)  # type: ignore[assignment]
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     shutdown_timeout: Annotated[float, Field(ge=0, le=3600)] = 30.0
     api: ApiConfig = ApiConfig()
@@ -157,11 +157,13 @@ class Config(Strict):
             raise ValueError(f"{value!r} is not a 12-digit AWS account id; quote it: \"123456789012\"")
         return str(value)
 
-    @field_validator("state_dir")
+    @field_validator("state_dir", mode="before")
     @classmethod
-    def _state_dir(cls, value: Path | None, info: ValidationInfo) -> Path:
+    def _state_dir(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str):
+            return resolve_path(Path(value), info)
         if value is not None:
-            return resolve_path(value, info)
+            return value
         systemd_dir = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
         return Path(systemd_dir or "var/state").resolve()
 

@@ -113,9 +113,9 @@ def _step(tp: Any, part: Any) -> Any:
 
 def _member_for_tag(tp: Any, tag: Any) -> Any:
     for member in _members(tp):
-        if isinstance(member, type) and issubclass(member, BaseModel):
-            if member.__name__ == tag or tag in _tags_of(member):
-                return member
+        is_model = isinstance(member, type) and issubclass(member, BaseModel)
+        if is_model and (member.__name__ == tag or tag in _tags_of(member)):
+            return member
     return None
 
 

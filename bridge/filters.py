@@ -271,8 +271,7 @@ def compile_filters(
     """Compile up to ``MAX_FILTERS`` patterns into one predicate that ORs them (Lambda ``FilterCriteria``)."""
     if len(patterns) > MAX_FILTERS:
         raise ExpressionError(
-            f"filters: at most {MAX_FILTERS} patterns are allowed (got {len(patterns)}); "
-            "merge some of them with \"$or\""
+            f'filters: at most {MAX_FILTERS} patterns are allowed (got {len(patterns)}); merge some of them with "$or"'
         )
     matchers = []
     for index, pattern in enumerate(patterns):
@@ -400,8 +399,7 @@ def _compile_value(value: Any, path: str) -> _Test | _Exists:
     if value is None or isinstance(value, str | bool) or _is_number(value):
         return _Equals(value)
     raise ExpressionError(
-        f"{path}: match values must be strings, numbers, true, false, null or operator objects, "
-        f"got {_show(value)}"
+        f"{path}: match values must be strings, numbers, true, false, null or operator objects, got {_show(value)}"
     )
 
 

@@ -205,7 +205,9 @@ def _int_mod(x: int, y: int) -> int:
     return x - y * _int_div(x, y)
 
 
-def _arithmetic(int_op: Callable[[int, int], int], float_op: Callable[[Any, Any], float]) -> Callable:
+def _arithmetic(
+    int_op: Callable[[int, int], int], float_op: Callable[[Any, Any], float]
+) -> Callable[[Any, Any], Any]:
     """Int op Int stays Int; anything else (numeric strings included) is Decimal; else Undefined."""
 
     def apply(left: Any, right: Any) -> Any:
@@ -235,7 +237,9 @@ def _add(left: Any, right: Any) -> Any:
 
 def _negate(value: Any) -> Any:
     number = _to_number(value)
-    return number if number is _UNDEFINED else _whole(-number) if type(number) is float else -number
+    if number is _UNDEFINED:
+        return _UNDEFINED
+    return -number if type(number) is int else _whole(-number)
 
 
 _BINARY = MappingProxyType(
@@ -280,14 +284,13 @@ _TOKEN = re.compile(
       | (?P<op><>|!=|<=|>=|[-+*/%=<>(),.])""",
     re.VERBOSE,
 )
-_CHAR_HINTS = MappingProxyType(
+_UNSUPPORTED_CHARS = MappingProxyType(
     {
-        "[": "array literals and indexing ('[') are not supported",
-        "{": "object literals ('{') are not supported",
-        "'": "unterminated string",
-        '"': "unterminated string",
-        "`": "quoted identifiers ('`') are not supported",
-        "$": "substitution templates ('${...}') are not supported",
+        "[": "'[' (array literal or indexing)",
+        "{": "'{' (object literal)",
+        "`": "'`' (quoted identifier)",
+        "$": "'$' (substitution template)",
+        "@": "'@' (SET variable)",
     }
 )
 
@@ -298,19 +301,28 @@ def _position(sql: str, pos: int) -> str:
     return f"column {column}" if line == 1 else f"line {line}, column {column}"
 
 
+def _character_error(sql: str, pos: int) -> ExpressionError:
+    char, at = sql[pos], _position(sql, pos)
+    if char in "'\"":
+        return ExpressionError(f"unterminated string starting at {at}")
+    if char in _UNSUPPORTED_CHARS:
+        return ExpressionError(f"{_UNSUPPORTED_CHARS[char]} at {at} is not supported")
+    return ExpressionError(f"unexpected character {char!r} at {at}")
+
+
 def _tokenize(sql: str) -> list[_Token]:
     tokens: list[_Token] = []
     pos = 0
     while pos < len(sql):
         match = _TOKEN.match(sql, pos)
         if match is None:
-            hint = _CHAR_HINTS.get(sql[pos], f"unexpected character {sql[pos]!r}")
-            raise ExpressionError(f"{hint} at {_position(sql, pos)}")
-        kind = match.lastgroup or ""
-        if kind == "comment":
-            raise ExpressionError(f"comments are not supported in AWS IoT SQL at {_position(sql, pos)}")
-        if kind != "space":
-            tokens.append(_Token(kind, match.group(), pos))
+            raise _character_error(sql, pos)
+        if match.lastgroup == "comment":
+            raise ExpressionError(
+                f"a comment at {_position(sql, pos)} is not supported: AWS IoT SQL has none"
+            )
+        if match.lastgroup != "space":
+            tokens.append(_Token(match.lastgroup or "", match.group(), pos))
         pos = match.end()
     tokens.append(_Token("end", "", len(sql)))
     return tokens
@@ -417,11 +429,11 @@ class _Parser:
 
     def fail(self, expected: str) -> ExpressionError:
         token = self.token
-        found = "the end of the statement" if token.kind == "end" else repr(token.text)
+        found = {"end": "the end of the statement", "string": token.text}.get(token.kind, f"'{token.text}'")
         return ExpressionError(f"expected {expected} at {self.at()}, found {found}")
 
-    def unsupported(self, what: str, fix: str = "", token: _Token | None = None) -> ExpressionError:
-        return ExpressionError(f"{what} at {self.at(token)} is not supported" + (f"; {fix}" if fix else ""))
+    def unsupported(self, what: str, fix: str = "") -> ExpressionError:
+        return ExpressionError(f"{what} at {self.at()} is not supported" + (f"; {fix}" if fix else ""))
 
     def expect_op(self, text: str, context: str) -> None:
         if not self.at_op(text):
@@ -596,7 +608,7 @@ class _Parser:
         keys = [self.advance().text]
         while self.at_op("."):
             self.advance()
-            if self.token.kind != "name":
+            if self.token.kind != "name" or self.token.word in _RESERVED:
                 raise self.fail("a field name after '.'")
             keys.append(self.advance().text)
         if self.at_op("("):

@@ -103,7 +103,7 @@ class Worker:
     async def _await_init(self) -> bytes | None:
         waits = {asyncio.ensure_future(e.wait()) for e in (self.api.ready, self.api.init_failed, self.exited)}
         try:
-            done, _ = await asyncio.wait(waits, timeout=INIT_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waits, timeout=INIT_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in waits:
                 task.cancel()

@@ -1,0 +1,141 @@
+"""The project's own test kit: run the daemon as a subprocess, wait on its log, write configs and handlers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+Event = dict[str, Any]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_handler(root: Path, name: str, source: str, filename: str = "app.py") -> Path:
+    """Create ``root/name/filename`` with ``source`` (dedented); returns the code directory."""
+    code = root / name
+    code.mkdir(parents=True, exist_ok=True)
+    (code / filename).write_text(textwrap.dedent(source))
+    return code
+
+
+def write_config(path: Path, config: dict[str, Any]) -> Path:
+    """Write ``config`` as YAML to ``path``."""
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01) -> Any:
+    """Poll ``predicate`` until it returns something truthy; raise TimeoutError at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+class Daemon:
+    """``lambda-bridge run`` as a subprocess whose JSON log lines are collected as they arrive."""
+
+    def __init__(self, config_path: Path, env: dict[str, str] | None = None) -> None:
+        self.config_path = config_path
+        self.env = {**os.environ, **(env or {})}
+        self.events: list[Event] = []
+        self.raw: list[str] = []
+        self.proc: subprocess.Popen[str] | None = None
+        self._cond = threading.Condition()
+        self._eof = False
+
+    def start(self, timeout: float = 20.0) -> Daemon:
+        """Start and wait for ``service.ready``."""
+        self.events.clear()
+        self._eof = False
+        cmd = [sys.executable, "-m", "bridge.cli", "run", "--config", str(self.config_path)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     env=self.env, start_new_session=True)
+        threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
+        self.wait_for("service.ready", timeout=timeout)
+        return self
+
+    def _read(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            with self._cond:
+                self.raw.append(line)
+                try:
+                    self.events.append(json.loads(line))
+                except ValueError:
+                    pass
+                self._cond.notify_all()
+        with self._cond:
+            self._eof = True
+            self._cond.notify_all()
+
+    def find(self, event: str, **keys: Any) -> list[Event]:
+        """Log events named ``event`` whose fields equal ``keys``."""
+        with self._cond:
+            return [e for e in self.events if e.get("event") == event and all(e.get(k) == v for k, v in keys.items())]
+
+    def wait_for(self, event: str, count: int = 1, timeout: float = 20.0, **keys: Any) -> list[Event]:
+        """Block until ``count`` matching events were logged; fail with the log tail on timeout or exit."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(found := self.find(event, **keys)) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"no {count}x {event} {keys} within {timeout} s:\n{self.tail()}")
+                if self._eof:
+                    code = self.proc.poll() if self.proc else None
+                    raise AssertionError(f"daemon exited ({code}) before {event}:\n{self.tail()}")
+                self._cond.wait(remaining)
+            return found
+
+    def tail(self, lines: int = 40) -> str:
+        """The last log lines, for failure messages."""
+        return "".join(self.raw[-lines:])
+
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` to the daemon."""
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL the daemon's whole process group (workers included)."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def __enter__(self) -> Daemon:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.stop()
+        finally:
+            self.kill()
