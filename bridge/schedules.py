@@ -527,10 +527,6 @@ class Schedule:
     end_date: datetime | None = None
 
     def __post_init__(self) -> None:
-        if self.start_date and self.end_date and self.end_date < self.start_date:
-            raise ExpressionError(
-                f"{self.text}: end_date {self.end_date.isoformat()} is before start_date {self.start_date.isoformat()}"
-            )
         if isinstance(self.expression, AtExpression) and local_instant(self.expression.wall, self.timezone) is None:
             raise ExpressionError(
                 f"{self.text}: {self.expression.wall.isoformat()} does not exist in {self.timezone.key} "
@@ -598,12 +594,11 @@ def parse_schedule(
     zone, window, an at() inside a DST gap) raises :class:`~bridge.errors.ExpressionError`.
     """
     zone = _zone(timezone)
-    return Schedule(
-        expression=parse_expression(text),
-        timezone=zone,
-        start_date=_bound(start_date, zone, "start_date"),
-        end_date=_bound(end_date, zone, "end_date"),
-    )
+    expression = parse_expression(text)
+    start, end = _bound(start_date, zone, "start_date"), _bound(end_date, zone, "end_date")
+    if start is not None and end is not None and end < start:
+        raise ExpressionError(f"{expression.text}: end_date {end.isoformat()} is before start_date {start.isoformat()}")
+    return Schedule(expression=expression, timezone=zone, start_date=start, end_date=end)
 
 
 def _bind(expression: str | ScheduleExpression, tz: str | ZoneInfo) -> Schedule:

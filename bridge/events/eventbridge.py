@@ -30,7 +30,7 @@ def event_time(time: datetime) -> str:
 
 
 def _scheduled_event(
-    *, source: str, resource: str, account: str, region: str, time: datetime, event_id: str, detail: Any
+    source: str, resource: str, detail: Any, *, account: str, region: str, time: datetime, event_id: str
 ) -> dict[str, Any]:
     # Key order as AWS's own samples show it, so logs and diffs read the same.
     return {
@@ -51,31 +51,19 @@ def rule_event(*, rule_name: str, region: str, account: str, time: datetime, eve
 
     ``time`` is the scheduled time; ``event_id`` must be unique per fire (AWS uses a UUID).
     """
-    return _scheduled_event(
-        source="aws.events",
-        resource=rule_arn(region=region, account=account, rule_name=rule_name),
-        account=account,
-        region=region,
-        time=time,
-        event_id=event_id,
-        detail={},
-    )
+    arn = rule_arn(region=region, account=account, rule_name=rule_name)
+    return _scheduled_event("aws.events", arn, {}, account=account, region=region, time=time, event_id=event_id)
 
 
 def scheduler_event(
     *, schedule_name: str, region: str, account: str, time: datetime, event_id: str, group: str = "default"
 ) -> dict[str, Any]:
-    """EventBridge Scheduler's default payload: like a rule event, but ``source: aws.scheduler``,
-    the schedule ARN in ``resources`` and ``detail`` the *string* ``"{}"``."""
-    return _scheduled_event(
-        source="aws.scheduler",
-        resource=schedule_arn(region=region, account=account, schedule_name=schedule_name, group=group),
-        account=account,
-        region=region,
-        time=time,
-        event_id=event_id,
-        detail="{}",
-    )
+    """EventBridge Scheduler's default payload (``source: aws.scheduler``, ``detail`` the *string* ``"{}"``).
+
+    Otherwise like :func:`rule_event`, with the schedule ARN in ``resources``.
+    """
+    arn = schedule_arn(region=region, account=account, schedule_name=schedule_name, group=group)
+    return _scheduled_event("aws.scheduler", arn, "{}", account=account, region=region, time=time, event_id=event_id)
 
 
 def scheduler_input(
