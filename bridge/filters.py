@@ -28,7 +28,7 @@ class _Missing:
         return "<missing>"
 
 
-MISSING = _Missing()
+_MISSING = _Missing()
 
 
 class _Test(Protocol):
@@ -169,7 +169,7 @@ def _flatten(values: list[Any]) -> Iterator[Any]:
 
 def _leaf_values(value: Any) -> list[Any]:
     """The scalar values a field holds: objects are intermediate nodes, not leaves (AWS: exists is leaf-only)."""
-    if value is MISSING or isinstance(value, dict):
+    if value is _MISSING or isinstance(value, dict):
         return []
     if isinstance(value, list):
         return [item for item in _flatten(value) if not isinstance(item, dict)]
@@ -199,12 +199,12 @@ class _Object:
             # Arrays of objects are "crushed": one element must satisfy the whole sub-pattern, so fields
             # from different elements never combine into a match.
             items = list(_flatten(value))
-            return any(self._match_here(item) for item in items) if items else self._match_here(MISSING)
+            return any(self._match_here(item) for item in items) if items else self._match_here(_MISSING)
         return self._match_here(value)
 
     def _match_here(self, value: Any) -> bool:
         fields = value if isinstance(value, dict) else {}
-        if not all(node.match(fields.get(name, MISSING)) for name, node in self.fields):
+        if not all(node.match(fields.get(name, _MISSING)) for name, node in self.fields):
             return False
         return all(any(branch.match(value) for branch in branches) for branches in self.alternatives)
 
@@ -234,7 +234,7 @@ class Matcher:
 
     def matches(self, event: Mapping[str, Any]) -> bool:
         """True when ``event`` (a parsed JSON object) satisfies the pattern."""
-        return self.root.match(dict(event))
+        return self.root.match(event if isinstance(event, dict) else dict(event))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,22 +1,4 @@
-"""S3 event notifications: the records S3 sends to Lambda, built from plain values, and its config rules.
-
-Object keys
------------
-S3 puts the object key into the record form-URL-encoded, so handlers decode it with
-``urllib.parse.unquote_plus``: a space becomes ``+``, ``/`` stays, every other byte outside
-``A-Z a-z 0-9 _ . - ~`` becomes ``%XX`` ("red flower.jpg" -> "red+flower.jpg", "a+b" -> "a%2Bb").
-
-File names on Linux are bytes and need not be UTF-8. ``object_key`` percent-encodes the *raw bytes* of the
-name, exactly as S3 encodes the UTF-8 bytes of a key. Consequences, for a handler:
-
-- a UTF-8 name (the normal case) round-trips with plain ``unquote_plus(key)``;
-- ``urllib.parse.unquote_to_bytes(key.replace("+", " "))`` (or ``decode_key``) always gives the exact bytes;
-- ``unquote_plus(key, errors="surrogateescape")`` gives the same ``str`` Python's ``os.fsdecode`` gives for
-  that name, so ``open(os.path.join(root, that_str))`` opens the very file;
-- plain ``unquote_plus(key)`` shows each invalid byte as U+FFFD, like any UTF-8 decoder would.
-
-A ``str`` argument is first turned back into bytes with ``surrogateescape`` (undoing ``os.fsdecode``).
-"""
+"""S3 event notifications: the records S3 sends to Lambda, built from plain values, and its config rules."""
 
 from __future__ import annotations
 
@@ -42,9 +24,22 @@ _SEQUENCER_LIMIT = 16**SEQUENCER_WIDTH
 def object_key(relative_path: bytes | str) -> str:
     """The key as it appears in ``s3.object.key``: the ``/``-separated relative path, form-URL-encoded.
 
-    Bytes are encoded as they are; see the module docstring for what a handler gets back.
-    Raises ``UnicodeEncodeError`` (a ``ValueError``) for a ``str`` holding surrogates not produced by
-    ``os.fsdecode``.
+    As S3 does it, and as handlers undo it with ``urllib.parse.unquote_plus``: a space becomes ``+``, ``/``
+    stays, every other byte outside ``A-Z a-z 0-9 _ . - ~`` becomes ``%XX`` ("red flower.jpg" ->
+    "red+flower.jpg", "a+b" -> "a%2Bb", a newline -> "%0A").
+
+    File names on Linux are bytes and need not be UTF-8. The *raw bytes* of the name are percent-encoded,
+    exactly as S3 encodes the UTF-8 bytes of a key; a ``str`` is first turned back into those bytes with
+    ``surrogateescape`` (undoing ``os.fsdecode``). What a handler gets back:
+
+    - a UTF-8 name (the normal case) round-trips with plain ``unquote_plus(key)``;
+    - ``unquote_to_bytes(key.replace("+", " "))`` (``decode_key``) always gives the exact bytes;
+    - ``unquote_plus(key, errors="surrogateescape")`` gives the ``str`` Python's ``os.fsdecode`` gives for
+      that name, so ``open(os.path.join(root, it))`` opens the very file;
+    - plain ``unquote_plus(key)`` shows each invalid byte as U+FFFD, as any UTF-8 decoder would.
+
+    Raises ``UnicodeEncodeError`` (a ``ValueError``) for a ``str`` holding surrogates ``os.fsdecode`` never
+    produces.
     """
     raw = relative_path if isinstance(relative_path, bytes) else relative_path.encode("utf-8", "surrogateescape")
     return quote_plus(raw, safe="/")
