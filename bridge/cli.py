@@ -40,7 +40,23 @@ def build_parser() -> argparse.ArgumentParser:
     inv.add_argument("--invocation-type", choices=INVOCATION_TYPES, default="RequestResponse")
     inv.add_argument("--log-type", choices=("None", "Tail"), default="None",
                      help="Tail: print the last 4 KB of the function's log to stderr")
+    _dlq_parser(sub, common)
     return parser
+
+
+def _dlq_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    dlq = sub.add_parser("dlq", help="inspect, redrive and purge the dead-letter store")
+    actions = dlq.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", parents=[common], help="entries not yet redriven")
+    listing.add_argument("--function")
+    listing.add_argument("--json", action="store_true", help="a JSON array instead of a table")
+    show = actions.add_parser("show", parents=[common], help="one entry's full AWS invocation record")
+    show.add_argument("id")
+    for name, text in (("redrive", "queue the original events again"), ("purge", "delete entries for good")):
+        action = actions.add_parser(name, parents=[common], help=text)
+        action.add_argument("ids", nargs="*", metavar="ID")
+        action.add_argument("--all", action="store_true")
+        action.add_argument("--function")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,7 +117,14 @@ def _read_payload(args: argparse.Namespace) -> bytes:
     return (args.payload if args.payload is not None else "{}").encode()
 
 
-COMMANDS = {"check": cmd_check, "run": cmd_run, "invoke": cmd_invoke}
+def cmd_dlq(args: argparse.Namespace) -> int:
+    """``dlq list|show|redrive|purge`` straight on the store file (the daemon may be running)."""
+    from bridge import cli_dlq
+
+    return cli_dlq.run(_load(args), args)
+
+
+COMMANDS = {"check": cmd_check, "run": cmd_run, "invoke": cmd_invoke, "dlq": cmd_dlq}
 
 if __name__ == "__main__":
     sys.exit(main())

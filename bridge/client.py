@@ -10,9 +10,11 @@ import aiohttp
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_random_exponential
 
 from bridge.config import Config
-from bridge.errors import DaemonUnavailable, PayloadTooLarge, Throttled, UsageError
+from bridge.deadletters import enqueue_offline
+from bridge.errors import DaemonUnavailable, FunctionNotFound, PayloadTooLarge, Throttled, UsageError
 from bridge.invokers.registry import Functions
 from bridge.model import ASYNC_LIMIT, SYNC_LIMIT, Invocation, InvokeResult
+from bridge.store import connect, store_path
 
 
 async def invoke_command(config: Config, name: str, payload: bytes, kind: str, tail: bool) -> int:
@@ -22,9 +24,9 @@ async def invoke_command(config: Config, name: str, payload: bytes, kind: str, t
         result = await invoke_via_daemon(config, name, payload, kind, tail)
     except DaemonUnavailable:
         if kind == "Event":
-            raise UsageError("Event invocations are queued by the daemon: start `lambda-bridge run` "
-                             "with api.listen set, then invoke again") from None
-        result = await invoke_in_process(config, name, payload, kind, tail)
+            result = queue_offline(config, name, payload)
+        else:
+            result = await invoke_in_process(config, name, payload, kind, tail)
     return _print_result(result, kind)
 
 
@@ -89,6 +91,18 @@ async def invoke_in_process(config: Config, name: str, payload: bytes, kind: str
         return await invoker.invoke(Invocation(payload or b"{}", log_tail=tail), wait=True)
     finally:
         await functions.close()
+
+
+def queue_offline(config: Config, name: str, payload: bytes) -> InvokeResult:
+    """No daemon: put the Event invocation in the durable queue; the daemon delivers it when it starts."""
+    if name not in config.functions:
+        raise FunctionNotFound(name, list(config.functions))
+    conn = connect(store_path(config.state_dir))
+    try:
+        event = enqueue_offline(conn, name, payload or b"{}")
+    finally:
+        conn.close()
+    return InvokeResult(event.request_id, b"")
 
 
 def _print_result(result: InvokeResult, kind: str) -> int:

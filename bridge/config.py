@@ -69,6 +69,37 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
+DESTINATION = re.compile(r"^(dlq|function:[A-Za-z0-9_-]{1,64}|sqs:https?://\S+)$")
+
+
+def _destination(value: str | None) -> str | None:
+    if value is not None and not DESTINATION.match(value):
+        raise ValueError(f"{value!r} is not a destination; expected one of: null, dlq, function:NAME, sqs:QUEUE_URL")
+    return value
+
+
+class AsyncConfig(Strict):
+    """Lambda's EventInvokeConfig for asynchronous invocations (AWS defaults)."""
+
+    maximum_retry_attempts: Annotated[int, Field(ge=0, le=2)] = 2
+    # AWS allows 60-21600; shorter ages are accepted so that tests and local experiments run quickly.
+    maximum_event_age: Annotated[float, Field(ge=1, le=21600)] = 21600
+    retry_delays: list[Annotated[float, Field(ge=0, le=3600)]] = [60.0, 120.0]
+    on_success: str | None = None
+    on_failure: str | None = "dlq"
+
+    @field_validator("on_success", "on_failure")
+    @classmethod
+    def _destinations(cls, value: str | None) -> str | None:
+        return _destination(value)
+
+    @model_validator(mode="after")
+    def _enough_delays(self) -> AsyncConfig:
+        if len(self.retry_delays) < self.maximum_retry_attempts:
+            raise ValueError(f"retry_delays needs {self.maximum_retry_attempts} entries, one per retry")
+        return self
+
+
 class LocalFunctionConfig(Strict):
     """A function whose handler code runs on this machine in warm worker processes."""
 
@@ -82,6 +113,7 @@ class LocalFunctionConfig(Strict):
     )
     idle_timeout: Annotated[float, Field(gt=0, le=86400)] = 600.0
     environment: dict[str, str] = {}
+    async_: AsyncConfig = Field(default_factory=AsyncConfig, alias="async")
 
     @field_validator("handler")
     @classmethod
@@ -140,6 +172,7 @@ class Config(Strict):
     state_dir: Path = Field(default=None, validate_default=True)  # type: ignore[assignment]
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     shutdown_timeout: Annotated[float, Field(ge=0, le=3600)] = 30.0
+    max_queued_events: Annotated[int, Field(ge=1)] = 1_000_000
     api: ApiConfig = ApiConfig()
     functions: dict[str, LocalFunctionConfig] = {}
 
@@ -174,6 +207,16 @@ class Config(Strict):
             if not FUNCTION_NAME.match(name):
                 raise ValueError(f"function name {name!r} must be 1-64 letters, digits, '-' or '_'")
         return value
+
+    @model_validator(mode="after")
+    def _destination_functions(self) -> Config:
+        for name, fn in self.functions.items():
+            for key in ("on_success", "on_failure"):
+                target = getattr(fn.async_, key) or ""
+                if target.startswith("function:") and target[9:] not in self.functions:
+                    raise ValueError(f"functions.{name}.async.{key}: {target!r} names no configured function; "
+                                     f"configured: {', '.join(self.functions)}")
+        return self
 
     def function_arn(self, name: str) -> str:
         """The ARN a function of this config has, as Lambda would name it."""

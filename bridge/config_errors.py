@@ -26,7 +26,8 @@ def describe_errors(err: ValidationError, root: type[BaseModel], lines: dict[Loc
         loc = _data_loc(item["loc"], root)
         line = _nearest_line(loc, lines)
         prefix = f"line {line}: " if line else ""
-        described.append((line or 0, f"{prefix}{format_path(loc)}: {_message(item, loc, root)}"))
+        where = f"{format_path(loc)}: " if loc else ""
+        described.append((line or 0, f"{prefix}{where}{_message(item, loc, root)}"))
     return [text for _, text in sorted(described, key=lambda pair: pair[0])]
 
 
@@ -100,14 +101,22 @@ def _step(tp: Any, part: Any) -> Any:
     """The type found at ``tp[part]``, ``_TAG`` when ``part`` names a union member, or None."""
     for member in _members(tp):
         origin = get_origin(member)
-        if isinstance(member, type) and issubclass(member, BaseModel) and part in member.model_fields:
-            return member.model_fields[part].annotation
+        if isinstance(member, type) and issubclass(member, BaseModel) and (field := _field(member, part)):
+            return field.annotation
         if origin is dict:
             return get_args(member)[1]
         if origin in (list, tuple) and isinstance(part, int):
             return get_args(member)[0]
     if _member_for_tag(tp, part) is not None:
         return _TAG
+    return None
+
+
+def _field(model: type[BaseModel], key: Any) -> Any:
+    """The field named ``key`` in the YAML (its alias if it has one)."""
+    for name, field in model.model_fields.items():
+        if (field.alias or name) == key:
+            return field
     return None
 
 
@@ -140,7 +149,7 @@ def allowed_keys(root: type[BaseModel], loc: Loc) -> list[str]:
     keys: list[str] = []
     for member in _members(_type_at(root, loc)):
         if isinstance(member, type) and issubclass(member, BaseModel):
-            keys += [k for k in member.model_fields if k not in keys]
+            keys += [f.alias or k for k, f in member.model_fields.items() if (f.alias or k) not in keys]
     return keys
 
 

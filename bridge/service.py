@@ -11,9 +11,11 @@ from aiohttp import web
 
 from bridge.api import InvokeApi, serve
 from bridge.config import Config
+from bridge.delivery.dispatcher import Dispatcher
 from bridge.invokers.registry import Functions
 from bridge.log import get_logger
 from bridge.model import Invocation
+from bridge.store import Store, store_path
 from bridge.systemd import Notifier
 
 ShutdownTrigger = Callable[[], Awaitable[object]]
@@ -22,22 +24,18 @@ ShutdownTrigger = Callable[[], Awaitable[object]]
 class Service:
     """The running daemon's parts, reachable for tests and the status endpoint."""
 
-    def __init__(self, config: Config, notifier: Notifier) -> None:
+    def __init__(self, config: Config, notifier: Notifier, store: Store) -> None:
         self.config = config
         self.notifier = notifier
+        self.store = store
         self.functions = Functions(config)
+        self.dispatcher = Dispatcher(store, self.functions, config)
         self.api_url: str | None = None
         self.log = get_logger()
-        self._background: asyncio.TaskGroup | None = None
 
     async def accept_async(self, name: str, invocation: Invocation) -> None:
-        """Take an Event invocation: run it in the background and log the outcome."""
-        assert self._background is not None
-        self._background.create_task(self._run_async(name, invocation))
-
-    async def _run_async(self, name: str, invocation: Invocation) -> None:
-        result = await self.functions.get(name).invoke(invocation, wait=True)
-        self.log.info("delivery.done", function=name, request_id=invocation.request_id, ok=result.ok)
+        """Take an Event invocation: durable in the queue before the caller hears 202."""
+        await self.dispatcher.accept(name, invocation.payload, request_id=invocation.request_id)
 
     def build_app(self) -> web.Application:
         """The HTTP app on ``api.listen``: the Invoke API and friends."""
@@ -62,21 +60,30 @@ async def run(
     on_ready: Callable[[Service], None] | None = None,
 ) -> None:
     """Run the daemon until ``shutdown_trigger`` returns; then stop intake, drain, and close."""
-    service = Service(config, notifier or Notifier())
-    log = service.log
     async with contextlib.AsyncExitStack() as stack:
-        stack.push_async_callback(service.functions.close, config.shutdown_timeout)
+        store = await stack.enter_async_context(Store(store_path(config.state_dir)))
+        service = Service(config, notifier or Notifier(), store)
+        stack.push_async_callback(service.functions.close)
         async with asyncio.TaskGroup() as background:
-            service._background = background
+            delivery = background.create_task(service.dispatcher.run())
             async with service.intake():
                 _announce_ready(service)
                 if on_ready:
                     on_ready(service)
                 await (shutdown_trigger or asyncio.get_running_loop().create_future)()
                 service.notifier.notify("STOPPING=1", "STATUS=stopping: draining in-flight invocations")
-                log.info("service.stopping")
-            log.info("service.intake_stopped")
-    log.info("service.stopped")
+                service.log.info("service.stopping")
+            await _drain(service, delivery)
+    service.log.info("service.stopped")
+
+
+async def _drain(service: Service, delivery: asyncio.Task[None]) -> None:
+    """Let in-flight deliveries finish within shutdown_timeout; what remains stays queued on disk."""
+    service.dispatcher.stop()
+    done, _ = await asyncio.wait({delivery}, timeout=service.config.shutdown_timeout)
+    if not done:
+        service.log.warning("service.drain_timeout", shutdown_timeout=service.config.shutdown_timeout)
+        delivery.cancel()
 
 
 def _announce_ready(service: Service) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -81,10 +82,8 @@ class Daemon:
         for line in proc.stdout:
             with self._cond:
                 self.raw.append(line)
-                try:
+                with contextlib.suppress(ValueError):
                     self.events.append(json.loads(line))
-                except ValueError:
-                    pass
                 self._cond.notify_all()
         with self._cond:
             self._eof = True

@@ -40,7 +40,7 @@ class RuntimeApi:
         # Called before a result is settled so the worker's output pipe is drained first:
         # output written before the response must belong to that invocation.
         self._before_settle = before_settle
-        self._queue: asyncio.Queue[Pending] = asyncio.Queue(maxsize=1)
+        self._queue: asyncio.Queue[Pending | None] = asyncio.Queue()
         self._runner: web.AppRunner | None = None
         self.address = ""
 
@@ -62,6 +62,7 @@ class RuntimeApi:
     async def stop(self) -> None:
         """Close the listener and any long-poll still open."""
         if self._runner is not None:
+            self._queue.put_nowait(None)  # release a long-poll still waiting, so no handler task is left behind
             await self._runner.cleanup()
             self._runner = None
 
@@ -72,6 +73,8 @@ class RuntimeApi:
     async def _next(self, request: web.Request) -> web.Response:
         self.ready.set()
         pending = await self._queue.get()
+        if pending is None:
+            return _runtime_error(410, "Runtime.Stopped", "this execution environment is shutting down")
         self.current = pending
         return web.Response(body=pending.payload, headers=pending.headers, content_type="application/json")
 

@@ -1,0 +1,77 @@
+"""The dead-letter store for the CLI: list, show, redrive and purge, safe while the daemon runs (WAL)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Sequence
+
+from bridge.errors import BridgeError, UsageError
+from bridge.model import new_request_id
+from bridge.store import DeadLetter, QueuedEvent, event_row, insert_events, transaction
+
+COLUMNS = "id, function, time, condition, reason, record"
+
+
+def _entry(row: Sequence[object]) -> DeadLetter:
+    entry_id, function, ts, condition, reason, record = row
+    return DeadLetter(str(entry_id), str(function), float(ts), str(condition), str(reason), json.loads(str(record)))
+
+
+def list_entries(conn: sqlite3.Connection, function: str | None = None) -> list[DeadLetter]:
+    """Entries not yet redriven, oldest first, optionally of one function."""
+    sql = f"SELECT {COLUMNS} FROM dead_letters WHERE redriven_at IS NULL"
+    args: tuple[object, ...] = ()
+    if function:
+        sql, args = sql + " AND function = ?", (function,)
+    return [_entry(row) for row in conn.execute(sql + " ORDER BY time", args)]
+
+
+def get_entry(conn: sqlite3.Connection, entry_id: str) -> DeadLetter:
+    """One entry by id; a clear error when there is none."""
+    row = conn.execute(f"SELECT {COLUMNS} FROM dead_letters WHERE id = ?", (entry_id,)).fetchone()
+    if row is None:
+        raise BridgeError(f"no dead letter with id {entry_id!r}; `lambda-bridge dlq list` shows the ids")
+    return _entry(row)
+
+
+def select(conn: sqlite3.Connection, ids: Sequence[str], all_: bool, function: str | None) -> list[DeadLetter]:
+    """The entries named by ``ids``, or every listed entry with ``--all``."""
+    if all_ == bool(ids):
+        raise UsageError("name entry ids or use --all (not both)")
+    if all_:
+        return list_entries(conn, function)
+    entries = [get_entry(conn, i) for i in ids]
+    return [e for e in entries if function is None or e.function == function]
+
+
+def redrive(conn: sqlite3.Connection, entries: Sequence[DeadLetter]) -> list[QueuedEvent]:
+    """Queue each entry's original event again as a fresh async invocation; mark the entries redriven."""
+    now = time.time()
+    events = []
+    for entry in entries:
+        rid = new_request_id()
+        payload = json.dumps(entry.record.get("requestPayload")).encode()
+        events.append(QueuedEvent(rid, entry.function, payload, rid, now, now))
+    with transaction(conn):
+        insert_events(conn, [event_row(e) for e in events])
+        conn.executemany("UPDATE dead_letters SET redriven_at = ? WHERE id = ?", [(now, e.id) for e in entries])
+    return events
+
+
+def purge(conn: sqlite3.Connection, entries: Sequence[DeadLetter]) -> int:
+    """Delete entries for good."""
+    with transaction(conn):
+        conn.executemany("DELETE FROM dead_letters WHERE id = ?", [(e.id,) for e in entries])
+    return len(entries)
+
+
+def enqueue_offline(conn: sqlite3.Connection, function: str, payload: bytes) -> QueuedEvent:
+    """Queue an async invocation while the daemon is not running; it is delivered when the daemon starts."""
+    now = time.time()
+    rid = new_request_id()
+    event = QueuedEvent(rid, function, payload, rid, now, now)
+    with transaction(conn):
+        insert_events(conn, [event_row(event)])
+    return event

@@ -1,0 +1,243 @@
+"""Lambda's internal async queue, made durable: accept, deliver with retries, settle to a destination."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+
+from bridge.config import AsyncConfig, Config
+from bridge.delivery import policy
+from bridge.delivery.destinations import SqsSender, dlq_attributes
+from bridge.errors import Throttled
+from bridge.events.invocation_record import invocation_record
+from bridge.invokers.registry import Functions, Invoker
+from bridge.log import get_logger
+from bridge.model import Invocation, InvokeResult, new_request_id
+from bridge.store import DeadLetter, QueuedEvent, Store
+
+FETCH = 32  # events read from the store per query for one function
+RESCAN = 2.0  # seconds: how soon rows written by another process (dlq redrive, offline invoke) are seen
+SEND_ATTEMPTS = 5
+
+
+@dataclass(eq=False)
+class Lane:
+    """One function's share of the queue: its invoker, its policy, the ids being handled now."""
+
+    name: str
+    invoker: Invoker
+    cfg: AsyncConfig
+    limit: int
+    slots: asyncio.Semaphore
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    handling: set[str] = field(default_factory=set)
+    buffer: deque[QueuedEvent] = field(default_factory=deque)
+
+
+class Dispatcher:
+    """Accepts async invocations durably and delivers them with Lambda's async semantics."""
+
+    def __init__(self, store: Store, functions: Functions, config: Config, rng: random.Random | None = None) -> None:
+        self.store = store
+        self.functions = functions
+        self.config = config
+        self.rng = rng or random.Random()
+        self.sqs = SqsSender(config.region)
+        self.log = get_logger()
+        self._stopping = asyncio.Event()
+        self._depth = 0
+        self._room = asyncio.Condition()
+        self.lanes = {name: self._lane(name) for name in functions.names()}
+
+    def _lane(self, name: str) -> Lane:
+        cfg = self.config.functions[name]
+        limit = max(1, cfg.reserved_concurrency)
+        return Lane(name, self.functions.get(name), cfg.async_, cfg.reserved_concurrency, asyncio.Semaphore(limit))
+
+    # --- intake -------------------------------------------------------------------------------------
+
+    async def accept(self, function: str, payload: bytes, *, event_id: str | None = None,
+                     request_id: str | None = None) -> QueuedEvent:
+        """Queue one async invocation; returns once it is on disk (so the origin may be acknowledged)."""
+        now = time.time()
+        rid = request_id or new_request_id()
+        event = QueuedEvent(event_id or rid, function, payload, rid, now, now)
+        await self.accept_many([event])
+        return event
+
+    async def accept_many(self, events: list[QueuedEvent]) -> int:
+        """Queue several events in one group commit; duplicates (same id) are ignored."""
+        await self._wait_for_room(len(events))
+        added = await self.store.enqueue(events)
+        self._depth += added
+        for name in {e.function for e in events}:
+            self.lanes[name].wake.set()
+        return added
+
+    async def _wait_for_room(self, count: int) -> None:
+        """Backpressure: past max_queued_events, intake pauses (and says so) until delivery makes room."""
+        cap = self.config.max_queued_events
+        if self._depth + count <= cap:
+            return
+        self.log.warning("queue.full", depth=self._depth, max_queued_events=cap)
+        async with self._room:
+            await self._room.wait_for(lambda: self._depth + count <= cap)
+        self.log.info("queue.resumed", depth=self._depth)
+
+    async def _removed(self, count: int = 1) -> None:
+        self._depth -= count
+        async with self._room:
+            self._room.notify_all()
+
+    # --- delivery -----------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Deliver until ``stop()``; in-flight deliveries finish unless this task is cancelled."""
+        self._depth = (await self.store.depth())[0]
+        try:
+            async with asyncio.TaskGroup() as group:
+                for lane in self.lanes.values():
+                    group.create_task(self._pull(lane, group))
+        finally:
+            await self.sqs.close()
+
+    def stop(self) -> None:
+        """Stop taking events from the queue; what is not in flight stays queued on disk."""
+        self._stopping.set()
+        for lane in self.lanes.values():
+            lane.wake.set()
+
+    async def _pull(self, lane: Lane, group: asyncio.TaskGroup) -> None:
+        while not self._stopping.is_set():
+            await lane.slots.acquire()
+            event = await self._next(lane)
+            if event is None:
+                lane.slots.release()
+                return
+            group.create_task(self._deliver(lane, event))
+
+    async def _next(self, lane: Lane) -> QueuedEvent | None:
+        """The next due event of this lane, waiting for one to become due, to arrive, or for stop."""
+        while not self._stopping.is_set():
+            if lane.buffer:
+                return lane.buffer.popleft()
+            lane.wake.clear()
+            due = await self.store.due(lane.name, time.time(), lane.handling, FETCH)
+            if due:
+                lane.handling.update(e.id for e in due)
+                lane.buffer.extend(due)
+                continue
+            await self._sleep_until_due(lane)
+        return None
+
+    async def _sleep_until_due(self, lane: Lane) -> None:
+        next_at = await self.store.next_due(lane.name, lane.handling)
+        delay = RESCAN if next_at is None else min(RESCAN, max(0.0, next_at - time.time()))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await lane.wake.wait()
+
+    async def _deliver(self, lane: Lane, event: QueuedEvent) -> None:
+        try:
+            event, decision = await self._attempt(lane, event)
+            await self._settle(lane, event, decision)
+        finally:
+            lane.handling.discard(event.id)
+            lane.slots.release()
+
+    async def _attempt(self, lane: Lane, event: QueuedEvent) -> tuple[QueuedEvent, policy.Decision]:
+        now = time.time()
+        expired = policy.check_age(event, now, lane.cfg)
+        if expired is not None:
+            return event, expired
+        if lane.limit == 0:
+            return event, policy.throttled_forever(lane.cfg)
+        try:
+            result = await lane.invoker.invoke(Invocation(event.payload, event.request_id))
+        except Throttled:
+            event = event.after_attempt(event.next_at, throttles=event.throttles + 1)
+            return event, policy.after_throttle(event, time.time(), lane.cfg, self.rng)
+        return self._judge(lane, event, result)
+
+    def _judge(self, lane: Lane, event: QueuedEvent, result: InvokeResult) -> tuple[QueuedEvent, policy.Decision]:
+        response = json.dumps({"statusCode": 200, "functionError": result.function_error,
+                               "payload": result.payload.decode(errors="replace")})
+        event = event.after_attempt(event.next_at, invoke_count=event.invoke_count + 1, last_response=response,
+                                    function_errors=event.function_errors + (not result.ok))
+        if result.ok:
+            return event, policy.after_success(lane.cfg)
+        return event, policy.after_function_error(event, time.time(), lane.cfg)
+
+    # --- outcomes -----------------------------------------------------------------------------------
+
+    async def _settle(self, lane: Lane, event: QueuedEvent, decision: policy.Decision) -> None:
+        log = self.log.bind(function=lane.name, request_id=event.request_id, event_id=event.id,
+                            attempt=event.invoke_count)
+        if isinstance(decision, policy.Retry):
+            await self.store.settle(event.id, reschedule=event.after_attempt(decision.at))
+            log.info("delivery.retrying", reason=decision.reason, in_s=round(decision.at - time.time(), 3))
+            lane.wake.set()
+            return
+        await self._finish(lane, event, decision, log)
+        await self._removed()
+
+    async def _finish(self, lane: Lane, event: QueuedEvent, decision: policy.Finish, log: object) -> None:
+        destination = decision.destination
+        record = self._record(lane, event, decision) if destination else None
+        if destination is None or record is None:
+            await self.store.settle(event.id)
+        elif destination == "dlq":
+            await self.store.settle(event.id, dead_letter=self._dead_letter(lane, event, decision, record))
+        elif destination.startswith("function:"):
+            target = destination.removeprefix("function:")
+            await self.store.settle(event.id, follow_up=[_follow_up(target, record)])
+            self._depth += 1
+            self.lanes[target].wake.set()
+        else:
+            await self._send_sqs(lane, event, decision, record)
+        event_name = "delivery.succeeded" if decision.condition == policy.SUCCESS else "delivery.failed"
+        log.info(event_name, condition=decision.condition, destination=destination,  # type: ignore[attr-defined]
+                 reason=decision.reason)
+
+    def _record(self, lane: Lane, event: QueuedEvent, decision: policy.Finish) -> dict:
+        last = json.loads(event.last_response) if event.last_response else None
+        return invocation_record(
+            request_id=event.request_id, function_arn=self.config.function_arn(lane.name),
+            condition=decision.condition, invoke_count=event.invoke_count, request_payload=event.payload,
+            last_response=last, now=time.time(),
+        )
+
+    def _dead_letter(self, lane: Lane, event: QueuedEvent, decision: policy.Finish, record: dict) -> DeadLetter:
+        return DeadLetter(uuid.uuid4().hex, lane.name, time.time(), decision.condition, decision.reason, record)
+
+    async def _send_sqs(self, lane: Lane, event: QueuedEvent, decision: policy.Finish, record: dict) -> None:
+        """Send the record; if the queue stays unreachable, keep it in the dead-letter store instead."""
+        url = decision.destination.removeprefix("sqs:")  # type: ignore[union-attr]
+        error = (record.get("responsePayload") or {}) if decision.condition != policy.SUCCESS else {}
+        message = error.get("errorMessage") if isinstance(error, dict) else None
+        attributes = dlq_attributes(event.request_id, 200, message)
+        for attempt in range(1, SEND_ATTEMPTS + 1):
+            try:
+                await self.sqs.send(url, record, attributes)
+                await self.store.settle(event.id)
+                return
+            except Exception as err:
+                self.log.warning("destination.send_failed", function=lane.name, destination=url, attempt=attempt,
+                                 error=str(err))
+                await asyncio.sleep(min(30.0, 0.5 * 2**attempt) * self.rng.uniform(0.5, 1.0))
+        reason = f"{decision.reason}; destination sqs:{url} unreachable after {SEND_ATTEMPTS} attempts"
+        entry = self._dead_letter(lane, event, policy.Finish(decision.condition, "dlq", reason), record)
+        await self.store.settle(event.id, dead_letter=entry)
+
+
+def _follow_up(function: str, record: dict) -> QueuedEvent:
+    """The record as a new async event for a ``function:`` destination."""
+    now = time.time()
+    rid = new_request_id()
+    return QueuedEvent(rid, function, json.dumps(record).encode(), rid, now, now)

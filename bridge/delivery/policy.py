@@ -1,0 +1,74 @@
+"""Lambda's async retry policy as pure decisions: retry at a time, or finish with a condition."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from bridge.config import AsyncConfig
+from bridge.store import QueuedEvent
+
+SUCCESS, RETRIES_EXHAUSTED, EVENT_AGE_EXCEEDED = "Success", "RetriesExhausted", "EventAgeExceeded"
+BACKOFF_FIRST, BACKOFF_CAP = 1.0, 300.0  # throttles and system errors: 1 s doubling up to 5 min
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """Try again at ``at`` (epoch seconds), because of ``reason``."""
+
+    at: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """The event has its outcome: ``condition`` and where its record goes (None: nowhere)."""
+
+    condition: str
+    destination: str | None
+    reason: str
+
+
+Decision = Retry | Finish
+
+
+def check_age(event: QueuedEvent, now: float, cfg: AsyncConfig) -> Finish | None:
+    """Before an attempt: an event older than maximum_event_age is dropped to the failure destination."""
+    age = now - event.received_at
+    if age <= cfg.maximum_event_age:
+        return None
+    reason = f"event age {age:.0f} s exceeds maximum_event_age {cfg.maximum_event_age:g} s"
+    return Finish(EVENT_AGE_EXCEEDED, cfg.on_failure, reason)
+
+
+def after_success(cfg: AsyncConfig) -> Finish:
+    """The function returned: the success destination, if any."""
+    return Finish(SUCCESS, cfg.on_success, "the function returned")
+
+
+def after_function_error(event: QueuedEvent, now: float, cfg: AsyncConfig) -> Decision:
+    """``event.function_errors`` already counts this error: retry after the next delay, or give up."""
+    errors = event.function_errors
+    if errors > cfg.maximum_retry_attempts:
+        reason = f"function error after {errors} attempt(s); maximum_retry_attempts is {cfg.maximum_retry_attempts}"
+        return Finish(RETRIES_EXHAUSTED, cfg.on_failure, reason)
+    return _retry_within_age(event, now + cfg.retry_delays[errors - 1], cfg, f"function error {errors}")
+
+
+def after_throttle(event: QueuedEvent, now: float, cfg: AsyncConfig, rng: random.Random) -> Decision:
+    """No capacity or a system error: exponential backoff from 1 s to 5 min, jittered, within the age."""
+    ceiling = min(BACKOFF_CAP, BACKOFF_FIRST * 2 ** max(0, event.throttles - 1))
+    delay = rng.uniform(ceiling / 2, ceiling)
+    return _retry_within_age(event, now + delay, cfg, f"throttled {event.throttles} time(s)")
+
+
+def throttled_forever(cfg: AsyncConfig) -> Finish:
+    """reserved_concurrency 0: Lambda sends the event straight to the failure destination."""
+    return Finish(RETRIES_EXHAUSTED, cfg.on_failure, "reserved_concurrency is 0: the function is throttled")
+
+
+def _retry_within_age(event: QueuedEvent, at: float, cfg: AsyncConfig, reason: str) -> Decision:
+    if at - event.received_at > cfg.maximum_event_age:
+        why = f"{reason}; the next attempt would exceed maximum_event_age {cfg.maximum_event_age:g} s"
+        return Finish(EVENT_AGE_EXCEEDED, cfg.on_failure, why)
+    return Retry(at, reason)

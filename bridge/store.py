@@ -1,0 +1,299 @@
+"""SQLite (WAL) persistence: the durable async queue, dead letters and per-source state, with group commit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from bridge.log import get_logger
+
+T = TypeVar("T")
+Op = Callable[[sqlite3.Connection], Any]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS async_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    function TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    request_id TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    next_at REAL NOT NULL,
+    invoke_count INTEGER NOT NULL DEFAULT 0,
+    function_errors INTEGER NOT NULL DEFAULT 0,
+    throttles INTEGER NOT NULL DEFAULT 0,
+    last_response TEXT
+);
+CREATE INDEX IF NOT EXISTS async_due ON async_events (function, next_at);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id TEXT PRIMARY KEY,
+    function TEXT NOT NULL,
+    time REAL NOT NULL,
+    condition TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    record TEXT NOT NULL,
+    redriven_at REAL
+);
+CREATE TABLE IF NOT EXISTS source_state (
+    source TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (source, key)
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedEvent:
+    """One asynchronous invocation waiting in the queue, with its delivery history."""
+
+    id: str
+    function: str
+    payload: bytes
+    request_id: str
+    received_at: float
+    next_at: float
+    invoke_count: int = 0
+    function_errors: int = 0
+    throttles: int = 0
+    last_response: str | None = None  # JSON: {"statusCode", "functionError", "payload"} of the last attempt
+
+    def after_attempt(self, next_at: float, **changes: Any) -> QueuedEvent:
+        """The same event, rescheduled with updated counters."""
+        return replace(self, next_at=next_at, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An event that ended without success: its AWS invocation record and why."""
+
+    id: str
+    function: str
+    time: float
+    condition: str
+    reason: str
+    record: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        """The entry as ``dlq list --json`` prints it."""
+        return {"id": self.id, "function": self.function, "time": _iso(self.time), "condition": self.condition,
+                "reason": self.reason, "record": self.record}
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open the store file: WAL, fsync on every commit (synchronous=FULL), wait on locks."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    conn.executescript(SCHEMA)
+    return conn
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error) on an autocommit connection."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def store_path(state_dir: Path) -> Path:
+    """Where the store lives inside ``state_dir``."""
+    return state_dir / "bridge.sqlite3"
+
+
+class Store:
+    """The daemon's store: every write goes through one thread and is group-committed with one fsync."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._conn = connect(path)
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="store")
+        self._pending: list[tuple[Op, asyncio.Future[Any]]] = []
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self.log = get_logger()
+        self.commits = 0
+
+    async def __aenter__(self) -> Store:
+        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Flush what is pending, stop the writer, close the file."""
+        if self._writer is not None:
+            await self.call(lambda conn: None)
+            self._writer.cancel()
+            self._writer = None
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._conn.close)
+        self._executor.shutdown()
+
+    async def call(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``op`` in the next group commit; returns once it is durable on disk."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append((op, future))
+        self._wake.set()
+        return await future
+
+    async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._pending = self._pending, []
+            if batch:
+                results = await loop.run_in_executor(self._executor, self._commit_batch, batch)
+                self._resolve(batch, results)
+
+    def _commit_batch(self, batch: list[tuple[Op, asyncio.Future[Any]]]) -> list[Any]:
+        """One transaction for the whole batch; a full disk is retried until space returns."""
+        delay = 0.5
+        while True:
+            try:
+                return self._transaction(batch)
+            except sqlite3.OperationalError as err:
+                if "full" not in str(err) and "disk I/O" not in str(err):
+                    raise
+                self.log.error("store.disk_full", error=str(err), retry_in_s=delay, path=str(self.path))
+                time.sleep(delay)  # in the store thread: everything waiting on the store pauses with it
+                delay = min(delay * 2, 30.0)
+
+    def _transaction(self, batch: list[tuple[Op, asyncio.Future[Any]]]) -> list[Any]:
+        with transaction(self._conn) as conn:
+            results = [_apply(op, conn) for op, _ in batch]
+        self.commits += 1
+        return results
+
+    @staticmethod
+    def _resolve(batch: list[tuple[Op, asyncio.Future[Any]]], results: list[Any]) -> None:
+        for (_, future), result in zip(batch, results, strict=True):
+            if future.done():
+                continue
+            if isinstance(result, _Failed):
+                future.set_exception(result.error)
+            else:
+                future.set_result(result)
+
+    # --- the async queue -------------------------------------------------------------------------
+
+    async def enqueue(self, events: Iterable[QueuedEvent]) -> int:
+        """Insert events (duplicates by id are ignored); returns how many were new."""
+        rows = [event_row(e) for e in events]
+        return await self.call(lambda conn: insert_events(conn, rows))
+
+    async def due(self, function: str, now: float, exclude: Iterable[str], limit: int) -> list[QueuedEvent]:
+        """Events of ``function`` due by ``now``, oldest first, skipping ids already being handled."""
+        skip = list(exclude)
+        sql = (f"SELECT {EVENT_COLUMNS} FROM async_events WHERE function = ? AND next_at <= ?"
+               f" AND id NOT IN ({','.join('?' * len(skip))}) ORDER BY next_at, seq LIMIT ?")
+        rows = await self.call(lambda conn: conn.execute(sql, (function, now, *skip, limit)).fetchall())
+        return [QueuedEvent(*row) for row in rows]
+
+    async def next_due(self, function: str, exclude: Iterable[str]) -> float | None:
+        """When the next event of ``function`` (not already handled) becomes due."""
+        skip = list(exclude)
+        sql = (f"SELECT MIN(next_at) FROM async_events WHERE function = ?"
+               f" AND id NOT IN ({','.join('?' * len(skip))})")
+        return await self.call(lambda conn: conn.execute(sql, (function, *skip)).fetchone()[0])
+
+    async def settle(self, event_id: str, *, reschedule: QueuedEvent | None = None,
+                     dead_letter: DeadLetter | None = None, follow_up: Iterable[QueuedEvent] = ()) -> None:
+        """Atomically: remove (or reschedule) the event, record a dead letter, enqueue follow-up events."""
+        rows = [event_row(e) for e in follow_up]
+
+        def op(conn: sqlite3.Connection) -> None:
+            if reschedule is not None:
+                conn.execute("UPDATE async_events SET next_at=?, invoke_count=?, function_errors=?, throttles=?,"
+                             " last_response=? WHERE id=?", (*_counters(reschedule), event_id))
+            else:
+                conn.execute("DELETE FROM async_events WHERE id=?", (event_id,))
+            if dead_letter is not None:
+                insert_dead_letter(conn, dead_letter)
+            insert_events(conn, rows)
+
+        await self.call(op)
+
+    async def depth(self) -> tuple[int, float | None]:
+        """(events queued, oldest received_at)."""
+        sql = "SELECT COUNT(*), MIN(received_at) FROM async_events"
+        return await self.call(lambda conn: tuple(conn.execute(sql).fetchone()))
+
+    # --- per-source state --------------------------------------------------------------------------
+
+    async def get_state(self, source: str, key: str) -> Any:
+        """A source's saved JSON value, or None."""
+        sql = "SELECT value FROM source_state WHERE source=? AND key=?"
+        row = await self.call(lambda conn: conn.execute(sql, (source, key)).fetchone())
+        return json.loads(row[0]) if row else None
+
+    async def put_state(self, source: str, key: str, value: Any) -> None:
+        """Save a source's JSON value durably."""
+        sql = "INSERT OR REPLACE INTO source_state (source, key, value) VALUES (?, ?, ?)"
+        text = json.dumps(value)
+        await self.call(lambda conn: conn.execute(sql, (source, key, text)))
+
+
+class _Failed:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def _apply(op: Op, conn: sqlite3.Connection) -> Any:
+    """Run one op inside a savepoint so that its failure does not undo the rest of the batch."""
+    conn.execute("SAVEPOINT op")
+    try:
+        result = op(conn)
+    except sqlite3.OperationalError:
+        raise  # disk full and friends: the whole batch is retried
+    except Exception as err:
+        conn.execute("ROLLBACK TO op")
+        conn.execute("RELEASE op")
+        return _Failed(err)
+    conn.execute("RELEASE op")
+    return result
+
+
+EVENT_COLUMNS = ("id, function, payload, request_id, received_at, next_at, invoke_count, function_errors,"
+                 " throttles, last_response")
+
+
+def event_row(e: QueuedEvent) -> tuple[Any, ...]:
+    return (e.id, e.function, e.payload, e.request_id, e.received_at, *_counters(e))
+
+
+def _counters(e: QueuedEvent) -> tuple[Any, ...]:
+    return (e.next_at, e.invoke_count, e.function_errors, e.throttles, e.last_response)
+
+
+def insert_events(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> int:
+    before = conn.total_changes
+    conn.executemany(f"INSERT OR IGNORE INTO async_events ({EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+    return conn.total_changes - before
+
+
+def insert_dead_letter(conn: sqlite3.Connection, entry: DeadLetter) -> None:
+    """Record a dead letter (its id is unique per ending, so a repeat is ignored)."""
+    conn.execute("INSERT OR IGNORE INTO dead_letters (id, function, time, condition, reason, record)"
+                 " VALUES (?, ?, ?, ?, ?, ?)",
+                 (entry.id, entry.function, entry.time, entry.condition, entry.reason, json.dumps(entry.record)))

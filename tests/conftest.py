@@ -1,0 +1,52 @@
+"""Shared fixtures: services the tests start themselves (moto's server over HTTP)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+
+import boto3
+import pytest
+
+from bridge.testing import free_port, wait_until
+
+FAKE_AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture(autouse=True)
+def fake_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never reach real AWS from tests: dummy credentials for every client and daemon."""
+    for key, value in FAKE_AWS.items():
+        monkeypatch.setenv(key, value)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    """moto in server mode, as a subprocess on a free port (its SQS and Lambda speak the real wire protocols)."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _answers(f"{url}/moto-api/"), timeout=30)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture
+def sqs(moto_url: str):
+    """A boto3 SQS client on the moto server."""
+    return boto3.client("sqs", endpoint_url=moto_url, region_name="us-east-1", **{
+        "aws_access_key_id": FAKE_AWS["AWS_ACCESS_KEY_ID"], "aws_secret_access_key": FAKE_AWS["AWS_SECRET_ACCESS_KEY"]})
