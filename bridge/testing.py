@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -63,19 +64,47 @@ class Daemon:
         self.events: list[Event] = []
         self.raw: list[str] = []
         self.proc: subprocess.Popen[str] | None = None
+        self.notifications: list[str] = []
         self._cond = threading.Condition()
         self._eof = False
+        self._notify: socket.socket | None = None
 
     def start(self, timeout: float = 20.0) -> Daemon:
-        """Start and wait for ``service.ready``."""
+        """Start and wait for ``READY=1`` on a test-owned NOTIFY_SOCKET, as systemd would."""
         self.events.clear()
+        self.notifications.clear()
         self._eof = False
+        sock_path = Path(tempfile.mkdtemp(prefix="notify-")) / "notify.sock"
+        self._notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._notify.bind(str(sock_path))
         cmd = [sys.executable, "-m", "bridge.cli", "run", "--config", str(self.config_path)]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     env=self.env, start_new_session=True)
+                                     env={**self.env, "NOTIFY_SOCKET": str(sock_path)}, start_new_session=True)
         threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
-        self.wait_for("service.ready", timeout=timeout)
+        threading.Thread(target=self._listen, args=(self._notify,), daemon=True).start()
+        self.wait_notified("READY=1", timeout=timeout)
         return self
+
+    def _listen(self, sock: socket.socket) -> None:
+        while True:
+            try:
+                data = sock.recv(65536)
+            except OSError:
+                return
+            with self._cond:
+                self.notifications.append(data.decode())
+                self._cond.notify_all()
+
+    def wait_notified(self, line: str, count: int = 1, timeout: float = 20.0) -> list[str]:
+        """Block until ``count`` sd_notify datagrams containing ``line`` arrived."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(found := [n for n in self.notifications if line in n.splitlines()]) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._eof:
+                    raise AssertionError(f"no {count}x {line} (got {self.notifications}):\n{self.tail()}")
+                self._cond.wait(remaining)
+            return found
 
     def _read(self, proc: subprocess.Popen[str]) -> None:
         assert proc.stdout is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -77,7 +78,7 @@ def test_retries_then_dead_letter_then_redrive(tmp_path: Path, setup) -> None:
         seen = records(tmp_path / "failing.jsonl")
         assert len(seen) == 3, "1 + maximum_retry_attempts invocations"
         assert {s["request_id"] for s in seen} == {rid}, "retries keep the request id"
-        gaps = [b["time"] - a["time"] for a, b in zip(seen, seen[1:], strict=False)]
+        gaps = [b["time"] - a["time"] for a, b in itertools.pairwise(seen)]
         assert gaps[0] >= 0.3 and gaps[1] >= 0.6
 
         listed = json.loads(cli(config, "dlq", "list", "--json").stdout)
