@@ -145,11 +145,15 @@ class Dispatcher:
 
     async def _deliver(self, lane: Lane, event: QueuedEvent) -> None:
         try:
-            event, decision = await self._attempt(lane, event)
+            try:
+                event, decision = await self._attempt(lane, event)
+            finally:
+                # The worker is free once the attempt is over: the next invocation need not wait for this
+                # outcome's commit, so settles pile up into one group commit while invocations continue.
+                lane.slots.release()
             await self._settle(lane, event, decision)
         finally:
             lane.handling.discard(event.id)
-            lane.slots.release()
 
     async def _attempt(self, lane: Lane, event: QueuedEvent) -> tuple[QueuedEvent, policy.Decision]:
         now = time.time()

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
 PREFIX = "/2018-06-01/runtime"
 ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
+ACCEPTED_BODY = b'{"status":"OK"}'
+MAX_BODY = 7 * 1024 * 1024  # Lambda's 6 MB response limit, plus room for the error envelope
 
 
 @dataclass(eq=False)
@@ -46,18 +49,25 @@ class RuntimeApi:
 
     async def start(self) -> str:
         """Listen on 127.0.0.1 on a free port; returns ``host:port`` for AWS_LAMBDA_RUNTIME_API."""
-        app = web.Application(client_max_size=7 * 1024 * 1024)
-        app.router.add_get(f"{PREFIX}/invocation/next", self._next)
-        app.router.add_post(f"{PREFIX}/invocation/{{rid}}/response", self._response)
-        app.router.add_post(f"{PREFIX}/invocation/{{rid}}/error", self._error)
-        app.router.add_post(f"{PREFIX}/init/error", self._init_error)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.1)
+        # aiohttp's low-level server: four fixed routes need no router or middleware on this hot path.
+        server = web.Server(self._route, access_log=None, request_factory=_large_request)
+        self._runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=0.1)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0, shutdown_timeout=0.1)
         await site.start()
-        port = self._runner.addresses[0][1]
-        self.address = f"127.0.0.1:{port}"
+        self.address = f"127.0.0.1:{self._runner.addresses[0][1]}"
         return self.address
+
+    async def _route(self, request: web.BaseRequest) -> web.StreamResponse:
+        parts = request.path.removeprefix(PREFIX).split("/")
+        if request.method == "GET" and parts[1:] == ["invocation", "next"]:
+            return await self._next()
+        if request.method == "POST" and len(parts) == 4 and parts[1] == "invocation":
+            if parts[3] in ("response", "error"):
+                return await self._settle(request, parts[2], None if parts[3] == "response" else "Unhandled")
+        if request.method == "POST" and parts[1:] == ["init", "error"]:
+            return await self._init_error(request)
+        return _runtime_error(404, "InvalidRequest", f"no route for {request.method} {request.path}")
 
     async def stop(self) -> None:
         """Close the listener and any long-poll still open."""
@@ -70,7 +80,7 @@ class RuntimeApi:
         """Queue the invocation for the worker's next ``GET invocation/next``."""
         self._queue.put_nowait(pending)
 
-    async def _next(self, request: web.Request) -> web.Response:
+    async def _next(self) -> web.Response:
         self.ready.set()
         pending = await self._queue.get()
         if pending is None:
@@ -78,26 +88,29 @@ class RuntimeApi:
         self.current = pending
         return web.Response(body=pending.payload, headers=pending.headers, content_type="application/json")
 
-    async def _response(self, request: web.Request) -> web.Response:
-        return await self._settle(request, None)
-
-    async def _error(self, request: web.Request) -> web.Response:
-        return await self._settle(request, "Unhandled")
-
-    async def _settle(self, request: web.Request, function_error: str | None) -> web.Response:
+    async def _settle(self, request: web.BaseRequest, rid: str, function_error: str | None) -> web.Response:
         body = await request.read()
         pending = self.current
-        if pending is None or pending.request_id != request.match_info["rid"]:
+        if pending is None or pending.request_id != rid:
             return _runtime_error(400, "InvalidRequestID", "no invocation with that request id is running")
         self.current = None
         self._before_settle()
         pending.settle(body, function_error)
-        return web.json_response({"status": "OK"}, status=202)
+        return _accepted()
 
-    async def _init_error(self, request: web.Request) -> web.Response:
+    async def _init_error(self, request: web.BaseRequest) -> web.Response:
         self.init_error = await request.read()
         self.init_failed.set()
-        return web.json_response({"status": "OK"}, status=202)
+        return _accepted()
+
+
+def _large_request(message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> web.BaseRequest:
+    """Requests that may carry a full 6 MB Lambda response (aiohttp's default cap is 1 MB)."""
+    return web.BaseRequest(message, payload, protocol, writer, task, task.get_loop(), client_max_size=MAX_BODY)
+
+
+def _accepted() -> web.Response:
+    return web.Response(status=202, body=ACCEPTED_BODY, content_type="application/json")
 
 
 def _runtime_error(status: int, error_type: str, message: str) -> web.Response:

@@ -72,6 +72,7 @@ class Worker:
         self.current: Pending | None = None
         self._on_output = on_output
         self._partial = b""
+        self._status_fd: int | None = None
 
     @property
     def alive(self) -> bool:
@@ -136,6 +137,9 @@ class Worker:
         code = self.proc.wait()
         self._drain_output()
         self.exit_reason = _describe_exit(code)
+        if self._status_fd is not None:
+            os.close(self._status_fd)
+            self._status_fd = None
         self.exited.set()
         if self.current is not None:
             message = f"RequestId: {self.current.request_id} Error: Runtime exited with error: {self.exit_reason}"
@@ -167,13 +171,13 @@ class Worker:
         if not self.alive or self.proc is None:
             return 0
         try:
-            with open(f"/proc/{self.proc.pid}/status", "rb") as status:
-                for line in status:
-                    if line.startswith(b"VmHWM:"):
-                        return int(line.split()[1]) // 1024
+            if self._status_fd is None:
+                self._status_fd = os.open(f"/proc/{self.proc.pid}/status", os.O_RDONLY)
+            status = os.pread(self._status_fd, 4096, 0)  # procfs regenerates the file on each read at 0
         except OSError:
             return 0
-        return 0
+        start = status.find(b"VmHWM:")
+        return int(status[start + 6 : status.index(b"kB", start)]) // 1024 if start >= 0 else 0
 
     def kill(self) -> None:
         """SIGKILL the process group (the handler may have started children)."""

@@ -281,3 +281,10 @@ def test_graceful_sigterm_finishes_in_flight_invocation(tmp_path: Path) -> None:
         assert daemon.find("service.stopped")
     finally:
         daemon.kill()
+
+
+def test_large_response_and_event_round_trip(client) -> None:
+    blob = "y" * (5 * 1024 * 1024)
+    response, body = invoke(client, "ok", {"blob": blob})
+    assert "FunctionError" not in response
+    assert body["event"]["blob"] == blob
