@@ -25,7 +25,8 @@ def default_config_path() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
-    parser = argparse.ArgumentParser(prog="lambda-bridge", description=__doc__)
+    parser = argparse.ArgumentParser(prog="lambda-bridge", description="Local origins (directories, queues, "
+                                     "schedules, MQTT) invoke functions with AWS Lambda's events and semantics.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", "-c", default=None, help="config file (default: %(default)s → "
@@ -40,30 +41,35 @@ def build_parser() -> argparse.ArgumentParser:
     inv.add_argument("--invocation-type", choices=INVOCATION_TYPES, default="RequestResponse")
     inv.add_argument("--log-type", choices=("None", "Tail"), default="None",
                      help="Tail: print the last 4 KB of the function's log to stderr")
-    _dlq_parser(sub, common)
+    for module in _command_modules():
+        module.register(sub, common)
     return parser
 
 
-def _dlq_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    dlq = sub.add_parser("dlq", help="inspect, redrive and purge the dead-letter store")
-    actions = dlq.add_subparsers(dest="action", required=True, metavar="ACTION")
-    listing = actions.add_parser("list", parents=[common], help="entries not yet redriven")
-    listing.add_argument("--function")
-    listing.add_argument("--json", action="store_true", help="a JSON array instead of a table")
-    show = actions.add_parser("show", parents=[common], help="one entry's full AWS invocation record")
-    show.add_argument("id")
-    for name, text in (("redrive", "queue the original events again"), ("purge", "delete entries for good")):
-        action = actions.add_parser(name, parents=[common], help=text)
-        action.add_argument("ids", nargs="*", metavar="ID")
-        action.add_argument("--all", action="store_true")
-        action.add_argument("--function")
+# Each feature's commands live in their own module with ``register(subparsers, common_parent)``; the
+# subparsers it adds set ``handler`` (a callable taking the parsed args and returning an exit code).
+COMMAND_MODULES = ("bridge.cli_dlq", "bridge.cli_schedules", "bridge.cli_queue", "bridge.cli_ops")
+
+
+def _command_modules() -> list[object]:
+    import importlib
+
+    modules = []
+    for name in COMMAND_MODULES:
+        try:
+            modules.append(importlib.import_module(name))
+        except ModuleNotFoundError as err:
+            if err.name != name:  # a real import error inside the module must not be hidden
+                raise
+    return modules
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        handler = getattr(args, "handler", None) or COMMANDS[args.command]
+        return handler(args)
     except ConfigError as err:
         print(err.render(), file=sys.stderr)
         return err.exit_code
@@ -72,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         return err.exit_code
     except KeyboardInterrupt:
         return 130
+
+
+def load(args: argparse.Namespace) -> Config:
+    """The config named by ``--config`` (or the default path), validated."""
+    return _load(args)
 
 
 def _load(args: argparse.Namespace) -> Config:
@@ -117,14 +128,7 @@ def _read_payload(args: argparse.Namespace) -> bytes:
     return (args.payload if args.payload is not None else "{}").encode()
 
 
-def cmd_dlq(args: argparse.Namespace) -> int:
-    """``dlq list|show|redrive|purge`` straight on the store file (the daemon may be running)."""
-    from bridge import cli_dlq
-
-    return cli_dlq.run(_load(args), args)
-
-
-COMMANDS = {"check": cmd_check, "run": cmd_run, "invoke": cmd_invoke, "dlq": cmd_dlq}
+COMMANDS = {"check": cmd_check, "run": cmd_run, "invoke": cmd_invoke}
 
 if __name__ == "__main__":
     sys.exit(main())

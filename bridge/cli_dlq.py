@@ -1,4 +1,4 @@
-"""Output of the ``dlq`` commands: a table for people, JSON for scripts."""
+"""The ``dlq`` commands (list, show, redrive, purge) on the store file, safe while the daemon runs."""
 
 from __future__ import annotations
 
@@ -7,13 +7,31 @@ import json
 import sys
 
 from bridge import deadletters
-from bridge.config import Config
 from bridge.store import DeadLetter, connect, store_path
 
 
-def run(config: Config, args: argparse.Namespace) -> int:
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """Add ``dlq list|show|redrive|purge``."""
+    dlq = sub.add_parser("dlq", help="inspect, redrive and purge the dead-letter store")
+    actions = dlq.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", parents=[common], help="entries not yet redriven")
+    listing.add_argument("--function")
+    listing.add_argument("--json", action="store_true", help="a JSON array instead of a table")
+    show = actions.add_parser("show", parents=[common], help="one entry's full AWS invocation record")
+    show.add_argument("id")
+    for name, text in (("redrive", "queue the original events again"), ("purge", "delete entries for good")):
+        action = actions.add_parser(name, parents=[common], help=text)
+        action.add_argument("ids", nargs="*", metavar="ID")
+        action.add_argument("--all", action="store_true")
+        action.add_argument("--function")
+    dlq.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
     """Dispatch one ``dlq`` action; returns the exit code."""
-    conn = connect(store_path(config.state_dir))
+    from bridge.cli import load
+
+    conn = connect(store_path(load(args).state_dir))
     try:
         if args.action == "list":
             return _list(deadletters.list_entries(conn, args.function), args.json)

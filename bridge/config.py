@@ -11,7 +11,9 @@ import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -19,6 +21,7 @@ from pydantic import (
 )
 
 from bridge.config_errors import describe_errors
+from bridge.config_sources import QueueConfig, SourceConfig, check_queues, check_sources
 from bridge.errors import ConfigError
 
 FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -137,12 +140,63 @@ class LocalFunctionConfig(Strict):
             return value
         return {key: _env_value(key, item) for key, item in value.items()}
 
+    @property
+    def concurrency(self) -> int:
+        """Invocations at once: reserved_concurrency."""
+        return self.reserved_concurrency
+
     @model_validator(mode="after")
     def _runtime_files(self) -> LocalFunctionConfig:
         bootstrap = self.code / "bootstrap"
         if self.runtime == "provided" and not os.access(bootstrap, os.X_OK):
             raise ValueError(f"runtime provided needs an executable {str(bootstrap)!r} (chmod +x it)")
         return self
+
+
+ARN = re.compile(r"^arn:aws[a-z-]*:lambda:([a-z0-9-]+):(\d{12}):function:([A-Za-z0-9_-]{1,64})(:[A-Za-z0-9$_-]+)?$")
+
+
+class RemoteFunctionConfig(Strict):
+    """A function that runs elsewhere (AWS Lambda or any Lambda-API endpoint), invoked with aiobotocore."""
+
+    arn: str
+    endpoint_url: str | None = None
+    backend: Literal["aws", "localstack", "sam", "rie"] = "aws"
+    profile: str | None = None
+    max_concurrency: Annotated[int, Field(ge=1, le=1000)] | None = None
+    invocation_type: Literal["Event", "RequestResponse"] = "Event"
+    timeout: Annotated[float, Field(ge=1, le=900)] = 30.0
+    async_: AsyncConfig = Field(default_factory=AsyncConfig, alias="async")
+
+    @field_validator("arn")
+    @classmethod
+    def _arn(cls, value: str) -> str:
+        if not ARN.match(value):
+            raise ValueError(f"{value!r} is not a Lambda function ARN "
+                             "(arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER])")
+        return value
+
+    @property
+    def concurrency(self) -> int:
+        """In-flight invocations toward the endpoint (the RIE serves one at a time)."""
+        return self.max_concurrency or (1 if self.backend == "rie" else 64)
+
+    @property
+    def region(self) -> str:
+        """The region named in the ARN."""
+        return ARN.match(self.arn).group(1)  # type: ignore[union-attr]
+
+
+def _function_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "remote" if "arn" in value else "local"
+    return "remote" if isinstance(value, RemoteFunctionConfig) else "local"
+
+
+FunctionConfig = Annotated[
+    Annotated[LocalFunctionConfig, Tag("local")] | Annotated[RemoteFunctionConfig, Tag("remote")],
+    Discriminator(_function_kind),
+]
 
 
 def _env_value(key: Any, item: Any) -> str:
@@ -174,7 +228,9 @@ class Config(Strict):
     shutdown_timeout: Annotated[float, Field(ge=0, le=3600)] = 30.0
     max_queued_events: Annotated[int, Field(ge=1)] = 1_000_000
     api: ApiConfig = ApiConfig()
-    functions: dict[str, LocalFunctionConfig] = {}
+    functions: dict[str, FunctionConfig] = {}
+    queues: dict[str, QueueConfig] = {}
+    sources: list[SourceConfig] = []
 
     @field_validator("region")
     @classmethod
@@ -208,19 +264,23 @@ class Config(Strict):
                 raise ValueError(f"function name {name!r} must be 1-64 letters, digits, '-' or '_'")
         return value
 
-    @model_validator(mode="after")
-    def _destination_functions(self) -> Config:
+    def function_arn(self, name: str) -> str:
+        """The ARN a function of this config has, as Lambda would name it (a remote one: its own)."""
+        fn = self.functions.get(name)
+        if isinstance(fn, RemoteFunctionConfig):
+            return fn.arn
+        return f"arn:aws:lambda:{self.region}:{self.account_id}:function:{name}"
+
+    def problems(self) -> list[str]:
+        """Rules that span sections: destinations, source targets, queues, overlapping S3 rules."""
+        found = check_queues(self.queues) + check_sources(self.sources, self.functions, self.queues)
         for name, fn in self.functions.items():
             for key in ("on_success", "on_failure"):
                 target = getattr(fn.async_, key) or ""
                 if target.startswith("function:") and target[9:] not in self.functions:
-                    raise ValueError(f"functions.{name}.async.{key}: {target!r} names no configured function; "
-                                     f"configured: {', '.join(self.functions)}")
-        return self
-
-    def function_arn(self, name: str) -> str:
-        """The ARN a function of this config has, as Lambda would name it."""
-        return f"arn:aws:lambda:{self.region}:{self.account_id}:function:{name}"
+                    found.append(f"functions.{name}.async.{key}: {target!r} names no configured function; "
+                                 f"configured: {', '.join(self.functions)}")
+        return found
 
 
 def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = None) -> Config:
@@ -244,9 +304,19 @@ def parse_config(
         raise ConfigError([_at_line(p, path, lines) for path, p in problems], source=source)
     context = {"base_dir": base_dir or Path.cwd()}
     try:
-        return Config.model_validate(data, context=context)
+        config = Config.model_validate(data, context=context)
     except ValidationError as err:
         raise ConfigError(describe_errors(err, Config, lines), source=source) from None
+    problems = config.problems()
+    if problems:
+        raise ConfigError([_at_line(p, _loc_of(p), lines, prefixed=True) for p in problems], source=source)
+    return config
+
+
+def _loc_of(message: str) -> tuple[Any, ...]:
+    """``sources[2].function: ...`` -> ("sources", 2, "function")."""
+    path = message.split(":", 1)[0]
+    return tuple(int(p) if p.isdigit() else p for p in re.findall(r"[^.\[\]]+", path))
 
 
 def _load_yaml(text: str, source: str) -> tuple[dict[str, Any], dict[tuple[Any, ...], int]]:
@@ -304,9 +374,9 @@ def substitute_env(
     return ENV_REF.sub(replace, value)
 
 
-def _at_line(message: str, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> str:
+def _at_line(message: str, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int], prefixed: bool = False) -> str:
     from bridge.config_errors import format_path
 
-    line = lines.get(path)
+    line = next((lines[path[:n]] for n in range(len(path), 0, -1) if path[:n] in lines), None)
     prefix = f"line {line}: " if line else ""
-    return f"{prefix}{format_path(path)}: {message}"
+    return f"{prefix}{message}" if prefixed else f"{prefix}{format_path(path)}: {message}"

@@ -24,6 +24,8 @@ def describe_errors(err: ValidationError, root: type[BaseModel], lines: dict[Loc
     described = []
     for item in err.errors(include_url=False):
         loc = _data_loc(item["loc"], root)
+        if item["type"] == "union_tag_invalid":
+            loc = (*loc, item.get("ctx", {}).get("discriminator", "'type'").strip("'"))
         line = _nearest_line(loc, lines)
         prefix = f"line {line}: " if line else ""
         where = f"{format_path(loc)}: " if loc else ""
@@ -42,6 +44,10 @@ def _message(item: dict[str, Any], loc: Loc, root: type[BaseModel]) -> str:
         return f"{value!r} is below the minimum {ctx.get('ge', ctx.get('gt'))}"
     if kind in ("less_than_equal", "less_than"):
         return f"{value!r} is above the maximum {ctx.get('le', ctx.get('lt'))}"
+    if kind == "union_tag_invalid":
+        return f"unknown {ctx.get('tag')!r}; expected one of: {_tags(ctx.get('expected_tags', ''))}"
+    if kind == "union_tag_not_found":
+        return f"required key {ctx.get('discriminator', 'type')} is missing"
     if kind == "literal_error":
         return f"unknown {value!r}; expected one of: {', '.join(map(str, literal_choices(root, loc)))}"
     if kind == "value_error":
@@ -51,6 +57,10 @@ def _message(item: dict[str, Any], loc: Loc, root: type[BaseModel]) -> str:
     if kind == "string_pattern_mismatch":
         return f"{value!r} does not match the pattern {ctx.get('pattern')}"
     return str(item["msg"])
+
+
+def _tags(expected: str) -> str:
+    return ", ".join(t.strip().strip("'") for t in expected.split(","))
 
 
 def _expected(kind: str) -> str:
@@ -97,6 +107,11 @@ def _members(tp: Any) -> tuple[Any, ...]:
     return (tp,)
 
 
+def _tag_annotation(model: type[BaseModel]) -> str | None:
+    """Function configs are told apart by a callable discriminator: 'local' or 'remote'."""
+    return {"LocalFunctionConfig": "local", "RemoteFunctionConfig": "remote"}.get(model.__name__)
+
+
 def _step(tp: Any, part: Any) -> Any:
     """The type found at ``tp[part]``, ``_TAG`` when ``part`` names a union member, or None."""
     for member in _members(tp):
@@ -123,7 +138,7 @@ def _field(model: type[BaseModel], key: Any) -> Any:
 def _member_for_tag(tp: Any, tag: Any) -> Any:
     for member in _members(tp):
         is_model = isinstance(member, type) and issubclass(member, BaseModel)
-        if is_model and (member.__name__ == tag or tag in _tags_of(member)):
+        if is_model and (tag in (member.__name__, _tag_annotation(member)) or tag in _tags_of(member)):
             return member
     return None
 

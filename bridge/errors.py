@@ -76,3 +76,16 @@ class PayloadTooLarge(BridgeError):
 
 class DaemonUnavailable(BridgeError):
     """The running daemon could not be reached at its api.listen address."""
+
+
+class RemoteUnavailable(BridgeError):
+    """A remote function endpoint throttled (429), failed (5xx) or could not be reached; retried with backoff."""
+
+
+class InvocationRejected(BridgeError):
+    """The endpoint refused the invocation for good (4xx such as ResourceNotFound); not retried."""
+
+    def __init__(self, message: str, status: int = 400, code: str = "") -> None:
+        self.status = status
+        self.code = code
+        super().__init__(message)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 from aiohttp import web
 
@@ -15,6 +16,8 @@ from bridge.delivery.dispatcher import Dispatcher
 from bridge.invokers.registry import Functions
 from bridge.log import get_logger
 from bridge.model import Invocation
+from bridge.sources.base import SourceContext, SourceStats
+from bridge.sources.runner import SourceRunner
 from bridge.store import Store, store_path
 from bridge.systemd import Notifier
 
@@ -31,6 +34,10 @@ class Service:
         self.functions = Functions(config)
         self.dispatcher = Dispatcher(store, self.functions, config)
         self.api_url: str | None = None
+        self.sources: SourceRunner | None = None
+        # Optional features plug in here (see EXTENSIONS): objects sources may use, and HTTP routes.
+        self.extensions: dict[str, Any] = {}
+        self.route_adders: list[Callable[[web.Application], None]] = []
         self.log = get_logger()
 
     async def accept_async(self, name: str, invocation: Invocation) -> None:
@@ -41,17 +48,27 @@ class Service:
         """The HTTP app on ``api.listen``: the Invoke API and friends."""
         app = web.Application(client_max_size=7 * 1024 * 1024)
         InvokeApi(self.functions, self.accept_async).add_routes(app)
+        for add_routes in self.route_adders:
+            add_routes(app)
         return app
+
+    def source_context(self, stats: SourceStats) -> SourceContext:
+        """What a source gets to work with."""
+        return SourceContext(self.config, self.store, self.dispatcher, self.functions, stats,
+                             extensions=self.extensions)
 
     @contextlib.asynccontextmanager
     async def intake(self) -> AsyncIterator[None]:
-        """Everything that brings work in; closing it stops intake and drains in-flight requests."""
-        address = self.config.api.address
-        if address is None:
-            yield
-            return
-        async with serve(self.build_app(), *address, shutdown_timeout=self.config.shutdown_timeout) as url:
-            self.api_url = url
+        """Everything that brings work in: the HTTP API and the sources. Closing it stops intake."""
+        async with contextlib.AsyncExitStack() as stack:
+            address = self.config.api.address
+            if address is not None:
+                app = self.build_app()
+                self.api_url = await stack.enter_async_context(
+                    serve(app, *address, shutdown_timeout=self.config.shutdown_timeout))
+            self.sources = await stack.enter_async_context(SourceRunner(self.source_context))
+            for source in self.config.sources:
+                self.sources.start(source)
             yield
 
 
@@ -64,6 +81,7 @@ async def run(
         store = await stack.enter_async_context(Store(store_path(config.state_dir)))
         service = Service(config, notifier or Notifier(), store)
         stack.push_async_callback(service.functions.close)
+        await setup_extensions(service, stack)
         async with asyncio.TaskGroup() as background:
             delivery = background.create_task(service.dispatcher.run())
             async with service.intake():
@@ -84,6 +102,25 @@ async def _drain(service: Service, delivery: asyncio.Task[None]) -> None:
     if not done:
         service.log.warning("service.drain_timeout", shutdown_timeout=service.config.shutdown_timeout)
         delivery.cancel()
+
+
+# Optional components, each a module with ``async def setup(service, stack) -> None`` that may put objects in
+# ``service.extensions``, append to ``service.route_adders`` and push its cleanup onto ``stack``.
+EXTENSIONS = ("bridge.queues.component",)
+
+
+async def setup_extensions(service: Service, stack: contextlib.AsyncExitStack) -> None:
+    """Set up every optional component that is installed."""
+    import importlib
+
+    for name in EXTENSIONS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name is None or not name.startswith(err.name):  # a real import error inside must surface
+                raise
+            continue
+        await module.setup(service, stack)
 
 
 def _announce_ready(service: Service) -> None:

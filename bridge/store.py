@@ -17,6 +17,7 @@ from bridge.log import get_logger
 
 T = TypeVar("T")
 Op = Callable[[sqlite3.Connection], Any]
+StoreOp = Op
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS async_events (
@@ -197,10 +198,17 @@ class Store:
 
     # --- the async queue -------------------------------------------------------------------------
 
-    async def enqueue(self, events: Iterable[QueuedEvent]) -> int:
-        """Insert events (duplicates by id are ignored); returns how many were new."""
+    async def enqueue(self, events: Iterable[QueuedEvent], also: Op | None = None) -> int:
+        """Insert events (duplicates by id are ignored) and run ``also`` atomically; returns how many were new."""
         rows = [event_row(e) for e in events]
-        return await self.call(lambda conn: insert_events(conn, rows))
+
+        def op(conn: sqlite3.Connection) -> int:
+            added = insert_events(conn, rows)
+            if also is not None:
+                also(conn)
+            return added
+
+        return await self.call(op)
 
     async def due(self, function: str, now: float, exclude: Iterable[str], limit: int) -> list[QueuedEvent]:
         """Events of ``function`` due by ``now``, oldest first, skipping ids already being handled."""

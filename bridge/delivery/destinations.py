@@ -7,8 +7,6 @@ import json
 from typing import Any
 from urllib.parse import urlsplit
 
-from aiobotocore.session import get_session
-
 ERROR_MESSAGE_LIMIT = 1024
 
 
@@ -35,7 +33,7 @@ class SqsSender:
 
     def __init__(self, region: str) -> None:
         self.region = region
-        self._session = get_session()
+        self._session: Any = None
         self._stack = contextlib.AsyncExitStack()
         self._clients: dict[tuple[str, str], Any] = {}
 
@@ -45,6 +43,10 @@ class SqsSender:
         region = queue_region(url, self.region)
         key = (endpoint, region)
         if key not in self._clients:
+            if self._session is None:
+                from aiobotocore.session import get_session  # heavy: imported only when a queue is used
+
+                self._session = get_session()
             creator = self._session.create_client("sqs", region_name=region, endpoint_url=endpoint)
             self._clients[key] = await self._stack.enter_async_context(creator)
         return self._clients[key]

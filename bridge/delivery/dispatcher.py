@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from bridge.config import AsyncConfig, Config
 from bridge.delivery import policy
 from bridge.delivery.destinations import SqsSender, dlq_attributes
-from bridge.errors import Throttled
+from bridge.errors import InvocationRejected, RemoteUnavailable, Throttled
 from bridge.events.invocation_record import invocation_record
 from bridge.invokers.registry import Functions, Invoker
 from bridge.log import get_logger
 from bridge.model import Invocation, InvokeResult, new_request_id
-from bridge.store import DeadLetter, QueuedEvent, Store
+from bridge.store import DeadLetter, QueuedEvent, Store, StoreOp
 
 FETCH = 32  # events read from the store per query for one function
 RESCAN = 2.0  # seconds: how soon rows written by another process (dlq redrive, offline invoke) are seen
@@ -57,24 +57,26 @@ class Dispatcher:
 
     def _lane(self, name: str) -> Lane:
         cfg = self.config.functions[name]
-        limit = max(1, cfg.reserved_concurrency)
-        return Lane(name, self.functions.get(name), cfg.async_, cfg.reserved_concurrency, asyncio.Semaphore(limit))
+        limit = max(1, cfg.concurrency)
+        return Lane(name, self.functions.get(name), cfg.async_, cfg.concurrency, asyncio.Semaphore(limit))
 
     # --- intake -------------------------------------------------------------------------------------
 
     async def accept(self, function: str, payload: bytes, *, event_id: str | None = None,
                      request_id: str | None = None) -> QueuedEvent:
         """Queue one async invocation; returns once it is on disk (so the origin may be acknowledged)."""
-        now = time.time()
-        rid = request_id or new_request_id()
-        event = QueuedEvent(event_id or rid, function, payload, rid, now, now)
+        event = new_event(function, payload, event_id=event_id, request_id=request_id)
         await self.accept_many([event])
         return event
 
-    async def accept_many(self, events: list[QueuedEvent]) -> int:
-        """Queue several events in one group commit; duplicates (same id) are ignored."""
+    async def accept_many(self, events: list[QueuedEvent], *, also: StoreOp | None = None) -> int:
+        """Queue several events in one group commit; duplicates (same id) are ignored.
+
+        ``also`` runs in the same transaction (a source recording what it has handed over, e.g. a
+        schedule's fire or a directory snapshot), so the record and the events are durable together.
+        """
         await self._wait_for_room(len(events))
-        added = await self.store.enqueue(events)
+        added = await self.store.enqueue(events, also=also)
         self._depth += added
         for name in {e.function for e in events}:
             self.lanes[name].wake.set()
@@ -163,10 +165,13 @@ class Dispatcher:
         if lane.limit == 0:
             return event, policy.throttled_forever(lane.cfg)
         try:
-            result = await lane.invoker.invoke(Invocation(event.payload, event.request_id))
-        except Throttled:
+            result = await lane.invoker.handover(Invocation(event.payload, event.request_id))
+        except (Throttled, RemoteUnavailable) as err:
             event = event.after_attempt(event.next_at, throttles=event.throttles + 1)
+            self.log.info("delivery.throttled", function=lane.name, request_id=event.request_id, error=str(err))
             return event, policy.after_throttle(event, time.time(), lane.cfg, self.rng)
+        except InvocationRejected as err:
+            return event, policy.rejected(lane.cfg, err.status, str(err))
         return self._judge(lane, event, result)
 
     def _judge(self, lane: Lane, event: QueuedEvent, result: InvokeResult) -> tuple[QueuedEvent, policy.Decision]:
@@ -240,8 +245,14 @@ class Dispatcher:
         await self.store.settle(event.id, dead_letter=entry)
 
 
+def new_event(function: str, payload: bytes, *, event_id: str | None = None, request_id: str | None = None,
+              not_before: float | None = None) -> QueuedEvent:
+    """A fresh async event; ``event_id`` is the origin's stable id (duplicates by id are dropped)."""
+    now = time.time()
+    rid = request_id or new_request_id()
+    return QueuedEvent(event_id or rid, function, payload, rid, now, max(now, not_before or now))
+
+
 def _follow_up(function: str, record: dict) -> QueuedEvent:
     """The record as a new async event for a ``function:`` destination."""
-    now = time.time()
-    rid = new_request_id()
-    return QueuedEvent(rid, function, json.dumps(record).encode(), rid, now, now)
+    return new_event(function, json.dumps(record).encode())

@@ -67,6 +67,11 @@ def throttled_forever(cfg: AsyncConfig) -> Finish:
     return Finish(RETRIES_EXHAUSTED, cfg.on_failure, "reserved_concurrency is 0: the function is throttled")
 
 
+def rejected(cfg: AsyncConfig, status: int, message: str) -> Finish:
+    """The endpoint refused the event for good (a 4xx): no retry storm, straight to the failure destination."""
+    return Finish(RETRIES_EXHAUSTED, cfg.on_failure, f"rejected by the endpoint ({status}): {message}")
+
+
 def _retry_within_age(event: QueuedEvent, at: float, cfg: AsyncConfig, reason: str) -> Decision:
     if at - event.received_at > cfg.maximum_event_age:
         why = f"{reason}; the next attempt would exceed maximum_event_age {cfg.maximum_event_age:g} s"

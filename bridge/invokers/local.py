@@ -55,6 +55,10 @@ class LocalFunction:
             finally:
                 self._leave()
 
+    async def handover(self, invocation: Invocation) -> InvokeResult:
+        """Deliver one event of the async queue: a local function simply runs it (throttles if busy)."""
+        return await self.invoke(invocation)
+
     def _enter(self) -> None:
         self.in_flight += 1
         self._drained.clear()

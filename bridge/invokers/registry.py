@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-from bridge.config import Config
+from bridge.config import Config, RemoteFunctionConfig
 from bridge.errors import FunctionNotFound
 from bridge.invokers.local import LocalFunction
 from bridge.invokers.worker import FunctionSpec
@@ -16,7 +16,14 @@ class Invoker(Protocol):
     """What every function backend offers the rest of the bridge."""
 
     async def invoke(self, invocation: Invocation, *, wait: bool = False) -> InvokeResult:
-        """Run one invocation synchronously."""
+        """Run one invocation synchronously; Throttled when busy and ``wait`` is False."""
+        ...
+
+    async def handover(self, invocation: Invocation) -> InvokeResult:
+        """Deliver one event from the async queue (a remote Event function hands it to AWS's own queue).
+
+        Raises Throttled / RemoteUnavailable (retried with backoff) or InvocationRejected (final).
+        """
         ...
 
     def has_capacity(self) -> bool:
@@ -28,15 +35,22 @@ class Invoker(Protocol):
         ...
 
 
+def build_invoker(config: Config, name: str) -> Invoker:
+    """A LocalFunction or a RemoteFunction for the function ``name``."""
+    fn = config.functions[name]
+    if isinstance(fn, RemoteFunctionConfig):
+        from bridge.invokers.remote import RemoteFunction
+
+        return RemoteFunction(name, fn)
+    return LocalFunction(FunctionSpec(name, fn, config.region, config.function_arn(name)))
+
+
 class Functions:
     """Name -> invoker for every function in the config."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self._invokers: dict[str, Invoker] = {
-            name: LocalFunction(FunctionSpec(name, fn, config.region, config.function_arn(name)))
-            for name, fn in config.functions.items()
-        }
+        self._invokers: dict[str, Invoker] = {name: build_invoker(config, name) for name in config.functions}
 
     def get(self, name: str) -> Invoker:
         """The invoker for ``name``; raises FunctionNotFound naming the configured ones."""

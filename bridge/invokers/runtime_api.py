@@ -62,9 +62,9 @@ class RuntimeApi:
         parts = request.path.removeprefix(PREFIX).split("/")
         if request.method == "GET" and parts[1:] == ["invocation", "next"]:
             return await self._next()
-        if request.method == "POST" and len(parts) == 4 and parts[1] == "invocation":
-            if parts[3] in ("response", "error"):
-                return await self._settle(request, parts[2], None if parts[3] == "response" else "Unhandled")
+        is_result = len(parts) == 4 and parts[1] == "invocation" and parts[3] in ("response", "error")
+        if request.method == "POST" and is_result:
+            return await self._settle(request, parts[2], None if parts[3] == "response" else "Unhandled")
         if request.method == "POST" and parts[1:] == ["init", "error"]:
             return await self._init_error(request)
         return _runtime_error(404, "InvalidRequest", f"no route for {request.method} {request.path}")

@@ -1,0 +1,58 @@
+"""Runs the configured sources as tasks of one task group; starts and stops them one by one (for reload)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from bridge.log import get_logger
+from bridge.sources.base import SourceContext, SourceStats, build_source
+
+
+class SourceRunner:
+    """The inner task group of the service: a source that raises takes the service down."""
+
+    def __init__(self, make_context: Callable[[SourceStats], SourceContext]) -> None:
+        self._make_context = make_context
+        self._group = asyncio.TaskGroup()
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.configs: dict[str, Any] = {}
+        self.stats: dict[str, SourceStats] = {}
+        self.log = get_logger()
+
+    async def __aenter__(self) -> SourceRunner:
+        await self._group.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> bool | None:
+        for task in self.tasks.values():
+            task.cancel()
+        return await self._group.__aexit__(*exc)
+
+    def start(self, config: Any) -> None:
+        """Build and start the source for ``config``."""
+        stats = SourceStats()
+        source = build_source(config, self._make_context(stats))
+        self.configs[config.name], self.stats[config.name] = config, stats
+        self.tasks[config.name] = self._group.create_task(self._run(source, stats), name=f"source:{config.name}")
+        self.log.info("source.started", source=config.name, type=config.type, function=config.function)
+
+    async def _run(self, source: Any, stats: SourceStats) -> None:
+        try:
+            await source.run()
+        finally:
+            stats.state = "stopped"
+
+    async def stop(self, name: str) -> None:
+        """Cancel one source and wait until it has stopped."""
+        task = self.tasks.pop(name)
+        task.cancel()
+        await asyncio.wait({task})
+        self.configs.pop(name, None)
+        self.stats.pop(name, None)
+        self.log.info("source.stopped", source=name)
+
+    def all_ready(self) -> bool:
+        """True when every source reported it is running."""
+        return all(s.state == "running" for s in self.stats.values())
