@@ -103,7 +103,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = _load(args)
     log.configure(config.log_level)
-    asyncio.run(run_until_signalled(config))
+    asyncio.run(run_until_signalled(config, Path(args.config or default_config_path()).resolve()))
     return 0
 
 

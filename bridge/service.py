@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -15,7 +17,9 @@ from bridge.config import Config
 from bridge.delivery.dispatcher import Dispatcher
 from bridge.invokers.registry import Functions
 from bridge.log import get_logger
+from bridge.metrics import Metrics
 from bridge.model import Invocation
+from bridge.ops_api import OpsApi
 from bridge.sources.base import SourceContext, SourceStats
 from bridge.sources.runner import SourceRunner
 from bridge.store import Store, store_path
@@ -25,16 +29,19 @@ ShutdownTrigger = Callable[[], Awaitable[object]]
 
 
 class Service:
-    """The running daemon's parts, reachable for tests and the status endpoint."""
+    """The running daemon's parts, reachable for tests, the status endpoint and reload."""
 
-    def __init__(self, config: Config, notifier: Notifier, store: Store) -> None:
+    def __init__(self, config: Config, notifier: Notifier, store: Store, config_path: Path | None = None) -> None:
         self.config = config
+        self.config_path = config_path
         self.notifier = notifier
         self.store = store
-        self.functions = Functions(config)
-        self.dispatcher = Dispatcher(store, self.functions, config)
+        self.metrics = Metrics()
+        self.functions = Functions(config, self.metrics)
+        self.dispatcher = Dispatcher(store, self.functions, config, metrics=self.metrics)
         self.api_url: str | None = None
         self.sources: SourceRunner | None = None
+        self.started = time.time()
         # Optional features plug in here (see EXTENSIONS): objects sources may use, and HTTP routes.
         self.extensions: dict[str, Any] = {}
         self.route_adders: list[Callable[[web.Application], None]] = []
@@ -45,9 +52,10 @@ class Service:
         await self.dispatcher.accept(name, invocation.payload, request_id=invocation.request_id)
 
     def build_app(self) -> web.Application:
-        """The HTTP app on ``api.listen``: the Invoke API and friends."""
+        """The HTTP app on ``api.listen``: the Invoke API, operations endpoints, extensions."""
         app = web.Application(client_max_size=7 * 1024 * 1024)
         InvokeApi(self.functions, self.accept_async).add_routes(app)
+        OpsApi(self).add_routes(app)
         for add_routes in self.route_adders:
             add_routes(app)
         return app
@@ -71,28 +79,55 @@ class Service:
                 self.sources.start(source)
             yield
 
+    def status_line(self) -> str:
+        """One line for ``systemctl status``."""
+        running = len(self.sources.tasks) if self.sources else 0
+        where = f" on {self.api_url}" if self.api_url else ""
+        return (f"STATUS=serving {len(self.functions.names())} function(s), {running} source(s){where}; "
+                f"{self.dispatcher.depth} queued")
+
 
 async def run(
     config: Config, *, shutdown_trigger: ShutdownTrigger | None = None, notifier: Notifier | None = None,
-    on_ready: Callable[[Service], None] | None = None,
+    on_ready: Callable[[Service], None] | None = None, config_path: Path | None = None,
+    reload_requests: asyncio.Queue[str] | None = None,
 ) -> None:
-    """Run the daemon until ``shutdown_trigger`` returns; then stop intake, drain, and close."""
+    """Run the daemon until ``shutdown_trigger`` returns; then stop intake, drain, and close.
+
+    ``reload_requests`` receives a reason string whenever the config should be re-read (SIGHUP).
+    """
     async with contextlib.AsyncExitStack() as stack:
         store = await stack.enter_async_context(Store(store_path(config.state_dir)))
-        service = Service(config, notifier or Notifier(), store)
+        service = Service(config, notifier or Notifier(), store, config_path)
         stack.push_async_callback(service.functions.close)
         await setup_extensions(service, stack)
         async with asyncio.TaskGroup() as background:
             delivery = background.create_task(service.dispatcher.run())
             async with service.intake():
                 _announce_ready(service)
+                helpers = _start_helpers(service, background, reload_requests)
                 if on_ready:
                     on_ready(service)
                 await (shutdown_trigger or asyncio.get_running_loop().create_future)()
                 service.notifier.notify("STOPPING=1", "STATUS=stopping: draining in-flight invocations")
                 service.log.info("service.stopping")
+                for task in helpers:
+                    task.cancel()
             await _drain(service, delivery)
     service.log.info("service.stopped")
+
+
+def _start_helpers(service: Service, group: asyncio.TaskGroup,
+                   reload_requests: asyncio.Queue[str] | None) -> list[asyncio.Task[None]]:
+    """Watchdog pings and reload handling, which live as long as intake does."""
+    from bridge.reload import Reloader, watch_config_file, watchdog
+
+    reloader = Reloader(service)
+    reload_requests = reload_requests or asyncio.Queue()
+    tasks = [group.create_task(reloader.serve(reload_requests)), group.create_task(watchdog(service.notifier))]
+    if service.config_path is not None:
+        tasks.append(group.create_task(watch_config_file(service.config_path, reload_requests)))
+    return tasks
 
 
 async def _drain(service: Service, delivery: asyncio.Task[None]) -> None:
@@ -124,28 +159,33 @@ async def setup_extensions(service: Service, stack: contextlib.AsyncExitStack) -
 
 
 def _announce_ready(service: Service) -> None:
-    names = service.functions.names()
-    service.log.info("service.ready", api=service.api_url, functions=names)
-    status = f"STATUS=serving {len(names)} function(s)" + (f" on {service.api_url}" if service.api_url else "")
-    service.notifier.notify("READY=1", status)
+    service.log.info("service.ready", api=service.api_url, functions=service.functions.names(),
+                     sources=[s.name for s in service.config.sources])
+    service.notifier.notify("READY=1", service.status_line())
 
 
-@contextlib.contextmanager
-def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
-    """SIGTERM/SIGINT set ``stop``; handlers are restored on exit."""
+async def run_until_signalled(config: Config, config_path: Path | None = None) -> None:
+    """Run the daemon: SIGTERM/SIGINT stop it gracefully, a second one skips the drain, SIGHUP reloads."""
     loop = asyncio.get_running_loop()
-    signals = (signal.SIGTERM, signal.SIGINT)
-    for sig in signals:
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        yield
-    finally:
-        for sig in signals:
-            loop.remove_signal_handler(sig)
-
-
-async def run_until_signalled(config: Config) -> None:
-    """Run the daemon until SIGTERM or SIGINT."""
     stop = asyncio.Event()
-    with stop_on_signals(stop):
-        await run(config, shutdown_trigger=stop.wait)
+    reloads: asyncio.Queue[str] = asyncio.Queue()
+    main = asyncio.current_task()
+    assert main is not None
+
+    def on_stop() -> None:
+        if stop.is_set():
+            get_logger().warning("service.forced_stop", reason="second signal: in-flight work stays queued")
+            main.cancel()
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_stop)
+    loop.add_signal_handler(signal.SIGHUP, reloads.put_nowait, "SIGHUP")
+    try:
+        await run(config, shutdown_trigger=stop.wait, config_path=config_path, reload_requests=reloads)
+    except asyncio.CancelledError:
+        if not stop.is_set():
+            raise
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)

@@ -18,6 +18,7 @@ from bridge.errors import InvocationRejected, RemoteUnavailable, Throttled
 from bridge.events.invocation_record import invocation_record
 from bridge.invokers.registry import Functions, Invoker
 from bridge.log import get_logger
+from bridge.metrics import Metrics
 from bridge.model import Invocation, InvokeResult, new_request_id
 from bridge.store import DeadLetter, QueuedEvent, Store, StoreOp
 
@@ -38,27 +39,47 @@ class Lane:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     handling: set[str] = field(default_factory=set)
     buffer: deque[QueuedEvent] = field(default_factory=deque)
+    stopped: bool = False
 
 
 class Dispatcher:
     """Accepts async invocations durably and delivers them with Lambda's async semantics."""
 
-    def __init__(self, store: Store, functions: Functions, config: Config, rng: random.Random | None = None) -> None:
+    def __init__(self, store: Store, functions: Functions, config: Config, rng: random.Random | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.store = store
+        self.metrics = metrics
         self.functions = functions
         self.config = config
         self.rng = rng or random.Random()
         self.sqs = SqsSender(config.region)
         self.log = get_logger()
         self._stopping = asyncio.Event()
+        self._group: asyncio.TaskGroup | None = None
         self._depth = 0
         self._room = asyncio.Condition()
         self.lanes = {name: self._lane(name) for name in functions.names()}
 
-    def _lane(self, name: str) -> Lane:
+    def _lane(self, name: str, previous: Lane | None = None) -> Lane:
         cfg = self.config.functions[name]
         limit = max(1, cfg.concurrency)
-        return Lane(name, self.functions.get(name), cfg.async_, cfg.concurrency, asyncio.Semaphore(limit))
+        lane = Lane(name, self.functions.get(name), cfg.async_, cfg.concurrency, asyncio.Semaphore(limit))
+        if previous is not None:  # events the old lane is still handling must not be fetched again
+            lane.handling, lane.buffer = previous.handling, previous.buffer
+        return lane
+
+    def apply(self, config: Config, changed: set[str], removed: set[str]) -> None:
+        """Reload: lanes of removed functions stop pulling; changed/added ones get a fresh lane."""
+        self.config = config
+        for name in changed | removed:
+            old = self.lanes.pop(name, None)
+            if old is not None:
+                old.stopped = True
+                old.wake.set()
+            if name in changed:
+                self.lanes[name] = self._lane(name, old)
+                if self._group is not None:
+                    self._group.create_task(self._pull(self.lanes[name], self._group))
 
     # --- intake -------------------------------------------------------------------------------------
 
@@ -79,7 +100,8 @@ class Dispatcher:
         added = await self.store.enqueue(events, also=also)
         self._depth += added
         for name in {e.function for e in events}:
-            self.lanes[name].wake.set()
+            if name in self.lanes:
+                self.lanes[name].wake.set()
         return added
 
     async def _wait_for_room(self, count: int) -> None:
@@ -99,11 +121,17 @@ class Dispatcher:
 
     # --- delivery -----------------------------------------------------------------------------------
 
+    @property
+    def depth(self) -> int:
+        """Events in the queue (as counted since start)."""
+        return self._depth
+
     async def run(self) -> None:
         """Deliver until ``stop()``; in-flight deliveries finish unless this task is cancelled."""
         self._depth = (await self.store.depth())[0]
         try:
             async with asyncio.TaskGroup() as group:
+                self._group = group
                 for lane in self.lanes.values():
                     group.create_task(self._pull(lane, group))
         finally:
@@ -116,7 +144,7 @@ class Dispatcher:
             lane.wake.set()
 
     async def _pull(self, lane: Lane, group: asyncio.TaskGroup) -> None:
-        while not self._stopping.is_set():
+        while not (self._stopping.is_set() or lane.stopped):
             await lane.slots.acquire()
             event = await self._next(lane)
             if event is None:
@@ -126,7 +154,7 @@ class Dispatcher:
 
     async def _next(self, lane: Lane) -> QueuedEvent | None:
         """The next due event of this lane, waiting for one to become due, to arrive, or for stop."""
-        while not self._stopping.is_set():
+        while not (self._stopping.is_set() or lane.stopped):
             if lane.buffer:
                 return lane.buffer.popleft()
             lane.wake.clear()
@@ -207,9 +235,12 @@ class Dispatcher:
             target = destination.removeprefix("function:")
             await self.store.settle(event.id, follow_up=[_follow_up(target, record)])
             self._depth += 1
-            self.lanes[target].wake.set()
+            if target in self.lanes:
+                self.lanes[target].wake.set()
         else:
             await self._send_sqs(lane, event, decision, record)
+        if self.metrics is not None:
+            self.metrics.async_outcomes.labels(lane.name, decision.condition).inc()
         event_name = "delivery.succeeded" if decision.condition == policy.SUCCESS else "delivery.failed"
         log.info(event_name, condition=decision.condition, destination=destination,  # type: ignore[attr-defined]
                  reason=decision.reason)

@@ -10,6 +10,7 @@ import os
 import time
 
 from bridge.errors import Throttled
+from bridge.function_logs import FunctionLog
 from bridge.invokers.worker import FunctionSpec, Worker, monotonic_ms
 from bridge.log import get_logger
 from bridge.model import Invocation, InvokeResult, error_body
@@ -20,8 +21,9 @@ TAIL_BYTES = 4096
 class LocalFunction:
     """Invokes one function on warm workers: cold start on demand, reaped after ``idle_timeout``."""
 
-    def __init__(self, spec: FunctionSpec) -> None:
+    def __init__(self, spec: FunctionSpec, logfile: FunctionLog | None = None) -> None:
         self.spec = spec
+        self.logfile = logfile
         self.limit = spec.config.reserved_concurrency
         self.in_flight = 0
         self.invocations = 0
@@ -157,11 +159,15 @@ class LocalFunction:
     def _on_output(self, worker: Worker, line: str) -> None:
         rid = worker.current.request_id if worker.current else None
         self.log.info("function.output", request_id=rid, line=line)
+        if self.logfile is not None:
+            self.logfile.write(rid, line)
         if rid in self._transcripts:
             self._transcripts[rid].append(line)
 
     def _line(self, rid: str, text: str, event: str, **extra: object) -> None:
         self.log.info(event, request_id=rid, line=text, **extra)
+        if self.logfile is not None:
+            self.logfile.write(rid, text)
         if rid in self._transcripts:
             self._transcripts[rid].append(text)
 
@@ -190,4 +196,6 @@ class LocalFunction:
         self._idle.clear()
         workers, self._workers = list(self._workers), set()
         await asyncio.gather(*(w.stop() for w in workers), return_exceptions=True)
+        if self.logfile is not None:
+            self.logfile.close()
 

@@ -1,19 +1,27 @@
-"""The configured functions by name: builds one invoker per function and closes them together."""
+"""The configured functions by name: builds one invoker per function, swaps them on reload, closes them."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+import time
+from typing import Any, Protocol
 
 from bridge.config import Config, RemoteFunctionConfig
-from bridge.errors import FunctionNotFound
+from bridge.errors import FunctionNotFound, Throttled
+from bridge.function_logs import FunctionLog, log_path
 from bridge.invokers.local import LocalFunction
 from bridge.invokers.worker import FunctionSpec
+from bridge.metrics import Metrics
 from bridge.model import Invocation, InvokeResult
 
 
 class Invoker(Protocol):
     """What every function backend offers the rest of the bridge."""
+
+    limit: int
+    in_flight: int
+    invocations: int
+    errors: int
 
     async def invoke(self, invocation: Invocation, *, wait: bool = False) -> InvokeResult:
         """Run one invocation synchronously; Throttled when busy and ``wait`` is False."""
@@ -42,15 +50,60 @@ def build_invoker(config: Config, name: str) -> Invoker:
         from bridge.invokers.remote import RemoteFunction
 
         return RemoteFunction(name, fn)
-    return LocalFunction(FunctionSpec(name, fn, config.region, config.function_arn(name)))
+    spec = FunctionSpec(name, fn, config.region, config.function_arn(name))
+    return LocalFunction(spec, FunctionLog(log_path(config.state_dir, name)))
+
+
+class Observed:
+    """An invoker wrapped with metrics: duration and outcome of every call, throttles."""
+
+    def __init__(self, name: str, inner: Invoker, metrics: Metrics) -> None:
+        self.name, self.inner, self.metrics = name, inner, metrics
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self.inner, attribute)
+
+    async def invoke(self, invocation: Invocation, *, wait: bool = False) -> InvokeResult:
+        """Invoke and record the outcome."""
+        return await self._observe(self.inner.invoke(invocation, wait=wait))
+
+    async def handover(self, invocation: Invocation) -> InvokeResult:
+        """Hand over and record the outcome."""
+        return await self._observe(self.inner.handover(invocation))
+
+    async def _observe(self, call: Any) -> InvokeResult:
+        start = time.perf_counter()
+        try:
+            result = await call
+        except Throttled:
+            self.metrics.throttles.labels(self.name).inc()
+            raise
+        self.metrics.observe_invocation(self.name, outcome(result), time.perf_counter() - start)
+        return result
+
+
+def outcome(result: InvokeResult) -> str:
+    """success | timeout | out_of_memory | error."""
+    if result.ok:
+        return "success"
+    return {"Sandbox.Timedout": "timeout", "Runtime.OutOfMemory": "out_of_memory"}.get(
+        result.error_type or "", "error")
 
 
 class Functions:
     """Name -> invoker for every function in the config."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, metrics: Metrics | None = None) -> None:
         self.config = config
-        self._invokers: dict[str, Invoker] = {name: build_invoker(config, name) for name in config.functions}
+        self.metrics = metrics
+        self._invokers: dict[str, Invoker] = {}
+        self._retired: set[asyncio.Task[None]] = set()
+        for name in config.functions:
+            self._invokers[name] = self._build(config, name)
+
+    def _build(self, config: Config, name: str) -> Invoker:
+        invoker = build_invoker(config, name)
+        return Observed(name, invoker, self.metrics) if self.metrics else invoker  # type: ignore[return-value]
 
     def get(self, name: str) -> Invoker:
         """The invoker for ``name``; raises FunctionNotFound naming the configured ones."""
@@ -63,6 +116,22 @@ class Functions:
         """Configured function names."""
         return list(self._invokers)
 
+    def items(self) -> list[tuple[str, Invoker]]:
+        """(name, invoker) pairs, for status and metrics."""
+        return list(self._invokers.items())
+
+    def apply(self, config: Config, changed: set[str], removed: set[str], drain_timeout: float) -> None:
+        """Reload: new invokers take new calls at once; replaced ones finish in-flight calls, then stop."""
+        self.config = config
+        for name in changed | removed:
+            old = self._invokers.pop(name, None)
+            if old is not None:
+                task = asyncio.get_running_loop().create_task(old.close(drain_timeout))
+                self._retired.add(task)
+                task.add_done_callback(self._retired.discard)
+        for name in changed:
+            self._invokers[name] = self._build(config, name)
+
     async def close(self, drain_timeout: float = 0.0) -> None:
-        """Close every invoker concurrently."""
-        await asyncio.gather(*(i.close(drain_timeout) for i in self._invokers.values()))
+        """Close every invoker concurrently (and wait for retired ones)."""
+        await asyncio.gather(*(i.close(drain_timeout) for i in self._invokers.values()), *self._retired)
