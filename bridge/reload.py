@@ -135,15 +135,25 @@ def _digest(path: Path | None) -> str | None:
         return None
 
 
-async def watch_config_file(path: Path, requests: asyncio.Queue[str]) -> None:
-    """Request a reload whenever the config file is written or replaced (editors rename over it)."""
-    from asyncinotify import Inotify, Mask
+class ConfigWatcher:
+    """Requests a reload whenever the config file is written or replaced (editors rename over it).
 
-    with Inotify() as inotify:
-        inotify.add_watch(path.parent, Mask.CLOSE_WRITE | Mask.MOVED_TO | Mask.CREATE)
-        async for event in inotify:
-            if event.name is not None and event.name.name == path.name:
-                requests.put_nowait("file changed")
+    The watch is added on construction, so a change right after READY=1 is not missed.
+    """
+
+    def __init__(self, path: Path, requests: asyncio.Queue[str]) -> None:
+        from asyncinotify import Inotify, Mask
+
+        self.path, self.requests = path, requests
+        self._inotify = Inotify()
+        self._inotify.add_watch(path.parent, Mask.CLOSE_WRITE | Mask.MOVED_TO | Mask.CREATE)
+
+    async def run(self) -> None:
+        """Forward matching events until cancelled."""
+        with self._inotify:
+            async for event in self._inotify:
+                if event.name is not None and event.name.name == self.path.name:
+                    self.requests.put_nowait("file changed")
 
 
 async def watchdog(notifier: Any) -> None:

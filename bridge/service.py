@@ -104,8 +104,8 @@ async def run(
         async with asyncio.TaskGroup() as background:
             delivery = background.create_task(service.dispatcher.run())
             async with service.intake():
-                _announce_ready(service)
                 helpers = _start_helpers(service, background, reload_requests)
+                _announce_ready(service)
                 if on_ready:
                     on_ready(service)
                 await (shutdown_trigger or asyncio.get_running_loop().create_future)()
@@ -120,13 +120,13 @@ async def run(
 def _start_helpers(service: Service, group: asyncio.TaskGroup,
                    reload_requests: asyncio.Queue[str] | None) -> list[asyncio.Task[None]]:
     """Watchdog pings and reload handling, which live as long as intake does."""
-    from bridge.reload import Reloader, watch_config_file, watchdog
+    from bridge.reload import ConfigWatcher, Reloader, watchdog
 
     reloader = Reloader(service)
     reload_requests = reload_requests or asyncio.Queue()
     tasks = [group.create_task(reloader.serve(reload_requests)), group.create_task(watchdog(service.notifier))]
     if service.config_path is not None:
-        tasks.append(group.create_task(watch_config_file(service.config_path, reload_requests)))
+        tasks.append(group.create_task(ConfigWatcher(service.config_path, reload_requests).run()))
     return tasks
 
 

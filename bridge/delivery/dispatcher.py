@@ -159,6 +159,8 @@ class Dispatcher:
                 return lane.buffer.popleft()
             lane.wake.clear()
             due = await self.store.due(lane.name, time.time(), lane.handling, FETCH)
+            # After a reload two lanes of one function may query at once: never take an event twice.
+            due = [e for e in due if e.id not in lane.handling]
             if due:
                 lane.handling.update(e.id for e in due)
                 lane.buffer.extend(due)

@@ -1,0 +1,195 @@
+"""Operations with the daemon as a subprocess: sd_notify, live reload, metrics, status and logs."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import threading
+import urllib.request
+from pathlib import Path
+
+import boto3
+import pytest
+import yaml
+from botocore.config import Config as BotoConfig
+
+from bridge.testing import Daemon, free_port, wait_until, write_config, write_handler
+from tests.integration.test_async_delivery import RECORDER, records
+
+ECHO = """
+    import os
+    def handler(event, context):
+        print("echo", event.get("n"), os.environ.get("VERSION"))
+        return {"n": event.get("n"), "version": os.environ.get("VERSION")}
+"""
+
+
+@pytest.fixture
+def env(tmp_path: Path):
+    port = free_port()
+    echo = write_handler(tmp_path, "echo", ECHO)
+    rec = write_handler(tmp_path, "recorder", RECORDER)
+    config = {
+        "state_dir": str(tmp_path / "state"), "api": {"listen": f"127.0.0.1:{port}"},
+        "functions": {
+            "echo": {"handler": "app.handler", "code": str(echo), "environment": {"VERSION": "1"}},
+            "sink": {"handler": "app.handler", "code": str(rec), "reserved_concurrency": 2,
+                     "environment": {"RECORD_FILE": str(tmp_path / "sink.jsonl")}},
+            "doomed": {"handler": "app.handler", "code": str(echo)},
+        },
+    }
+    path = write_config(tmp_path / "config.yaml", config)
+    client = boto3.client("lambda", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                          config=BotoConfig(retries={"max_attempts": 0}))
+    return path, config, port, client
+
+
+def invoke(client, name: str, event: dict) -> dict:
+    return json.loads(client.invoke(FunctionName=name, Payload=json.dumps(event))["Payload"].read())
+
+
+def cli(config: Path, *args: str, **kwargs) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bridge.cli", *args, "--config", str(config)],
+                          capture_output=True, text=True, check=False, timeout=60, **kwargs)
+
+
+def test_notify_sequence_and_reload_applies_only_the_difference(env) -> None:
+    path, config, _, client = env
+    with Daemon(path) as daemon:
+        assert invoke(client, "echo", {"n": 1}) == {"n": 1, "version": "1"}
+        config["functions"]["echo"]["environment"]["VERSION"] = "2"
+        config["functions"]["added"] = dict(config["functions"]["doomed"])
+        del config["functions"]["doomed"]
+        write_config(path, config)  # the file watcher notices; no signal needed
+        daemon.wait_for("reload.applied")
+        assert invoke(client, "echo", {"n": 2}) == {"n": 2, "version": "2"}
+        assert invoke(client, "added", {"n": 3})["n"] == 3
+        with pytest.raises(client.exceptions.ResourceNotFoundException):
+            invoke(client, "doomed", {})
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_for("reload.applied", count=2)
+        applied = daemon.find("reload.applied")
+        assert applied[0]["functions_changed"] == ["echo"] and applied[0]["functions_added"] == ["added"]
+        assert applied[0]["functions_removed"] == ["doomed"]
+        assert "functions_changed" not in applied[1], "an unchanged file changes nothing"
+        daemon.stop()
+        daemon.wait_notified("STOPPING=1")
+    sequence = [line for n in daemon.notifications for line in n.splitlines()
+                if line in ("READY=1", "RELOADING=1", "STOPPING=1")]
+    assert sequence == ["READY=1", "RELOADING=1", "READY=1", "RELOADING=1", "READY=1", "STOPPING=1"]
+    reloading = next(n for n in daemon.notifications if "RELOADING=1" in n)
+    assert re.search(r"^MONOTONIC_USEC=\d+$", reloading, re.M)
+
+
+def test_invalid_edit_keeps_the_old_config_and_says_why(env) -> None:
+    path, config, _, client = env
+    with Daemon(path) as daemon:
+        good = path.read_text()
+        path.write_text(good.replace("reserved_concurrency: 2", "reserved_concurrency: -4"))
+        [problem] = daemon.wait_for("reload.invalid")
+        assert "functions.sink.reserved_concurrency: -4 is below the minimum 0" in problem["problem"]
+        status = wait_until(lambda: [n for n in daemon.notifications if "reload failed" in n])
+        assert "reserved_concurrency" in status[0]
+        assert invoke(client, "echo", {"n": 5})["n"] == 5
+
+
+def test_reload_while_events_flow_loses_and_duplicates_nothing(env, tmp_path: Path) -> None:
+    path, config, port, client = env
+    with Daemon(path) as daemon:
+        sent: list[int] = []
+        stop = threading.Event()
+
+        def send() -> None:
+            n = 0
+            while not stop.is_set():
+                response = client.invoke(FunctionName="sink", InvocationType="Event", Payload=json.dumps({"n": n}))
+                assert response["StatusCode"] == 202
+                sent.append(n)
+                n += 1
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        for i in range(5):
+            config["functions"]["sink"]["environment"]["ROUND"] = str(i)  # the function changes each time
+            write_config(path, config)
+            daemon.wait_for("reload.applied", count=i + 1)
+        stop.set()
+        sender.join()
+        delivered = wait_until(lambda: (d := [r["event"]["n"] for r in records(tmp_path / "sink.jsonl")])
+                               and set(d) >= set(sent) and d, timeout=60)
+        assert sorted(delivered) == sorted(sent), "every event exactly once across 5 reloads"
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    match = re.search(rf"^{name}\{{{re.escape(wanted)}\}} ([0-9.e+]+)$", text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_metrics_status_and_logs(env) -> None:
+    path, config, port, client = env
+    with Daemon(path) as daemon:
+        follower = subprocess.Popen([sys.executable, "-m", "bridge.cli", "logs", "echo", "--follow", "--config",
+                                     str(path)], stdout=subprocess.PIPE, text=True)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            before = urllib.request.urlopen(f"{url}/metrics").read().decode()
+            for n in range(3):
+                invoke(client, "echo", {"n": n})
+            after = urllib.request.urlopen(f"{url}/metrics").read().decode()
+            labels = {"function": "echo", "outcome": "success"}
+            moved = _metric(after, "lambda_bridge_invocations_total", **labels)
+            assert moved - _metric(before, "lambda_bridge_invocations_total", **labels) == 3
+            assert "lambda_bridge_async_queue_depth 0.0" in after
+            assert urllib.request.urlopen(f"{url}/healthz").status == 200
+            assert urllib.request.urlopen(f"{url}/readyz").status == 200
+
+            status = json.loads(cli(path, "status", "--json").stdout)
+            echo = next(f for f in status["functions"] if f["name"] == "echo")
+            assert echo["invocations"] == 3 and echo["workers"] == 1
+            assert status["queue"]["depth"] == 0 and status["dead_letters"] == 0
+            assert "FUNCTIONS" in cli(path, "status").stdout
+
+            line = wait_until(lambda: _read_until(follower, "echo 2 1"), timeout=20)
+            assert line.split(" ", 2)[2] == "echo 2 1"
+        finally:
+            follower.terminate()
+            follower.wait(10)
+        rid = re.search(r"^\S+ (\S+) echo 1 1$", cli(path, "logs", "echo").stdout, re.M).group(1)
+        only = cli(path, "logs", "echo", "--request-id", rid).stdout.splitlines()
+        assert [line.split(" ", 2)[2] for line in only][0].startswith("START RequestId: " + rid)
+        assert any(line.endswith("echo 1 1") for line in only)
+        assert cli(path, "logs", "echo", "--since", "1h").stdout.count("REPORT RequestId") == 3
+
+
+def _read_until(proc: subprocess.Popen[str], text: str) -> str | None:
+    line = proc.stdout.readline()  # type: ignore[union-attr]
+    return line.rstrip("\n") if line.rstrip("\n").endswith(text) else None
+
+
+def test_status_when_the_daemon_is_down(env) -> None:
+    path, *_ = env
+    result = cli(path, "status")
+    assert result.returncode == 1 and "NOT RUNNING" in result.stdout
+
+
+def test_second_signal_skips_the_drain(env) -> None:
+    path, config, port, client = env
+    slow = write_handler(path.parent, "slow", "import time\ndef handler(e, c):\n    time.sleep(30)\n")
+    config["functions"]["slow"] = {"handler": "app.handler", "code": str(slow), "timeout": 60}
+    write_config(path, config)
+    daemon = Daemon(path).start()
+    try:
+        client.invoke(FunctionName="slow", InvocationType="Event", Payload=b"{}")
+        daemon.wait_for("invoke.start", function="slow")
+        daemon.signal(signal.SIGTERM)
+        daemon.wait_notified("STOPPING=1")
+        daemon.signal(signal.SIGTERM)
+        assert daemon.proc.wait(15) == 0
+        assert daemon.find("service.forced_stop")
+    finally:
+        daemon.kill()
+    assert yaml.safe_load(path.read_text())["functions"]["slow"]
