@@ -208,10 +208,10 @@ def test_crash_mid_call_fails_that_call_and_worker_is_replaced(client, how: str,
 
 
 def test_concurrency_limit_throttles_like_lambda(client, daemon: Daemon) -> None:
-    started = len(daemon.find("invoke.start", function="single"))
+    started = len(daemon.find("function.output", function="single"))
     with ThreadPoolExecutor(1) as pool:
         first = pool.submit(invoke, client, "single", {"seconds": 1.5})
-        daemon.wait_for("invoke.start", count=started + 1, function="single")
+        daemon.wait_for("function.output", count=started + 1, function="single")  # "sleeping 1.5"
         with pytest.raises(client.exceptions.TooManyRequestsException) as err:
             invoke(client, "single", {"seconds": 0})
         assert err.value.response["Error"]["Code"] == "TooManyRequestsException"
@@ -273,7 +273,7 @@ def test_graceful_sigterm_finishes_in_flight_invocation(tmp_path: Path) -> None:
     try:
         with ThreadPoolExecutor(1) as pool:
             pending = pool.submit(invoke, client, "slow", {"seconds": 1})
-            daemon.wait_for("invoke.start", function="slow")
+            daemon.wait_for("function.output", function="slow")
             daemon.signal(signal.SIGTERM)
             daemon.wait_for("service.stopping")
             assert pending.result(timeout=20)[1] == {"slept": 1}

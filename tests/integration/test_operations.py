@@ -178,13 +178,13 @@ def test_status_when_the_daemon_is_down(env) -> None:
 
 def test_second_signal_skips_the_drain(env) -> None:
     path, config, port, client = env
-    slow = write_handler(path.parent, "slow", "import time\ndef handler(e, c):\n    time.sleep(30)\n")
+    slow = write_handler(path.parent, "slow", "import time\ndef handler(e, c):\n    print('busy')\n    time.sleep(30)\n")
     config["functions"]["slow"] = {"handler": "app.handler", "code": str(slow), "timeout": 60}
     write_config(path, config)
     daemon = Daemon(path).start()
     try:
         client.invoke(FunctionName="slow", InvocationType="Event", Payload=b"{}")
-        daemon.wait_for("invoke.start", function="slow")
+        daemon.wait_for("function.output", function="slow")
         daemon.signal(signal.SIGTERM)
         daemon.wait_notified("STOPPING=1")
         daemon.signal(signal.SIGTERM)
