@@ -74,7 +74,8 @@ class Reloader:
         """Handle reload requests until cancelled; bursts (an editor's save) coalesce into one reload."""
         while True:
             reason = await requests.get()
-            await asyncio.sleep(DEBOUNCE)
+            if reason == "file changed":
+                await asyncio.sleep(DEBOUNCE)  # let the editor finish writing; SIGHUP is applied at once
             while not requests.empty():
                 extra = requests.get_nowait()
                 reason = "SIGHUP" if "SIGHUP" in (reason, extra) else reason
