@@ -14,9 +14,9 @@ from pathlib import Path
 import boto3
 from botocore.config import Config as BotoConfig
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bridge.testing import Daemon, free_port, wait_until, write_config, write_handler
 
-from bridge.testing import Daemon, free_port, wait_until, write_config, write_handler  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests package holds the recorder handler
 from tests.integration.test_async_delivery import RECORDER, records  # noqa: E402
 
 SOURCES = 100
