@@ -205,8 +205,10 @@ class Dispatcher:
         return self._judge(lane, event, result)
 
     def _judge(self, lane: Lane, event: QueuedEvent, result: InvokeResult) -> tuple[QueuedEvent, policy.Decision]:
-        response = json.dumps({"statusCode": 200, "functionError": result.function_error,
-                               "payload": result.payload.decode(errors="replace")})
+        response = None
+        if not result.ok or lane.cfg.on_success:  # only a record needs it; skip the work on the common path
+            response = json.dumps({"statusCode": 200, "functionError": result.function_error,
+                                   "payload": result.payload.decode(errors="replace")})
         event = event.after_attempt(event.next_at, invoke_count=event.invoke_count + 1, last_response=response,
                                     function_errors=event.function_errors + (not result.ok))
         if result.ok:
