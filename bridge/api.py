@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.errors import FunctionNotFound, Throttled
+from bridge.errors import FunctionNotFound, InvocationRejected, PayloadTooLarge, RemoteUnavailable, Throttled
 from bridge.invokers.registry import Functions
 from bridge.log import get_logger
 from bridge.model import ASYNC_LIMIT, SYNC_LIMIT, Invocation, InvokeResult, new_request_id
@@ -84,6 +84,13 @@ class InvokeApi:
             return aws_error(429, "TooManyRequestsException", str(err), invocation.request_id, Reason=reason)
         except FunctionNotFound as err:  # removed by a reload while the request was in flight
             return aws_error(404, "ResourceNotFoundException", str(err), invocation.request_id)
+        except InvocationRejected as err:  # a remote function's endpoint refused it: pass its answer on
+            code = err.code or "InvalidRequestContentException"
+            return aws_error(err.status, code, str(err), invocation.request_id)
+        except RemoteUnavailable as err:
+            return aws_error(502, "ServiceException", str(err), invocation.request_id)
+        except PayloadTooLarge as err:
+            return aws_error(413, "RequestTooLargeException", str(err), invocation.request_id)
         return web.Response(body=result.payload, headers=result_headers(result), content_type="application/json")
 
 

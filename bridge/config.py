@@ -164,9 +164,19 @@ class RemoteFunctionConfig(Strict):
     backend: Literal["aws", "localstack", "sam", "rie"] = "aws"
     profile: str | None = None
     max_concurrency: Annotated[int, Field(ge=1, le=1000)] | None = None
+    # Default: Event for aws/localstack; RequestResponse for sam/rie, which answer nothing else.
     invocation_type: Literal["Event", "RequestResponse"] = "Event"
     timeout: Annotated[float, Field(ge=1, le=900)] = 30.0
+    # How long throttles, 5xx and network failures are retried inside one invocation before giving up.
+    retry_timeout: Annotated[float, Field(ge=0, le=3600)] = 10.0
     async_: AsyncConfig = Field(default_factory=AsyncConfig, alias="async")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sync_only_backends(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("backend") in ("sam", "rie") and "invocation_type" not in data:
+            return {**data, "invocation_type": "RequestResponse"}
+        return data
 
     @field_validator("arn")
     @classmethod
@@ -175,6 +185,18 @@ class RemoteFunctionConfig(Strict):
             raise ValueError(f"{value!r} is not a Lambda function ARN "
                              "(arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER])")
         return value
+
+    @model_validator(mode="after")
+    def _event_needs_lambda_queue(self) -> RemoteFunctionConfig:
+        if self.backend in ("sam", "rie") and self.invocation_type == "Event":
+            raise ValueError(f"backend {self.backend} answers only RequestResponse invocations; "
+                             "set invocation_type: RequestResponse (the bridge's own queue then retries)")
+        return self
+
+    @property
+    def function_name(self) -> str:
+        """The function's name inside the ARN."""
+        return ARN.match(self.arn).group(3)  # type: ignore[union-attr]
 
     @property
     def concurrency(self) -> int:

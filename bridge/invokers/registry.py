@@ -43,13 +43,13 @@ class Invoker(Protocol):
         ...
 
 
-def build_invoker(config: Config, name: str) -> Invoker:
-    """A LocalFunction or a RemoteFunction for the function ``name``."""
+def build_invoker(config: Config, name: str, clients: Any = None) -> Invoker:
+    """A LocalFunction or a RemoteFunction (sharing ``clients``: one per endpoint) for ``name``."""
     fn = config.functions[name]
     if isinstance(fn, RemoteFunctionConfig):
         from bridge.invokers.remote import RemoteFunction
 
-        return RemoteFunction(name, fn)
+        return RemoteFunction(name, fn, clients)
     spec = FunctionSpec(name, fn, config.region, config.function_arn(name))
     return LocalFunction(spec, FunctionLog(log_path(config.state_dir, name)))
 
@@ -98,11 +98,16 @@ class Functions:
         self.metrics = metrics
         self._invokers: dict[str, Invoker] = {}
         self._retired: set[asyncio.Task[None]] = set()
+        self._remote_clients: Any = None
         for name in config.functions:
             self._invokers[name] = self._build(config, name)
 
     def _build(self, config: Config, name: str) -> Invoker:
-        invoker = build_invoker(config, name)
+        if isinstance(config.functions[name], RemoteFunctionConfig) and self._remote_clients is None:
+            from bridge.invokers.remote_clients import RemoteClients  # aiobotocore: only when used
+
+            self._remote_clients = RemoteClients()
+        invoker = build_invoker(config, name, self._remote_clients)
         return Observed(name, invoker, self.metrics) if self.metrics else invoker  # type: ignore[return-value]
 
     def get(self, name: str) -> Invoker:
@@ -135,3 +140,5 @@ class Functions:
     async def close(self, drain_timeout: float = 0.0) -> None:
         """Close every invoker concurrently (and wait for retired ones)."""
         await asyncio.gather(*(i.close(drain_timeout) for i in self._invokers.values()), *self._retired)
+        if self._remote_clients is not None:
+            await self._remote_clients.close()
