@@ -129,6 +129,8 @@ class Store:
         self._conn = connect(path)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="store")
         self._pending: list[tuple[Op, asyncio.Future[Any]]] = []
+        self._durable_pending = False
+        self._synchronous = "FULL"
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self.log = get_logger()
@@ -150,10 +152,18 @@ class Store:
         await asyncio.get_running_loop().run_in_executor(self._executor, self._conn.close)
         self._executor.shutdown()
 
-    async def call(self, op: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``op`` in the next group commit; returns once it is durable on disk."""
+    async def call(self, op: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T:
+        """Run ``op`` in the next group commit; returns once it is committed.
+
+        ``durable`` (the default): the commit is fsync'ed before this returns, so it survives power loss.
+        ``durable=False`` is for writes whose loss on power failure only repeats work (a delivered event's
+        delete: it would be delivered again, which at-least-once allows) and for reads; a batch of only
+        such ops commits without an fsync (SQLite WAL with synchronous=NORMAL: still atomic, and durable
+        against a crash of the process).
+        """
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._pending.append((op, future))
+        self._durable_pending = self._durable_pending or durable
         self._wake.set()
         return await future
 
@@ -163,12 +173,17 @@ class Store:
             await self._wake.wait()
             self._wake.clear()
             batch, self._pending = self._pending, []
+            durable, self._durable_pending = self._durable_pending, False
             if batch:
-                results = await loop.run_in_executor(self._executor, self._commit_batch, batch)
+                results = await loop.run_in_executor(self._executor, self._commit_batch, batch, durable)
                 self._resolve(batch, results)
 
-    def _commit_batch(self, batch: list[tuple[Op, asyncio.Future[Any]]]) -> list[Any]:
+    def _commit_batch(self, batch: list[tuple[Op, asyncio.Future[Any]]], durable: bool = True) -> list[Any]:
         """One transaction for the whole batch; a full disk is retried until space returns."""
+        wanted = "FULL" if durable else "NORMAL"
+        if wanted != self._synchronous:  # per connection, between transactions: decides this commit's fsync
+            self._conn.execute(f"PRAGMA synchronous={wanted}")
+            self._synchronous = wanted
         delay = 0.5
         while True:
             try:
@@ -215,7 +230,8 @@ class Store:
         skip = list(exclude)
         sql = (f"SELECT {EVENT_COLUMNS} FROM async_events WHERE function = ? AND next_at <= ?"
                f" AND id NOT IN ({','.join('?' * len(skip))}) ORDER BY next_at, seq LIMIT ?")
-        rows = await self.call(lambda conn: conn.execute(sql, (function, now, *skip, limit)).fetchall())
+        rows = await self.call(lambda conn: conn.execute(sql, (function, now, *skip, limit)).fetchall(),
+                               durable=False)
         return [QueuedEvent(*row) for row in rows]
 
     async def next_due(self, function: str, exclude: Iterable[str]) -> float | None:
@@ -223,7 +239,7 @@ class Store:
         skip = list(exclude)
         sql = (f"SELECT MIN(next_at) FROM async_events WHERE function = ?"
                f" AND id NOT IN ({','.join('?' * len(skip))})")
-        return await self.call(lambda conn: conn.execute(sql, (function, *skip)).fetchone()[0])
+        return await self.call(lambda conn: conn.execute(sql, (function, *skip)).fetchone()[0], durable=False)
 
     async def settle(self, event_id: str, *, reschedule: QueuedEvent | None = None,
                      dead_letter: DeadLetter | None = None, follow_up: Iterable[QueuedEvent] = ()) -> None:
@@ -240,19 +256,19 @@ class Store:
                 insert_dead_letter(conn, dead_letter)
             insert_events(conn, rows)
 
-        await self.call(op)
+        await self.call(op, durable=False)  # lost on power failure = the attempt is repeated
 
     async def depth(self) -> tuple[int, float | None]:
         """(events queued, oldest received_at)."""
         sql = "SELECT COUNT(*), MIN(received_at) FROM async_events"
-        return await self.call(lambda conn: tuple(conn.execute(sql).fetchone()))
+        return await self.call(lambda conn: tuple(conn.execute(sql).fetchone()), durable=False)
 
     # --- per-source state --------------------------------------------------------------------------
 
     async def get_state(self, source: str, key: str) -> Any:
         """A source's saved JSON value, or None."""
         sql = "SELECT value FROM source_state WHERE source=? AND key=?"
-        row = await self.call(lambda conn: conn.execute(sql, (source, key)).fetchone())
+        row = await self.call(lambda conn: conn.execute(sql, (source, key)).fetchone(), durable=False)
         return json.loads(row[0]) if row else None
 
     async def put_state(self, source: str, key: str, value: Any) -> None:
