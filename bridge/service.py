@@ -26,6 +26,7 @@ from bridge.store import Store, store_path
 from bridge.systemd import Notifier
 
 ShutdownTrigger = Callable[[], Awaitable[object]]
+READY_WAIT = 10.0  # seconds READY=1 waits for sources to report running
 
 
 class Service:
@@ -62,8 +63,12 @@ class Service:
 
     def source_context(self, stats: SourceStats) -> SourceContext:
         """What a source gets to work with."""
+        def ready() -> None:
+            if self.sources is not None:
+                self.sources.changed.set()
+
         return SourceContext(self.config, self.store, self.dispatcher, self.functions, stats,
-                             extensions=self.extensions)
+                             on_ready=ready, extensions=self.extensions)
 
     @contextlib.asynccontextmanager
     async def intake(self) -> AsyncIterator[None]:
@@ -105,7 +110,7 @@ async def run(
             delivery = background.create_task(service.dispatcher.run())
             async with service.intake():
                 helpers = _start_helpers(service, background, reload_requests)
-                _announce_ready(service)
+                await _announce_ready(service)
                 if on_ready:
                     on_ready(service)
                 await (shutdown_trigger or asyncio.get_running_loop().create_future)()
@@ -158,10 +163,16 @@ async def setup_extensions(service: Service, stack: contextlib.AsyncExitStack) -
         await module.setup(service, stack)
 
 
-def _announce_ready(service: Service) -> None:
+async def _announce_ready(service: Service) -> None:
+    """READY=1 once every source runs, or after READY_WAIT with the laggards named (a source that cannot
+    reach its origin keeps retrying; it must not keep the whole service from starting)."""
+    runner = service.sources
+    all_running = runner is None or await runner.wait_ready(READY_WAIT)
+    waiting = [] if all_running or runner is None else runner.not_ready()
     service.log.info("service.ready", api=service.api_url, functions=service.functions.names(),
-                     sources=[s.name for s in service.config.sources])
-    service.notifier.notify("READY=1", service.status_line())
+                     sources=[s.name for s in service.config.sources], not_running=waiting)
+    status = service.status_line() + (f"; not yet running: {', '.join(waiting)}" if waiting else "")
+    service.notifier.notify("READY=1", status)
 
 
 async def run_until_signalled(config: Config, config_path: Path | None = None) -> None:

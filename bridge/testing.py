@@ -82,7 +82,11 @@ class Daemon:
                                      env={**self.env, "NOTIFY_SOCKET": str(sock_path)}, start_new_session=True)
         threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
         threading.Thread(target=self._listen, args=(self._notify,), daemon=True).start()
-        self.wait_notified("READY=1", timeout=timeout)
+        try:
+            self.wait_notified("READY=1", timeout=timeout)
+        except BaseException:
+            self.kill()  # never leave a daemon behind when it did not come up
+            raise
         return self
 
     def _listen(self, sock: socket.socket) -> None:

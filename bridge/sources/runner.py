@@ -19,6 +19,7 @@ class SourceRunner:
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.configs: dict[str, Any] = {}
         self.stats: dict[str, SourceStats] = {}
+        self.changed = asyncio.Event()  # set whenever a source reports it is running
         self.log = get_logger()
 
     async def __aenter__(self) -> SourceRunner:
@@ -56,3 +57,18 @@ class SourceRunner:
     def all_ready(self) -> bool:
         """True when every source reported it is running."""
         return all(s.state == "running" for s in self.stats.values())
+
+    def not_ready(self) -> list[str]:
+        """Names of sources that have not reported running yet."""
+        return [name for name, s in self.stats.items() if s.state != "running"]
+
+    async def wait_ready(self, timeout: float) -> bool:
+        """Wait until every source runs, at most ``timeout`` seconds; True when they all do."""
+        try:
+            async with asyncio.timeout(timeout):
+                while not self.all_ready():
+                    self.changed.clear()
+                    await self.changed.wait()
+        except TimeoutError:
+            return False
+        return True
