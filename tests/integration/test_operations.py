@@ -193,3 +193,61 @@ def test_second_signal_skips_the_drain(env) -> None:
     finally:
         daemon.kill()
     assert yaml.safe_load(path.read_text())["functions"]["slow"]
+
+
+def test_reload_adding_changing_removing_sources_while_files_flow(tmp_path: Path) -> None:
+    """Directory sources restart around a stream of files: every file is reported exactly once."""
+    from tests.integration.test_directory_source import KEY_LOGGER
+
+    inbox, other, gone = (tmp_path / d for d in ("inbox", "other", "gone"))
+    for d in (inbox, other, gone):
+        d.mkdir()
+    code = write_handler(tmp_path, "keys", KEY_LOGGER)
+
+    def fn(name: str) -> dict:
+        return {"handler": "app.handler", "code": str(code), "reserved_concurrency": 2,
+                "environment": {"RECORD_FILE": str(tmp_path / f"{name}.txt")}}
+
+    config = {"state_dir": str(tmp_path / "state"), "functions": {"main": fn("main"), "side": fn("side")},
+              "sources": [{"name": "inbox", "type": "directory", "path": str(inbox), "function": "main"},
+                          {"name": "gone", "type": "directory", "path": str(gone), "function": "side"}]}
+    path = write_config(tmp_path / "config.yaml", config)
+    written: list[str] = []
+    stop = threading.Event()
+
+    def writer() -> None:
+        n = 0
+        while not stop.is_set() or n < 50:
+            (inbox / f"f{n:05d}.txt").write_text(str(n))
+            written.append(f"f{n:05d}.txt")
+            n += 1
+            stop.wait(0.005)  # a steady stream, not a burst
+
+    with Daemon(path) as daemon:
+        daemon.wait_for("directory.ready", source="inbox")
+        thread = threading.Thread(target=writer)
+        thread.start()
+        changes = [
+            lambda c: c["sources"].append({"name": "other", "type": "directory", "path": str(other),
+                                           "function": "side"}),                       # added
+            lambda c: c["sources"][0].update({"loop_threshold": 1000}),               # changed
+            lambda c: c.update(sources=[s for s in c["sources"] if s["name"] != "gone"]),  # removed
+            lambda c: c["functions"]["main"]["environment"].update({"ROUND": "4"}),   # its function changed
+        ]
+        for i, change in enumerate(changes):
+            change(config)
+            write_config(path, config)
+            daemon.wait_for("reload.applied", count=i + 1)
+        stop.set()
+        thread.join()
+        applied = daemon.find("reload.applied")
+        assert applied[0]["sources_added"] == ["other"] and applied[1]["sources_changed"] == ["inbox"]
+        assert applied[2]["sources_removed"] == ["gone"] and applied[3]["sources_changed"] == ["inbox"]
+
+        def reported() -> list[str]:
+            text = (tmp_path / "main.txt").read_text() if (tmp_path / "main.txt").exists() else ""
+            return [line.split(" ", 1)[1] for line in text.splitlines() if line.startswith("ObjectCreated")]
+
+        seen = wait_until(lambda: (r := reported()) and set(r) >= set(written) and r, timeout=60)
+        assert sorted(seen) == sorted(written), "each file reported exactly once across 4 reloads"
+        assert len(written) >= 50
