@@ -78,7 +78,8 @@ async def end_to_end(root: Path, n: int) -> dict[str, float]:
 
 
 async def _until_empty(store: Store) -> None:
-    while (await store.depth())[0]:
+    """Poll the queue depth (a benchmark's end condition; the daemon itself never polls)."""
+    while (await store.depth())[0]:  # noqa: ASYNC110
         await asyncio.sleep(0.01)
 
 

@@ -127,7 +127,7 @@ def lambda_local(code: Path, n: int) -> dict[str, float]:
 def idle_rss(root: Path, code: Path) -> float:
     """The daemon's RSS once ready, before any worker exists (MB)."""
     port = free_port()
-    config = {"state_dir": str(root / "state"), "api": {"listen": f"127.0.0.1:{port}"}, 
+    config = {"state_dir": str(root / "state"), "api": {"listen": f"127.0.0.1:{port}"},
               "functions": {"noop": {"handler": "app.handler", "code": str(code)}}}
     with Daemon(write_config(root / "idle.yaml", config), env={"PYTHONWARNINGS": "ignore"}) as daemon:
         return _rss_mb(daemon.proc.pid)
@@ -142,7 +142,7 @@ def _rss_mb(pid: int) -> float:
 
 async def http_bench(root: Path, code: Path, n: int) -> dict[str, float]:
     port = free_port()
-    config = {"state_dir": str(root / "state"), "api": {"listen": f"127.0.0.1:{port}"}, 
+    config = {"state_dir": str(root / "state"), "api": {"listen": f"127.0.0.1:{port}"},
               "functions": {"noop": {"handler": "app.handler", "code": str(code), "reserved_concurrency": 1}}}
     daemon = Daemon(write_config(root / "http.yaml", config)).start()
     try:

@@ -17,7 +17,7 @@ from botocore.config import Config as BotoConfig
 from bridge.testing import Daemon, free_port, wait_until, write_config, write_handler
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests package holds the recorder handler
-from tests.integration.test_async_delivery import RECORDER, records  # noqa: E402
+from tests.integration.test_async_delivery import RECORDER, records
 
 SOURCES = 100
 RELOADS = 20

@@ -73,11 +73,12 @@ class Worker:
         self._on_output = on_output
         self._partial = b""
         self._status_fd: int | None = None
+        self._killed = False
 
     @property
     def alive(self) -> bool:
-        """False once the process has exited or been killed."""
-        return self.proc is not None and not self.exited.is_set()
+        """False once the process has exited or been sent SIGKILL (even before it is reaped)."""
+        return self.proc is not None and not self.exited.is_set() and not self._killed
 
     async def start(self) -> bytes | None:
         """Spawn and wait for init; returns None when ready, else the init error body."""
@@ -168,7 +169,7 @@ class Worker:
 
     def max_rss_mb(self) -> int:
         """Peak resident memory of the process (VmHWM), as Lambda's 'Max Memory Used'."""
-        if not self.alive or self.proc is None:
+        if self.proc is None or self.exited.is_set():
             return 0
         try:
             if self._status_fd is None:
@@ -182,6 +183,7 @@ class Worker:
     def kill(self) -> None:
         """SIGKILL the process group (the handler may have started children)."""
         if self.proc is not None and not self.exited.is_set():
+            self._killed = True  # never handed another invocation, though the exit is noticed only later
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
 

@@ -14,6 +14,7 @@ from botocore.config import Config as BotoConfig
 
 from bridge.testing import Daemon, free_port, wait_until, write_config, write_handler
 
+ARN_PREFIX = "arn:aws:lambda:us-east-1:000000000000:function:"
 RECORDER = """
     import json, os, time
     def handler(event, context):
@@ -89,7 +90,7 @@ def test_retries_then_dead_letter_then_redrive(tmp_path: Path, setup) -> None:
         assert record["version"] == "1.0"
         assert record["requestContext"] == {"requestId": rid, "condition": "RetriesExhausted",
                                             "approximateInvokeCount": 3,
-                                            "functionArn": "arn:aws:lambda:us-east-1:000000000000:function:failing:$LATEST"}
+                                            "functionArn": ARN_PREFIX + "failing:$LATEST"}
         assert record["requestPayload"] == {"n": 1}
         assert record["responseContext"] == {"statusCode": 200, "executedVersion": "$LATEST",
                                              "functionError": "Unhandled"}

@@ -77,7 +77,8 @@ while true; do
   EVENT=$(curl -sS -D "$HEADERS" "$API/invocation/next")
   REQUEST_ID=$(grep -Fi Lambda-Runtime-Aws-Request-Id "$HEADERS" | tr -d '[:space:]' | cut -d: -f2)
   rm -f "$HEADERS"
-  curl -sS -X POST "$API/invocation/$REQUEST_ID/response" -d "{\\"echo\\": $EVENT, \\"runtime\\": \\"bash\\"}" >/dev/null
+  BODY="{\\"echo\\": $EVENT, \\"runtime\\": \\"bash\\"}"
+  curl -sS -X POST "$API/invocation/$REQUEST_ID/response" -d "$BODY" >/dev/null
 done
 """
 

@@ -85,7 +85,7 @@ def test_notify_sequence_and_reload_applies_only_the_difference(env) -> None:
 
 
 def test_invalid_edit_keeps_the_old_config_and_says_why(env) -> None:
-    path, config, _, client = env
+    path, _config, _, client = env
     with Daemon(path) as daemon:
         good = path.read_text()
         path.write_text(good.replace("reserved_concurrency: 2", "reserved_concurrency: -4"))
@@ -97,7 +97,7 @@ def test_invalid_edit_keeps_the_old_config_and_says_why(env) -> None:
 
 
 def test_reload_while_events_flow_loses_and_duplicates_nothing(env, tmp_path: Path) -> None:
-    path, config, port, client = env
+    path, config, _port, client = env
     with Daemon(path) as daemon:
         sent: list[int] = []
         stop = threading.Event()
@@ -130,8 +130,8 @@ def _metric(text: str, name: str, **labels: str) -> float:
 
 
 def test_metrics_status_and_logs(env) -> None:
-    path, config, port, client = env
-    with Daemon(path) as daemon:
+    path, _config, port, client = env
+    with Daemon(path):
         follower = subprocess.Popen([sys.executable, "-m", "bridge.cli", "logs", "echo", "--follow", "--config",
                                      str(path)], stdout=subprocess.PIPE, text=True)
         try:
@@ -160,7 +160,7 @@ def test_metrics_status_and_logs(env) -> None:
             follower.wait(10)
         rid = re.search(r"^\S+ (\S+) echo 1 1$", cli(path, "logs", "echo").stdout, re.M).group(1)
         only = cli(path, "logs", "echo", "--request-id", rid).stdout.splitlines()
-        assert [line.split(" ", 2)[2] for line in only][0].startswith("START RequestId: " + rid)
+        assert next(line.split(" ", 2)[2] for line in only).startswith("START RequestId: " + rid)
         assert any(line.endswith("echo 1 1") for line in only)
         assert cli(path, "logs", "echo", "--since", "1h").stdout.count("REPORT RequestId") == 3
 
@@ -177,8 +177,9 @@ def test_status_when_the_daemon_is_down(env) -> None:
 
 
 def test_second_signal_skips_the_drain(env) -> None:
-    path, config, port, client = env
-    slow = write_handler(path.parent, "slow", "import time\ndef handler(e, c):\n    print('busy')\n    time.sleep(30)\n")
+    path, config, _port, client = env
+    busy = "import time\ndef handler(e, c):\n    print('busy')\n    time.sleep(30)\n"
+    slow = write_handler(path.parent, "slow", busy)
     config["functions"]["slow"] = {"handler": "app.handler", "code": str(slow), "timeout": 60}
     write_config(path, config)
     daemon = Daemon(path).start()
