@@ -11,12 +11,13 @@ from bridge.errors import BridgeError, UsageError
 from bridge.model import new_request_id
 from bridge.store import DeadLetter, QueuedEvent, event_row, insert_events, transaction
 
-COLUMNS = "id, function, time, condition, reason, record"
+COLUMNS = "id, function, time, condition, reason, record, attributes"
 
 
 def _entry(row: Sequence[object]) -> DeadLetter:
-    entry_id, function, ts, condition, reason, record = row
-    return DeadLetter(str(entry_id), str(function), float(ts), str(condition), str(reason), json.loads(str(record)))
+    entry_id, function, ts, condition, reason, record, attributes = row
+    return DeadLetter(str(entry_id), str(function), float(ts), str(condition), str(reason), json.loads(str(record)),
+                      json.loads(str(attributes)) if attributes else None)
 
 
 def list_entries(conn: sqlite3.Connection, function: str | None = None) -> list[DeadLetter]:

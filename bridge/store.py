@@ -66,6 +66,9 @@ class QueuedEvent:
     function_errors: int = 0
     throttles: int = 0
     last_response: str | None = None  # JSON: {"statusCode", "functionError", "payload"} of the last attempt
+    # JSON: an origin's own hand-over retry policy (EventBridge Scheduler's RetryPolicy), or None:
+    # {"max_attempts", "max_age", "rule_arn", "target_arn"}
+    handover: str | None = None
 
     def after_attempt(self, next_at: float, **changes: Any) -> QueuedEvent:
         """The same event, rescheduled with updated counters."""
@@ -82,10 +85,13 @@ class DeadLetter:
     condition: str
     reason: str
     record: dict[str, Any]
+    attributes: dict[str, str] | None = None  # the origin's DLQ message attributes (EventBridge's RULE_ARN, ...)
 
     def to_json(self) -> dict[str, Any]:
         """The entry as ``dlq list --json`` prints it."""
-        return {"id": self.id, "function": self.function, "time": _iso(self.time), "condition": self.condition,
+        extra = {"attributes": self.attributes} if self.attributes else {}
+        return {**extra, "id": self.id, "function": self.function, "time": _iso(self.time),
+                "condition": self.condition,
                 "reason": self.reason, "record": self.record}
 
 
@@ -101,7 +107,19 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA busy_timeout=30000")
     conn.executescript(SCHEMA)
+    _add_columns(conn)
     return conn
+
+
+# Columns added after the first release: (table, column, type). Old store files get them on open.
+ADDED_COLUMNS = (("async_events", "handover", "TEXT"), ("dead_letters", "attributes", "TEXT"))
+
+
+def _add_columns(conn: sqlite3.Connection) -> None:
+    for table, column, kind in ADDED_COLUMNS:
+        existing = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in existing:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
 
 @contextlib.contextmanager
@@ -299,11 +317,11 @@ def _apply(op: Op, conn: sqlite3.Connection) -> Any:
 
 
 EVENT_COLUMNS = ("id, function, payload, request_id, received_at, next_at, invoke_count, function_errors,"
-                 " throttles, last_response")
+                 " throttles, last_response, handover")
 
 
 def event_row(e: QueuedEvent) -> tuple[Any, ...]:
-    return (e.id, e.function, e.payload, e.request_id, e.received_at, *_counters(e))
+    return (e.id, e.function, e.payload, e.request_id, e.received_at, *_counters(e), e.handover)
 
 
 def _counters(e: QueuedEvent) -> tuple[Any, ...]:
@@ -312,12 +330,14 @@ def _counters(e: QueuedEvent) -> tuple[Any, ...]:
 
 def insert_events(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> int:
     before = conn.total_changes
-    conn.executemany(f"INSERT OR IGNORE INTO async_events ({EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+    conn.executemany(f"INSERT OR IGNORE INTO async_events ({EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
     return conn.total_changes - before
 
 
 def insert_dead_letter(conn: sqlite3.Connection, entry: DeadLetter) -> None:
     """Record a dead letter (its id is unique per ending, so a repeat is ignored)."""
-    conn.execute("INSERT OR IGNORE INTO dead_letters (id, function, time, condition, reason, record)"
-                 " VALUES (?, ?, ?, ?, ?, ?)",
-                 (entry.id, entry.function, entry.time, entry.condition, entry.reason, json.dumps(entry.record)))
+    attributes = json.dumps(entry.attributes) if entry.attributes else None
+    conn.execute("INSERT OR IGNORE INTO dead_letters (id, function, time, condition, reason, record, attributes)"
+                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                 (entry.id, entry.function, entry.time, entry.condition, entry.reason, json.dumps(entry.record),
+                  attributes))

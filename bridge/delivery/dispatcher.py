@@ -199,6 +199,10 @@ class Dispatcher:
         except (Throttled, RemoteUnavailable) as err:
             event = event.after_attempt(event.next_at, throttles=event.throttles + 1)
             self.log.info("delivery.throttled", function=lane.name, request_id=event.request_id, error=str(err))
+            if event.handover:
+                handover = json.loads(event.handover)
+                error = f"{type(err).__name__}: {err}"
+                return event, policy.after_handover_failure(event, time.time(), handover, lane.cfg, self.rng, error)
             return event, policy.after_throttle(event, time.time(), lane.cfg, self.rng)
         except InvocationRejected as err:
             return event, policy.rejected(lane.cfg, err.status, str(err))
@@ -258,7 +262,8 @@ class Dispatcher:
         )
 
     def _dead_letter(self, lane: Lane, event: QueuedEvent, decision: policy.Finish, record: dict) -> DeadLetter:
-        return DeadLetter(uuid.uuid4().hex, lane.name, time.time(), decision.condition, decision.reason, record)
+        return DeadLetter(uuid.uuid4().hex, lane.name, time.time(), decision.condition, decision.reason, record,
+                          decision.attributes)
 
     async def _send_sqs(self, lane: Lane, event: QueuedEvent, decision: policy.Finish, record: dict) -> None:
         """Send the record; if the queue stays unreachable, keep it in the dead-letter store instead."""
@@ -266,6 +271,8 @@ class Dispatcher:
         error = (record.get("responsePayload") or {}) if decision.condition != policy.SUCCESS else {}
         message = error.get("errorMessage") if isinstance(error, dict) else None
         attributes = dlq_attributes(event.request_id, 200, message)
+        if decision.attributes:  # the origin's own DLQ attributes (EventBridge) instead of Lambda's
+            attributes = {k: {"DataType": "String", "StringValue": v} for k, v in decision.attributes.items()}
         for attempt in range(1, SEND_ATTEMPTS + 1):
             try:
                 await self.sqs.send(url, record, attributes)
@@ -276,16 +283,21 @@ class Dispatcher:
                                  error=str(err))
                 await asyncio.sleep(min(30.0, 0.5 * 2**attempt) * self.rng.uniform(0.5, 1.0))
         reason = f"{decision.reason}; destination sqs:{url} unreachable after {SEND_ATTEMPTS} attempts"
-        entry = self._dead_letter(lane, event, policy.Finish(decision.condition, "dlq", reason), record)
+        kept = policy.Finish(decision.condition, "dlq", reason, decision.attributes)
+        entry = self._dead_letter(lane, event, kept, record)
         await self.store.settle(event.id, dead_letter=entry)
 
 
 def new_event(function: str, payload: bytes, *, event_id: str | None = None, request_id: str | None = None,
-              not_before: float | None = None) -> QueuedEvent:
-    """A fresh async event; ``event_id`` is the origin's stable id (duplicates by id are dropped)."""
+              not_before: float | None = None, handover: dict | None = None) -> QueuedEvent:
+    """A fresh async event; ``event_id`` is the origin's stable id (duplicates by id are dropped).
+
+    ``handover``: the origin's own retry policy for throttles and endpoint errors (see policy.py).
+    """
     now = time.time()
     rid = request_id or new_request_id()
-    return QueuedEvent(event_id or rid, function, payload, rid, now, max(now, not_before or now))
+    return QueuedEvent(event_id or rid, function, payload, rid, now, max(now, not_before or now),
+                       handover=json.dumps(handover) if handover else None)
 
 
 def _follow_up(function: str, record: dict) -> QueuedEvent:

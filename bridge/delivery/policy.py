@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Any
 
 from bridge.config import AsyncConfig
 from bridge.store import QueuedEvent
@@ -27,6 +28,7 @@ class Finish:
     condition: str
     destination: str | None
     reason: str
+    attributes: dict[str, str] | None = None  # the origin's DLQ message attributes, when it defines them
 
 
 Decision = Retry | Finish
@@ -60,6 +62,30 @@ def after_throttle(event: QueuedEvent, now: float, cfg: AsyncConfig, rng: random
     ceiling = min(BACKOFF_CAP, BACKOFF_FIRST * 2 ** max(0, event.throttles - 1))
     delay = rng.uniform(ceiling / 2, ceiling)
     return _retry_within_age(event, now + delay, cfg, f"throttled {event.throttles} time(s)")
+
+
+def after_handover_failure(event: QueuedEvent, now: float, handover: dict[str, Any], cfg: AsyncConfig,
+                           rng: random.Random, error: str) -> Decision:
+    """An origin's own hand-over policy (EventBridge Scheduler's RetryPolicy) for throttles and endpoint errors.
+
+    ``event.throttles`` already counts this failure. Past ``max_attempts`` retries or ``max_age`` seconds the
+    event ends with EventBridge's DLQ attributes; otherwise the usual backoff applies.
+    """
+    retries = event.throttles - 1
+    if retries >= handover["max_attempts"]:
+        return _handed_over_no_more(RETRIES_EXHAUSTED, "MaximumRetryAttempts", retries, handover, cfg, error)
+    if now - event.received_at > handover["max_age"]:
+        return _handed_over_no_more(EVENT_AGE_EXCEEDED, "MaximumEventAgeInSeconds", retries, handover, cfg, error)
+    return after_throttle(event, now, cfg, rng)
+
+
+def _handed_over_no_more(condition: str, exhausted: str, retries: int, handover: dict[str, Any],
+                         cfg: AsyncConfig, error: str) -> Finish:
+    attributes = {"RULE_ARN": handover["rule_arn"], "TARGET_ARN": handover["target_arn"],
+                  "ERROR_CODE": error.split(":", 1)[0][:64] or "Throttled", "ERROR_MESSAGE": error[:1024],
+                  "EXHAUSTED_RETRY_CONDITION": exhausted, "RETRY_ATTEMPTS": str(retries)}
+    reason = f"could not hand the event over after {retries} retries ({exhausted}): {error}"
+    return Finish(condition, cfg.on_failure, reason, attributes)
 
 
 def throttled_forever(cfg: AsyncConfig) -> Finish:

@@ -13,7 +13,7 @@ from typing import Any
 from bridge.config import Config
 from bridge.config_sources import ScheduleSourceConfig
 from bridge.delivery.dispatcher import new_event
-from bridge.events.eventbridge import rule_event, schedule_arn, scheduler_event, scheduler_input
+from bridge.events.eventbridge import rule_arn, rule_event, schedule_arn, scheduler_event, scheduler_input
 from bridge.schedules import RateExpression, Schedule, parse_schedule
 from bridge.store import QueuedEvent, StoreOp
 
@@ -76,12 +76,26 @@ def queued_fire(cfg: ScheduleSourceConfig, config: Config, scheduled: datetime, 
     """
     event_id = event_id or fire_id(cfg.name, scheduled)
     payload = json.dumps(build_event(cfg, config, scheduled, event_id)).encode()
-    event = new_event(cfg.function, payload, event_id=event_id)
+    event = new_event(cfg.function, payload, event_id=event_id, handover=handover_policy(cfg, config))
     if cfg.flexible_time_window == 0:
         return event
     delay = (rng or random.Random()).uniform(0, cfg.flexible_time_window * 60)
     landing = max(now, scheduled + timedelta(seconds=delay)).timestamp()
     return replace(event, received_at=landing, next_at=landing)
+
+
+def source_arn(cfg: ScheduleSourceConfig, config: Config) -> str:
+    """The rule's or the schedule's ARN, as the DLQ attribute RULE_ARN names it."""
+    where = {"region": config.region, "account": config.account_id}
+    if cfg.style == "scheduler":
+        return schedule_arn(schedule_name=cfg.name, **where)
+    return rule_arn(rule_name=cfg.name, **where)
+
+
+def handover_policy(cfg: ScheduleSourceConfig, config: Config) -> dict[str, object]:
+    """Scheduler's RetryPolicy, applied by the dispatcher when the target throttles or cannot be reached."""
+    return {"max_attempts": cfg.retry_policy.maximum_retry_attempts, "max_age": cfg.retry_policy.maximum_event_age,
+            "rule_arn": source_arn(cfg, config), "target_arn": config.function_arn(cfg.function)}
 
 
 def record_fires(source: str, events: list[tuple[datetime, str]], fired_at: float) -> StoreOp:

@@ -145,3 +145,30 @@ def test_disabled_schedule_never_fires_and_lists_no_times(tmp_path: Path) -> Non
         wait_until(lambda: time.time() > due + 1.5, timeout=30)
     assert seen(tmp_path) == []
     assert cli(config, "fire", "nope").returncode == 2
+
+
+def test_retry_policy_ends_in_the_dead_letter_store_with_eventbridge_attributes(tmp_path: Path) -> None:
+    """A target that cannot take the event: Scheduler's RetryPolicy bounds the hand-over retries."""
+    from bridge.testing import free_port
+
+    nobody = free_port()  # nothing listens there: every hand-over fails to connect
+    arn = "arn:aws:lambda:us-east-1:123456789012:function:far"
+    config = write_config(tmp_path / "config.yaml", {
+        "state_dir": str(tmp_path / "state"),
+        "functions": {"far": {"arn": arn, "endpoint_url": f"http://127.0.0.1:{nobody}", "retry_timeout": 0.2}},
+        "sources": [{"name": "nightly", "type": "schedule", "schedule": "cron(0 3 * * ? *)", "function": "far",
+                     "retry_policy": {"maximum_retry_attempts": 2, "maximum_event_age": 60}}],
+    })
+    with Daemon(config) as daemon:
+        assert cli(config, "fire", "nightly").returncode == 0
+        daemon.wait_for("delivery.failed", function="far", timeout=60)
+    assert len(daemon.find("delivery.throttled", function="far")) == 3, "the first try and 2 retries"
+    [entry] = json.loads(cli(config, "dlq", "list", "--json").stdout)
+    assert entry["condition"] == "RetriesExhausted"
+    attributes = entry["attributes"]
+    assert attributes["RULE_ARN"] == "arn:aws:events:us-east-1:000000000000:rule/nightly"
+    assert attributes["TARGET_ARN"] == arn
+    assert attributes["EXHAUSTED_RETRY_CONDITION"] == "MaximumRetryAttempts"
+    assert attributes["RETRY_ATTEMPTS"] == "2"
+    assert attributes["ERROR_CODE"] == "RemoteUnavailable" and attributes["ERROR_MESSAGE"]
+    assert entry["record"]["requestPayload"]["source"] == "aws.events"

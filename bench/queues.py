@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
-# Run as `python bench/queue.py`, this file's folder comes first on sys.path and would shadow the standard
-# library's `queue` module (which urllib3, under botocore, imports); drop that folder before anything else.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+from aiobotocore.session import get_session
+from botocore.config import Config as BotoConfig
 
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from typing import Any  # noqa: E402
-
-from aiobotocore.session import get_session  # noqa: E402
-from botocore.config import Config as BotoConfig  # noqa: E402
-
-from bridge.testing import Daemon, free_port, wait_until, write_config, write_handler  # noqa: E402
+from bridge.testing import Daemon, free_port, wait_until, write_config, write_handler
 
 NOOP = "def handler(event, context):\n    return None\n"
 CREDS = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench"}
