@@ -33,11 +33,34 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class _CoalescingScheduler(AsyncIOScheduler):
+    """AsyncIOScheduler whose wakeups coalesce and stay on the loop thread.
+
+    APScheduler's own ``wakeup`` (called by every ``add_job``) goes through ``call_soon_threadsafe``, which
+    writes a byte to the event loop's self-pipe each time. Thousands of schedules starting together fill
+    that pipe, and the kernel then drops the byte a signal handler writes there: SIGTERM and SIGHUP were
+    lost. Every caller here is on the loop thread, so one ``call_soon`` per burst does the same work.
+    """
+
+    _wakeup_pending = False
+
+    def wakeup(self) -> None:
+        """Process jobs and re-arm the timer once, soon (however many times this is called meanwhile)."""
+        if not self._wakeup_pending:
+            self._wakeup_pending = True
+            self._eventloop.call_soon(self._coalesced_wakeup)
+
+    def _coalesced_wakeup(self) -> None:
+        self._wakeup_pending = False
+        self._stop_timer()
+        self._start_timer(self._process_jobs())
+
+
 class SharedScheduler:
     """One AsyncIOScheduler for every schedule source of a service (10,000 schedules: one timer, not 10,000)."""
 
     def __init__(self) -> None:
-        self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self.scheduler = _CoalescingScheduler(timezone=UTC)
         self._recheck: asyncio.TimerHandle | None = None
 
     @classmethod
