@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import math
 import os
 import time
 
 from bridge.errors import Throttled
 from bridge.function_logs import FunctionLog
+from bridge.invokers.inflight import InFlight
 from bridge.invokers.worker import FunctionSpec, Worker, monotonic_ms
 from bridge.log import get_logger
 from bridge.model import Invocation, InvokeResult, error_body
@@ -25,7 +25,6 @@ class LocalFunction:
         self.spec = spec
         self.logfile = logfile
         self.limit = spec.config.reserved_concurrency
-        self.in_flight = 0
         self.invocations = 0
         self.errors = 0
         self._slots = asyncio.Semaphore(self.limit)
@@ -33,14 +32,18 @@ class LocalFunction:
         self._workers: set[Worker] = set()
         self._reapers: dict[Worker, asyncio.TimerHandle] = {}
         self._transcripts: dict[str, list[str]] = {}
-        self._drained = asyncio.Event()
-        self._drained.set()
+        self._calls = InFlight()
         self.log = get_logger(function=spec.name)
 
     @property
     def workers(self) -> int:
         """Worker processes alive now (idle or busy)."""
         return len(self._workers)
+
+    @property
+    def in_flight(self) -> int:
+        """Invocations running now."""
+        return self._calls.count
 
     def has_capacity(self) -> bool:
         """True when an invocation would start now instead of being throttled."""
@@ -51,24 +54,12 @@ class LocalFunction:
         if self.limit == 0 or (self._slots.locked() and not wait):
             raise Throttled(self.spec.name, self.limit)
         async with self._slots:
-            self._enter()
-            try:
+            with self._calls.call():
                 return await self._invoke(invocation)
-            finally:
-                self._leave()
 
     async def handover(self, invocation: Invocation) -> InvokeResult:
         """Deliver one event of the async queue: a local function simply runs it (throttles if busy)."""
         return await self.invoke(invocation)
-
-    def _enter(self) -> None:
-        self.in_flight += 1
-        self._drained.clear()
-
-    def _leave(self) -> None:
-        self.in_flight -= 1
-        if self.in_flight == 0:
-            self._drained.set()
 
     async def _invoke(self, invocation: Invocation) -> InvokeResult:
         rid = invocation.request_id
@@ -192,9 +183,7 @@ class LocalFunction:
 
     async def close(self, drain_timeout: float = 0.0) -> None:
         """Let in-flight invocations finish (up to ``drain_timeout``), then stop every worker."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(drain_timeout):
-                await self._drained.wait()
+        await self._calls.drained(drain_timeout)
         for handle in self._reapers.values():
             handle.cancel()
         self._reapers.clear()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import time
 from typing import Any
 
@@ -14,6 +13,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 
 from bridge.config import RemoteFunctionConfig
 from bridge.errors import InvocationRejected, PayloadTooLarge, RemoteUnavailable, Throttled
+from bridge.invokers.inflight import InFlight
 from bridge.invokers.remote_backends import Verdict, client_error, function_error, transport_error
 from bridge.invokers.remote_clients import RemoteClients
 from bridge.log import get_logger
@@ -49,16 +49,19 @@ class RemoteFunction:
         self.name = name
         self.cfg = cfg
         self.limit = cfg.concurrency
-        self.in_flight = 0
         self.invocations = 0
         self.errors = 0
         self.retries = 0
         self._slots = asyncio.Semaphore(self.limit)
         self._clients = clients or RemoteClients()
         self._owns_clients = clients is None
-        self._drained = asyncio.Event()
-        self._drained.set()
+        self._calls = InFlight()
         self.log = get_logger(function=name)
+
+    @property
+    def in_flight(self) -> int:
+        """Invocations running now."""
+        return self._calls.count
 
     def has_capacity(self) -> bool:
         """True when an invocation would start now instead of being throttled."""
@@ -88,23 +91,11 @@ class RemoteFunction:
         if self._slots.locked() and not wait:
             raise RemoteThrottled(self.name, self.limit)
         async with self._slots:
-            self._enter()
-            try:
+            with self._calls.call():
                 result = await self._retrying(invocation, kind)
-            finally:
-                self._leave()
         self.invocations += 1
         self.errors += not result.ok
         return result
-
-    def _enter(self) -> None:
-        self.in_flight += 1
-        self._drained.clear()
-
-    def _leave(self) -> None:
-        self.in_flight -= 1
-        if self.in_flight == 0:
-            self._drained.set()
 
     async def _retrying(self, invocation: Invocation, kind: str) -> InvokeResult:
         """Retry throttles, 5xx and network failures with the same request until ``retry_timeout``."""
@@ -202,8 +193,6 @@ class RemoteFunction:
 
     async def close(self, drain_timeout: float = 0.0) -> None:
         """Let in-flight invocations finish (up to ``drain_timeout``), then close the client if it is ours."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(drain_timeout):
-                await self._drained.wait()
+        await self._calls.drained(drain_timeout)
         if self._owns_clients:
             await self._clients.close()
