@@ -141,7 +141,12 @@ async def test_delay_and_long_poll_wakes_on_send(engine: QueueEngine) -> None:
     [late] = await receive(engine, "dlq", wait=5)
     assert late["Body"] == "later" and 0.8 < time.monotonic() - start < 3
     waiter = asyncio.create_task(receive(engine, "dlq", wait=10))
-    await asyncio.sleep(0.2)  # let the waiter park on the queue's event before sending
+    # Wait until the receiver is parked on the queue's event (asyncio.Event keeps its waiters in _waiters),
+    # so the send below must wake it rather than be found by its first look.
+    deadline = time.monotonic() + 5
+    while not engine.queues["dlq"].changed._waiters:
+        assert time.monotonic() < deadline, "the receiver never parked"
+        await asyncio.sleep(0)
     start = time.monotonic()
     await send(engine, "dlq", "now")
     [got] = await waiter
