@@ -93,7 +93,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     """Validate the config; exit 0 when valid, 2 with every error listed when not."""
     config = _load(args)
     path = args.config or default_config_path()
-    print(f"{path}: OK ({len(config.functions)} function(s), state_dir {config.state_dir})")
+    print(f"{path}: OK ({len(config.functions)} function(s), {len(config.sources)} source(s), "
+          f"{len(config.queues)} queue(s), state_dir {config.state_dir})")
     return 0
 
 
