@@ -64,29 +64,20 @@ class _Equals:
 
 
 @dataclass(frozen=True, slots=True)
-class _Prefix:
+class _Affix:
+    """A string value starting with ``text`` (ending with it when ``at_end``), optionally ignoring case."""
+
     text: str
     ignore_case: bool = False
+    at_end: bool = False
 
     def test(self, value: Any) -> bool:
         if not isinstance(value, str):
             return False
+        text = self.text
         if self.ignore_case:
-            return value.casefold().startswith(self.text.casefold())
-        return value.startswith(self.text)
-
-
-@dataclass(frozen=True, slots=True)
-class _Suffix:
-    text: str
-    ignore_case: bool = False
-
-    def test(self, value: Any) -> bool:
-        if not isinstance(value, str):
-            return False
-        if self.ignore_case:
-            return value.casefold().endswith(self.text.casefold())
-        return value.endswith(self.text)
+            text, value = text.casefold(), value.casefold()
+        return value.endswith(text) if self.at_end else value.startswith(text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -410,9 +401,9 @@ def _compile_operator(obj: Mapping[str, Any], path: str) -> _Test | _Exists:
     where = f"{path}.{name}"
     match name:
         case "prefix":
-            return _compile_affix(arg, where, _Prefix)
+            return _compile_affix(arg, where, at_end=False)
         case "suffix":
-            return _compile_affix(arg, where, _Suffix)
+            return _compile_affix(arg, where, at_end=True)
         case "equals-ignore-case":
             return _EqualsIgnoreCase(_require_string(arg, where))
         case "wildcard":
@@ -436,11 +427,12 @@ def _require_string(arg: Any, where: str, *, allow_empty: bool = True) -> str:
     return arg
 
 
-def _compile_affix(arg: Any, where: str, kind: type[_Prefix] | type[_Suffix]) -> _Test:
+def _compile_affix(arg: Any, where: str, *, at_end: bool) -> _Test:
     if isinstance(arg, str):
-        return kind(arg)
+        return _Affix(arg, at_end=at_end)
     if isinstance(arg, Mapping) and set(arg) == {"equals-ignore-case"}:
-        return kind(_require_string(arg["equals-ignore-case"], f"{where}.equals-ignore-case"), True)
+        text = _require_string(arg["equals-ignore-case"], f"{where}.equals-ignore-case")
+        return _Affix(text, ignore_case=True, at_end=at_end)
     raise ExpressionError(f'{where}: must be a string or {{"equals-ignore-case": string}}, got {_show(arg)}')
 
 
@@ -537,9 +529,9 @@ def _anything_but_nested(arg: Mapping[str, Any], where: str) -> tuple[_Test, ...
     texts = _string_or_strings(value, f"{where}.{name}")
     match name:
         case "prefix":
-            return tuple(_Prefix(t) for t in texts)
+            return tuple(_Affix(t) for t in texts)
         case "suffix":
-            return tuple(_Suffix(t) for t in texts)
+            return tuple(_Affix(t, at_end=True) for t in texts)
         case "equals-ignore-case":
             return tuple(_EqualsIgnoreCase(t) for t in texts)
     return tuple(_compile_wildcard(t, f"{where}.wildcard") for t in texts)
