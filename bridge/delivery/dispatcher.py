@@ -11,7 +11,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 
-from bridge.config import AsyncConfig, Config
+from bridge.config.model import AsyncConfig, Config
 from bridge.delivery import policy
 from bridge.delivery.destinations import SqsSender, dlq_attributes
 from bridge.errors import InvocationRejected, RemoteUnavailable, Throttled

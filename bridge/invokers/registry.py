@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import Any, Protocol
 
-from bridge.config import Config, RemoteFunctionConfig
+from bridge.config.model import Config, RemoteFunctionConfig
 from bridge.errors import FunctionNotFound, Throttled
 from bridge.function_logs import FunctionLog, log_path
 from bridge.invokers.local import LocalFunction

@@ -11,7 +11,7 @@ import aiohttp
 from botocore import exceptions as boto
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_before_delay, wait_random_exponential
 
-from bridge.config import RemoteFunctionConfig
+from bridge.config.model import RemoteFunctionConfig
 from bridge.errors import InvocationRejected, PayloadTooLarge, RemoteUnavailable, Throttled
 from bridge.invokers.inflight import InFlight
 from bridge.invokers.remote_backends import Verdict, client_error, function_error, transport_error

@@ -13,7 +13,7 @@ from aiobotocore.session import AioSession
 from botocore import UNSIGNED
 
 from bridge import __version__
-from bridge.config import RemoteFunctionConfig
+from bridge.config.model import RemoteFunctionConfig
 
 ClientKey = tuple[str | None, str, str | None, bool, float]
 CONNECT_TIMEOUT = 5.0  # seconds; the read timeout is the function's own ``timeout``

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from bridge.config import LocalFunctionConfig
+from bridge.config.model import LocalFunctionConfig
 from bridge.invokers.runtime_api import Pending, RuntimeApi
 from bridge.model import Invocation, error_body
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from bridge.config_sources import QUEUE_NAME, QueueConfig
+from bridge.config.queues import QUEUE_NAME, QueueConfig
 from bridge.queues.errors import InvalidAttributeName, InvalidAttributeValue, InvalidParameterValue
 
 # SQS attribute name -> QueueConfig field, for the attributes that change how the queue behaves.

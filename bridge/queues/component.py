@@ -7,7 +7,7 @@ from typing import Any
 
 from bridge.queues.engine import QueueEngine
 from bridge.queues.protocol import SqsProtocol
-from bridge.sources.sqs_client import SqsClients
+from bridge.sources.sqs.client import SqsClients
 
 
 async def setup(service: Any, stack: contextlib.AsyncExitStack) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from bridge.config_sources import QueueConfig
+from bridge.config.queues import QueueConfig
 from bridge.log import get_logger
 from bridge.queues import attributes as attrs
 from bridge.queues import messages, storage

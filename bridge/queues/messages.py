@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from bridge.config_sources import QueueConfig
+from bridge.config.queues import QueueConfig
 from bridge.events.sqs import md5_hex, md5_of_message_attributes
 from bridge.queues.errors import (
     InvalidMessageContents,

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bridge.config import Config
+from bridge.config.model import Config
 from bridge.delivery.dispatcher import Dispatcher
 from bridge.invokers.registry import Functions
 from bridge.store import Store
@@ -51,11 +51,3 @@ class Source(Protocol):
 
 
 SourceFactory = Callable[[Any, SourceContext], Source]
-
-
-def build_source(source_config: Any, ctx: SourceContext) -> Source:
-    """Instantiate the source for a config entry; each type lives in ``bridge/sources/<type>.py``."""
-    import importlib
-
-    module = importlib.import_module(f"bridge.sources.{source_config.type}")
-    return module.create(source_config, ctx)

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 from bridge.log import get_logger
-from bridge.sources.base import SourceContext, SourceStats, build_source
+from bridge.sources import registry
+from bridge.sources.base import SourceContext, SourceStats
 
 
 class SourceRunner:
@@ -34,7 +35,7 @@ class SourceRunner:
     def start(self, config: Any) -> None:
         """Build and start the source for ``config``."""
         stats = SourceStats()
-        source = build_source(config, self._make_context(stats))
+        source = registry.create(config, self._make_context(stats))
         self.configs[config.name], self.stats[config.name] = config, stats
         self.tasks[config.name] = self._group.create_task(self._run(source, stats), name=f"source:{config.name}")
         self.log.info("source.started", source=config.name, type=config.type, function=config.function)

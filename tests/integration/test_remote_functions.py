@@ -18,7 +18,7 @@ import pytest
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
-from bridge.config import RemoteFunctionConfig, parse_config
+from bridge.config.model import RemoteFunctionConfig, parse_config
 from bridge.errors import ConfigError, InvocationRejected, PayloadTooLarge, RemoteUnavailable, Throttled
 from bridge.invokers.remote import RemoteFunction
 from bridge.invokers.remote_backends import client_error, function_error

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config import load_config, parse_config
+from bridge.config.model import load_config, parse_config
 from bridge.errors import ConfigError
 
 GOOD_FUNCTION = "    handler: app.handler\n    code: ./code\n"

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from aws_lambda_powertools.utilities.parser.models import S3Model
 
-from bridge.sources.directory_events import KeyFilter, LoopGuard, RecordMaker
-from bridge.sources.directory_snapshot import Snapshot
-from bridge.sources.directory_tree import ObjectInfo, TreeRules, Version, read_object, walk
-from bridge.sources.directory_watch import InotifyWatcher, WatchLimitReached
+from bridge.sources.directory.changes import KeyFilter, LoopGuard, RecordMaker
+from bridge.sources.directory.snapshot import Snapshot
+from bridge.sources.directory.tree import ObjectInfo, TreeRules, Version, read_object, walk
+from bridge.sources.directory.watch import InotifyWatcher, WatchLimitReached
 from bridge.store import Store
 
 

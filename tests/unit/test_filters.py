@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from bridge.errors import ExpressionError
-from bridge.filters import (
+from bridge.events.filters import (
     MAX_FILTERS,
     SQS_DATA_KEY,
     compile_filters,

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bridge.errors import BridgeError, ExpressionError
-from bridge.iot_sql import NonJsonPayload, parse_rule, topic_matches, validate_topic_filter
+from bridge.sources.mqtt.iot_sql import NonJsonPayload, parse_rule, topic_matches, validate_topic_filter
 
 TOPIC = "sensors/d1/data"
 CLIENT = "dev-1"

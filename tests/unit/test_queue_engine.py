@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config_sources import QueueConfig, RedrivePolicy
+from bridge.config.queues import QueueConfig, RedrivePolicy
 from bridge.events.sqs import md5_hex, md5_of_message_attributes
 from bridge.queues.engine import QueueEngine
 from bridge.queues.errors import (

@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 
-from bridge.config import parse_config
-from bridge.schedules import parse_schedule
-from bridge.sources import schedule_fire
-from bridge.sources.schedule_policy import after_downtime, clock_jump, on_wake
+from bridge.config.model import parse_config
+from bridge.sources.schedule import fire as schedule_fire
+from bridge.sources.schedule.expressions import parse_schedule
+from bridge.sources.schedule.policy import after_downtime, clock_jump, on_wake
 
 
 def t(text: str) -> datetime:

@@ -11,7 +11,7 @@ import pytest
 from apscheduler.triggers.base import BaseTrigger
 
 from bridge.errors import ExpressionError
-from bridge.schedules import (
+from bridge.sources.schedule.expressions import (
     AwsAtTrigger,
     AwsCronTrigger,
     AwsRateTrigger,

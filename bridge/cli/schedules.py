@@ -6,10 +6,10 @@ import argparse
 import json
 from datetime import UTC, datetime
 
-from bridge.config import Config
-from bridge.config_sources import ScheduleSourceConfig
+from bridge.config.model import Config
 from bridge.errors import UsageError
-from bridge.sources import schedule_fire
+from bridge.sources.schedule import fire as schedule_fire
+from bridge.sources.schedule.config import ScheduleSourceConfig
 from bridge.store import connect, event_row, insert_events, store_path, transaction
 
 
@@ -46,7 +46,7 @@ def upcoming(config: Config, count: int, now: datetime) -> list[dict]:
 
 def cmd_schedules(args: argparse.Namespace) -> int:
     """Print the upcoming fires as a table, or as JSON with ``--json``."""
-    from bridge.cli import load
+    from bridge.cli.main import load
 
     if args.next < 1:
         raise UsageError("--next takes a whole number of at least 1")
@@ -67,7 +67,7 @@ def cmd_schedules(args: argparse.Namespace) -> int:
 
 def cmd_fire(args: argparse.Namespace) -> int:
     """Queue one fire of a schedule, timed now, into the durable queue; print its event id."""
-    from bridge.cli import load
+    from bridge.cli.main import load
 
     config = load(args)
     by_name = {cfg.name: cfg for cfg in schedule_sources(config)}

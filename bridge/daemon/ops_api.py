@@ -13,7 +13,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from bridge.metrics import age_seconds, as_number, gauge
 
 if TYPE_CHECKING:
-    from bridge.service import Service
+    from bridge.daemon.service import Service
 
 STATUS_PATH = "/bridge/status"
 

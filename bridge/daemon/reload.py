@@ -8,14 +8,26 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from bridge.config import Config, load_config
+from bridge.config.model import Config, load_config
 from bridge.errors import ConfigError
 from bridge.log import get_logger
 
-if TYPE_CHECKING:
-    from bridge.service import Service
+
+class Reloadable(Protocol):
+    """What a reload changes in the running daemon (the daemon's Service has these parts)."""
+
+    config: Config
+    config_path: Path | None
+    notifier: Any
+    metrics: Any
+    sources: Any
+    functions: Any
+    dispatcher: Any
+
+    def status_line(self) -> str:
+        """The STATUS= line for sd_notify."""
 
 # Changing these needs a restart: they shape the store, the listening socket or every ARN.
 RESTART_KEYS = ("region", "account_id", "state_dir", "api", "queues", "max_queued_events", "log_level")
@@ -65,7 +77,7 @@ def plan(old: Config, new: Config) -> tuple[Plan, Config]:
 class Reloader:
     """Applies reload requests one at a time, keeping the running config when the new one is invalid."""
 
-    def __init__(self, service: Service) -> None:
+    def __init__(self, service: Reloadable) -> None:
         self.service = service
         self.log = get_logger()
         self._digest = _digest(service.config_path)

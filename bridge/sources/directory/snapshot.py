@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from bridge.events.s3 import make_sequencer
-from bridge.sources.directory_tree import Version
+from bridge.sources.directory.tree import Version
 from bridge.store import Store, StoreOp
 
 SCHEMA = (

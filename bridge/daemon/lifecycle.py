@@ -1,96 +1,25 @@
-"""The daemon's lifecycle: resources in an exit stack, delivery and intake in nested task groups."""
+"""The daemon's lifecycle: resources in an exit stack, delivery and intake in nested task groups, signals."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import signal
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
-from aiohttp import web
-
-from bridge.api import InvokeApi, serve
-from bridge.config import Config
-from bridge.delivery.dispatcher import Dispatcher
-from bridge.invokers.registry import Functions
+from bridge.config.model import Config
+from bridge.daemon.invoke_api import InvokeApi
+from bridge.daemon.ops_api import OpsApi
+from bridge.daemon.reload import ConfigWatcher, Reloader, watchdog
+from bridge.daemon.service import Service
+from bridge.daemon.systemd import Notifier
 from bridge.log import get_logger
-from bridge.metrics import Metrics
-from bridge.model import Invocation
-from bridge.ops_api import OpsApi
-from bridge.sources.base import SourceContext, SourceStats
-from bridge.sources.runner import SourceRunner
 from bridge.store import Store, store_path
-from bridge.systemd import Notifier
 
 ShutdownTrigger = Callable[[], Awaitable[object]]
 READY_WAIT = 10.0  # seconds READY=1 waits for sources to report running
-
-
-class Service:
-    """The running daemon's parts, reachable for tests, the status endpoint and reload."""
-
-    def __init__(self, config: Config, notifier: Notifier, store: Store, config_path: Path | None = None) -> None:
-        self.config = config
-        self.config_path = config_path
-        self.notifier = notifier
-        self.store = store
-        self.metrics = Metrics()
-        self.functions = Functions(config, self.metrics)
-        self.dispatcher = Dispatcher(store, self.functions, config, metrics=self.metrics)
-        self.api_url: str | None = None
-        self.sources: SourceRunner | None = None
-        self.started = time.time()
-        # Optional features plug in here (see EXTENSIONS): objects sources may use, and HTTP routes.
-        self.extensions: dict[str, Any] = {}
-        self.route_adders: list[Callable[[web.Application], None]] = []
-        self.log = get_logger()
-
-    async def accept_async(self, name: str, invocation: Invocation) -> None:
-        """Take an Event invocation: durable in the queue before the caller hears 202."""
-        await self.dispatcher.accept(name, invocation.payload, request_id=invocation.request_id)
-
-    def build_app(self) -> web.Application:
-        """The HTTP app on ``api.listen``: the Invoke API, operations endpoints, extensions."""
-        app = web.Application(client_max_size=7 * 1024 * 1024)
-        InvokeApi(self.functions, self.accept_async).add_routes(app)
-        OpsApi(self).add_routes(app)
-        for add_routes in self.route_adders:
-            add_routes(app)
-        return app
-
-    def source_context(self, stats: SourceStats) -> SourceContext:
-        """What a source gets to work with."""
-        def ready() -> None:
-            if self.sources is not None:
-                self.sources.changed.set()
-
-        return SourceContext(self.config, self.store, self.dispatcher, self.functions, stats,
-                             on_ready=ready, extensions=self.extensions)
-
-    @contextlib.asynccontextmanager
-    async def intake(self) -> AsyncIterator[None]:
-        """Everything that brings work in: the HTTP API and the sources. Closing it stops intake."""
-        async with contextlib.AsyncExitStack() as stack:
-            address = self.config.api.address
-            if address is not None:
-                app = self.build_app()
-                self.api_url = await stack.enter_async_context(
-                    serve(app, *address, shutdown_timeout=self.config.shutdown_timeout))
-            self.sources = await stack.enter_async_context(SourceRunner(self.source_context))
-            for source in self.config.sources:
-                self.sources.start(source)
-            yield
-
-    def status_line(self) -> str:
-        """One line for ``systemctl status``."""
-        running = len(self.sources.tasks) if self.sources else 0
-        where = f" on {self.api_url}" if self.api_url else ""
-        return (f"STATUS=serving {len(self.functions.names())} function(s), {running} source(s){where}; "
-                f"{self.dispatcher.depth} queued")
-
 
 async def run(
     config: Config, *, shutdown_trigger: ShutdownTrigger | None = None, notifier: Notifier | None = None,
@@ -105,6 +34,8 @@ async def run(
         store = await stack.enter_async_context(Store(store_path(config.state_dir)))
         service = Service(config, notifier or Notifier(), store, config_path)
         stack.push_async_callback(service.functions.close)
+        service.route_adders += [InvokeApi(service.functions, service.accept_async).add_routes,
+                                 OpsApi(service).add_routes]
         await setup_extensions(service, stack)
         async with asyncio.TaskGroup() as background:
             delivery = background.create_task(service.dispatcher.run())
@@ -125,8 +56,6 @@ async def run(
 def _start_helpers(service: Service, group: asyncio.TaskGroup,
                    reload_requests: asyncio.Queue[str] | None) -> list[asyncio.Task[None]]:
     """Watchdog pings and reload handling, which live as long as intake does."""
-    from bridge.reload import ConfigWatcher, Reloader, watchdog
-
     reloader = Reloader(service)
     reload_requests = reload_requests or asyncio.Queue()
     tasks = [group.create_task(reloader.serve(reload_requests)), group.create_task(watchdog(service.notifier))]
@@ -151,8 +80,6 @@ EXTENSIONS = ("bridge.queues.component",)
 
 async def setup_extensions(service: Service, stack: contextlib.AsyncExitStack) -> None:
     """Set up every optional component that is installed."""
-    import importlib
-
     for name in EXTENSIONS:
         try:
             module = importlib.import_module(name)

@@ -18,7 +18,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_ji
 
 from bridge.errors import BridgeError
 from bridge.log import get_logger
-from bridge.sources.directory_tree import TreeRules, Version, current_version, join, walk
+from bridge.sources.directory.tree import TreeRules, Version, current_version, join, walk
 
 PUT, REMOVE, REMOVE_TREE = 0, 1, 2  # hint kinds: a file may be new/changed, a file is gone, a directory is gone
 Hint = tuple[int, bytes]

@@ -18,12 +18,12 @@ import aiomqtt
 import paho.mqtt.client as paho
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 
-from bridge.config_sources import MqttSourceConfig
 from bridge.delivery.dispatcher import new_event
-from bridge.iot_sql import NonJsonPayload, parse_rule
 from bridge.log import get_logger
 from bridge.model import ASYNC_LIMIT
 from bridge.sources.base import SourceContext
+from bridge.sources.mqtt.config import MqttSourceConfig
+from bridge.sources.mqtt.iot_sql import NonJsonPayload, parse_rule
 
 UNKNOWN_PUBLISHER = "n/a"  # clientid(): MQTT never tells a subscriber who published; AWS says "n/a" then
 MAX_HANDLING = 1024  # messages being made durable at once; the broker's in-flight window is usually smaller

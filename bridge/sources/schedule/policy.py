@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from bridge.schedules import Schedule
+from bridge.sources.schedule.expressions import Schedule
 
 CatchUp = Literal["none", "latest", "all"]
 

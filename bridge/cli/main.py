@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from bridge import log
-from bridge.config import Config, load_config
+from bridge.config.model import Config, load_config
 from bridge.errors import BridgeError, ConfigError, UsageError
 
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Each feature's commands live in their own module with ``register(subparsers, common_parent)``; the
 # subparsers it adds set ``handler`` (a callable taking the parsed args and returning an exit code).
-COMMAND_MODULES = ("bridge.cli_dlq", "bridge.cli_schedules", "bridge.cli_queue", "bridge.cli_ops")
+COMMAND_MODULES = ("bridge.cli.dlq", "bridge.cli.schedules", "bridge.cli.queue", "bridge.cli.ops")
 
 
 def _command_modules() -> list[object]:
@@ -100,7 +100,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the daemon until SIGTERM/SIGINT."""
-    from bridge.service import run_until_signalled
+    from bridge.daemon.lifecycle import run_until_signalled
 
     config = _load(args)
     log.configure(config.log_level)
@@ -110,7 +110,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_invoke(args: argparse.Namespace) -> int:
     """Invoke through the running daemon when it listens, else run the function in this process."""
-    from bridge.client import invoke_command
+    from bridge.cli.client import invoke_command
 
     config = _load(args)
     log.configure("warning", sys.stderr)
@@ -130,6 +130,3 @@ def _read_payload(args: argparse.Namespace) -> bytes:
 
 
 COMMANDS = {"check": cmd_check, "run": cmd_run, "invoke": cmd_invoke}
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from bridge.events.s3 import event_name_matches, object_key, s3_event, s3_record
-from bridge.sources.directory_tree import ObjectInfo
+from bridge.sources.directory.tree import ObjectInfo
 
 PUT_EVENT, DELETE_EVENT = "ObjectCreated:Put", "ObjectRemoved:Delete"
 

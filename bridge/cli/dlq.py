@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from bridge import deadletters
+from bridge.delivery import deadletters
 from bridge.store import DeadLetter, connect, store_path
 
 
@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 def run(args: argparse.Namespace) -> int:
     """Dispatch one ``dlq`` action; returns the exit code."""
-    from bridge.cli import load
+    from bridge.cli.main import load
 
     conn = connect(store_path(load(args).state_dir))
     try:

@@ -9,8 +9,6 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Discriminator,
     Field,
     Tag,
@@ -20,8 +18,10 @@ from pydantic import (
     model_validator,
 )
 
-from bridge.config_errors import describe_errors
-from bridge.config_sources import QueueConfig, SourceConfig, check_queues, check_sources
+from bridge.config.base import Strict
+from bridge.config.errors import describe_errors
+from bridge.config.queues import QueueConfig, check_queues
+from bridge.config.sources import SourceConfig, check_sources
 from bridge.errors import ConfigError
 
 FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -37,12 +37,6 @@ RESERVED_ENV = frozenset(
         "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR",
     }
 )
-
-
-class Strict(BaseModel):
-    """Base for config sections: frozen, and unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ApiConfig(Strict):
@@ -406,7 +400,7 @@ def substitute_env(
 
 
 def _at_line(message: str, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int], prefixed: bool = False) -> str:
-    from bridge.config_errors import format_path
+    from bridge.config.errors import format_path
 
     line = next((lines[path[:n]] for n in range(len(path), 0, -1) if path[:n] in lines), None)
     prefix = f"line {line}: " if line else ""

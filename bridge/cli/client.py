@@ -9,8 +9,8 @@ import sys
 import aiohttp
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_random_exponential
 
-from bridge.config import Config
-from bridge.deadletters import enqueue_offline
+from bridge.config.model import Config
+from bridge.delivery.deadletters import enqueue_offline
 from bridge.errors import DaemonUnavailable, FunctionNotFound, PayloadTooLarge, Throttled, UsageError
 from bridge.invokers.registry import Functions
 from bridge.model import ASYNC_LIMIT, SYNC_LIMIT, Invocation, InvokeResult

@@ -10,7 +10,7 @@ import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
-from bridge.config import Config
+from bridge.config.model import Config
 from bridge.errors import UsageError
 
 
@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 def run(args: argparse.Namespace) -> int:
     """Dispatch one ``queue`` action; returns the exit code."""
-    from bridge.cli import load
+    from bridge.cli.main import load
 
     config = load(args)
     return asyncio.run(_run(config, args))

@@ -10,11 +10,11 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bridge.config import Config
-from bridge.config_sources import ScheduleSourceConfig
+from bridge.config.model import Config
 from bridge.delivery.dispatcher import new_event
 from bridge.events.eventbridge import rule_arn, rule_event, schedule_arn, scheduler_event, scheduler_input
-from bridge.schedules import RateExpression, Schedule, parse_schedule
+from bridge.sources.schedule.config import ScheduleSourceConfig
+from bridge.sources.schedule.expressions import RateExpression, Schedule, parse_schedule
 from bridge.store import QueuedEvent, StoreOp
 
 # Fixed, so that (source, scheduled time) always yields the same event id, in every process and release.

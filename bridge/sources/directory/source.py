@@ -10,17 +10,17 @@ from typing import Any
 
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
-from bridge.config_sources import DirectorySourceConfig
 from bridge.delivery.dispatcher import new_event
 from bridge.errors import InvocationRejected, RemoteUnavailable, Throttled
 from bridge.events.s3 import object_key
 from bridge.log import get_logger
 from bridge.model import Invocation
 from bridge.sources.base import SourceContext
-from bridge.sources.directory_events import DELETE_EVENT, PUT_EVENT, KeyFilter, LoopGuard, RecordMaker
-from bridge.sources.directory_snapshot import Snapshot
-from bridge.sources.directory_tree import ObjectInfo, TreeRules, Version, read_objects, walk
-from bridge.sources.directory_watch import PUT, REMOVE, Hint, Subscriber, WatcherHub
+from bridge.sources.directory.changes import DELETE_EVENT, PUT_EVENT, KeyFilter, LoopGuard, RecordMaker
+from bridge.sources.directory.config import DirectorySourceConfig
+from bridge.sources.directory.snapshot import Snapshot
+from bridge.sources.directory.tree import ObjectInfo, TreeRules, Version, read_objects, walk
+from bridge.sources.directory.watch import PUT, REMOVE, Hint, Subscriber, WatcherHub
 
 HUB = "directory.watchers"  # ctx.extensions key of the shared WatcherHub
 BATCH = 512  # hints handled (read, hashed, committed) together

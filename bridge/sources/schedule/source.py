@@ -15,12 +15,12 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 
-from bridge.config_sources import ScheduleSourceConfig
 from bridge.log import get_logger
-from bridge.schedules import Schedule
-from bridge.sources import schedule_fire, schedule_policy
 from bridge.sources.base import SourceContext
-from bridge.sources.schedule_policy import Plan
+from bridge.sources.schedule import fire, policy
+from bridge.sources.schedule.config import ScheduleSourceConfig
+from bridge.sources.schedule.expressions import Schedule
+from bridge.sources.schedule.policy import Plan
 
 SCHEDULER_KEY = "schedule.scheduler"  # the shared scheduler's key in ctx.extensions
 # Python 3.11 has no clock-change notification (timerfd CANCEL_ON_SET arrives in 3.13) and APScheduler
@@ -112,7 +112,7 @@ class ScheduleSource:
         """Catch up after downtime, then fire on schedule until cancelled."""
         now = self._look()
         last = await self.ctx.store.call(self._prepare_store)
-        self._schedule = schedule_fire.effective_schedule(self.cfg, last, now)
+        self._schedule = fire.effective_schedule(self.cfg, last, now)
         previous = await self.ctx.store.get_state(self.name, "watermark")
         if self.cfg.enabled:
             await self._fire(self._downtime_plan(last, previous, now))
@@ -130,8 +130,8 @@ class ScheduleSource:
             shared.remove(self.name)
 
     def _prepare_store(self, conn: sqlite3.Connection) -> datetime | None:
-        schedule_fire.create_table(conn)
-        return schedule_fire.last_fire(conn, self.name)
+        fire.create_table(conn)
+        return fire.last_fire(conn, self.name)
 
     def _downtime_plan(self, last: datetime | None, previous: Any, now: datetime) -> Plan:
         """What was missed since the last fire or the last start, whichever is later (a disabled run: nothing)."""
@@ -140,7 +140,7 @@ class ScheduleSource:
             return Plan((), now, reason="was disabled")
         started = datetime.fromisoformat(previous["at"]) if isinstance(previous, dict) else None
         cursor = max((t for t in (last, started) if t is not None), default=None)
-        return schedule_policy.after_downtime(self._schedule, cursor, now, self.cfg.catch_up,
+        return policy.after_downtime(self._schedule, cursor, now, self.cfg.catch_up,
                                               self.cfg.catch_up_window)
 
     async def _idle(self) -> None:
@@ -168,8 +168,8 @@ class ScheduleSource:
             self._wakes.clear()
             wall_before, mono_before = self._seen
             now = self._look()
-            jump = schedule_policy.clock_jump(wall_before, mono_before, now, self._seen[1])
-            await self._fire(schedule_policy.on_wake(self._schedule, self._cursor, now, jump))
+            jump = policy.clock_jump(wall_before, mono_before, now, self._seen[1])
+            await self._fire(policy.on_wake(self._schedule, self._cursor, now, jump))
 
     def _look(self) -> datetime:
         """Read both clocks now and remember them."""
@@ -186,8 +186,8 @@ class ScheduleSource:
 
     async def _enqueue(self, fires: tuple[datetime, ...]) -> None:
         now = self.clock()
-        events = [schedule_fire.queued_fire(self.cfg, self.ctx.config, t, now, self.rng) for t in fires]
-        record = schedule_fire.record_fires(self.name, [(t, e.id) for t, e in zip(fires, events, strict=True)],
+        events = [fire.queued_fire(self.cfg, self.ctx.config, t, now, self.rng) for t in fires]
+        record = fire.record_fires(self.name, [(t, e.id) for t, e in zip(fires, events, strict=True)],
                                             now.timestamp())
         try:
             await self.ctx.dispatcher.accept_many(events, also=record)

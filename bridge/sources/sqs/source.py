@@ -10,14 +10,14 @@ from typing import Any
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from bridge.config_sources import SqsSourceConfig
 from bridge.errors import BridgeError
+from bridge.events.filters import SQS_DATA_KEY, compile_filters, sqs_filter_view
 from bridge.events.sqs import judge_batch_response, record_from_sqs_message, sqs_event
-from bridge.filters import SQS_DATA_KEY, compile_filters, sqs_filter_view
 from bridge.log import get_logger
 from bridge.model import SYNC_LIMIT, Invocation
 from bridge.sources.base import SourceContext
-from bridge.sources.sqs_client import AwsQueueClient, EmbeddedQueueClient, QueueClient, SqsClients
+from bridge.sources.sqs.client import AwsQueueClient, EmbeddedQueueClient, QueueClient, SqsClients
+from bridge.sources.sqs.config import SqsSourceConfig
 
 LONG_POLL = 20  # seconds: SQS's longest WaitTimeSeconds
 RECEIVE_MAX = 10  # messages per ReceiveMessage

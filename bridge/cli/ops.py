@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Print the daemon's status (table, or JSON with --json); exit 1 when the daemon is not reachable."""
-    from bridge.cli import load
+    from bridge.cli.main import load
 
     config = load(args)
     report = asyncio.run(_fetch_status(config.api.address))
@@ -53,7 +53,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 async def _fetch_status(address: tuple[str, int] | None) -> dict[str, Any] | None:
     import aiohttp
 
-    from bridge.ops_api import STATUS_PATH
+    from bridge.daemon.ops_api import STATUS_PATH
 
     if address is None:
         return None
@@ -121,7 +121,7 @@ def parse_since(text: str | None, now: float) -> str | None:
 
 def cmd_logs(args: argparse.Namespace) -> int:
     """Print (and with --follow, keep printing) a function's log lines."""
-    from bridge.cli import load
+    from bridge.cli.main import load
 
     config = load(args)
     if args.function not in config.functions:

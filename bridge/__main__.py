@@ -1,0 +1,7 @@
+"""``python -m bridge``: the ``lambda-bridge`` command."""
+
+import sys
+
+from bridge.cli.main import main
+
+sys.exit(main())

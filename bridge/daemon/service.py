@@ -1,0 +1,84 @@
+"""The running daemon's parts (store, functions, dispatcher, sources) and its intake: the HTTP API and sources."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from bridge.config.model import Config
+from bridge.daemon.invoke_api import serve
+from bridge.daemon.systemd import Notifier
+from bridge.delivery.dispatcher import Dispatcher
+from bridge.invokers.registry import Functions
+from bridge.log import get_logger
+from bridge.metrics import Metrics
+from bridge.model import Invocation
+from bridge.sources.base import SourceContext, SourceStats
+from bridge.sources.runner import SourceRunner
+from bridge.store import Store
+
+
+class Service:
+    """The running daemon's parts, reachable for tests, the status endpoint and reload."""
+
+    def __init__(self, config: Config, notifier: Notifier, store: Store, config_path: Path | None = None) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.notifier = notifier
+        self.store = store
+        self.metrics = Metrics()
+        self.functions = Functions(config, self.metrics)
+        self.dispatcher = Dispatcher(store, self.functions, config, metrics=self.metrics)
+        self.api_url: str | None = None
+        self.sources: SourceRunner | None = None
+        self.started = time.time()
+        # Parts plug in here (see bridge.daemon.lifecycle): objects sources may use, and HTTP routes.
+        self.extensions: dict[str, Any] = {}
+        self.route_adders: list[Callable[[web.Application], None]] = []
+        self.log = get_logger()
+
+    async def accept_async(self, name: str, invocation: Invocation) -> None:
+        """Take an Event invocation: durable in the queue before the caller hears 202."""
+        await self.dispatcher.accept(name, invocation.payload, request_id=invocation.request_id)
+
+    def build_app(self) -> web.Application:
+        """The HTTP app on ``api.listen``: every registered set of routes (Invoke API, operations, extensions)."""
+        app = web.Application(client_max_size=7 * 1024 * 1024)
+        for add_routes in self.route_adders:
+            add_routes(app)
+        return app
+
+    def source_context(self, stats: SourceStats) -> SourceContext:
+        """What a source gets to work with."""
+        def ready() -> None:
+            if self.sources is not None:
+                self.sources.changed.set()
+
+        return SourceContext(self.config, self.store, self.dispatcher, self.functions, stats,
+                             on_ready=ready, extensions=self.extensions)
+
+    @contextlib.asynccontextmanager
+    async def intake(self) -> AsyncIterator[None]:
+        """Everything that brings work in: the HTTP API and the sources. Closing it stops intake."""
+        async with contextlib.AsyncExitStack() as stack:
+            address = self.config.api.address
+            if address is not None:
+                app = self.build_app()
+                self.api_url = await stack.enter_async_context(
+                    serve(app, *address, shutdown_timeout=self.config.shutdown_timeout))
+            self.sources = await stack.enter_async_context(SourceRunner(self.source_context))
+            for source in self.config.sources:
+                self.sources.start(source)
+            yield
+
+    def status_line(self) -> str:
+        """One line for ``systemctl status``."""
+        running = len(self.sources.tasks) if self.sources else 0
+        where = f" on {self.api_url}" if self.api_url else ""
+        return (f"STATUS=serving {len(self.functions.names())} function(s), {running} source(s){where}; "
+                f"{self.dispatcher.depth} queued")

@@ -1,0 +1,1 @@
+"""MQTT source: AWS IoT topic rules on a local broker."""

@@ -1,0 +1,1 @@
+"""Schedule source: EventBridge rules and Scheduler schedules on this machine's clock."""
