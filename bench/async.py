@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from bridge import log
-from bridge.config import parse_config
+from bridge.config.model import parse_config
 from bridge.delivery.dispatcher import Dispatcher
 from bridge.invokers.registry import Functions
 from bridge.store import QueuedEvent, Store, connect, event_row, insert_events

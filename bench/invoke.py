@@ -18,7 +18,7 @@ from pathlib import Path
 import aiohttp
 
 from bridge import log
-from bridge.config import parse_config
+from bridge.config.model import parse_config
 from bridge.invokers.local import LocalFunction
 from bridge.invokers.worker import FunctionSpec
 from bridge.model import Invocation

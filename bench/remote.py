@@ -15,7 +15,7 @@ import boto3
 from botocore.config import Config as BotoConfig
 
 from bridge import log
-from bridge.config import RemoteFunctionConfig, parse_config
+from bridge.config.model import RemoteFunctionConfig, parse_config
 from bridge.invokers.remote import RemoteFunction
 from bridge.model import Invocation
 from bridge.testing import Daemon, free_port, write_config, write_handler
