@@ -89,3 +89,9 @@ class InvocationRejected(BridgeError):
         self.status = status
         self.code = code
         super().__init__(message)
+
+
+class SamTemplateError(BridgeError):
+    """A SAM template (or a ``sam-import`` option about it) cannot be imported; the message names file and line."""
+
+    exit_code = 2

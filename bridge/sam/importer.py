@@ -1,0 +1,166 @@
+"""``sam-import``: template + overrides + maps -> the config text and the list of what could not be mapped."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bridge.errors import SamTemplateError, UsageError
+from bridge.sam.draft import Draft, Mapping, Unmapped
+from bridge.sam.events import map_events
+from bridge.sam.functions import FUNCTION_TYPE, function_properties, map_function, runtime_of
+from bridge.sam.intrinsics import Resolver
+from bridge.sam.render import render
+from bridge.sam.template import Template, load_template
+
+DEFAULT_LISTEN = "127.0.0.1:9001"
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """The config text and what was left out (each with the template path and the fix)."""
+
+    text: str
+    unmapped: list[Unmapped]
+    functions: list[str]
+    sources: int
+
+
+def parse_maps(items: list[str]) -> Mapping:
+    """``bucket:ID=DIR``, ``queue:ID=URL``, ``broker=URL`` -> a Mapping; bad syntax is a UsageError."""
+    buckets: dict[str, Path] = {}
+    queues: dict[str, str] = {}
+    broker = None
+    for item in items:
+        key, sep, value = item.partition("=")
+        kind, _, name = key.partition(":")
+        if not sep or not value:
+            raise UsageError(f"--map {item!r}: expected bucket:LOGICAL_ID=DIR, queue:LOGICAL_ID=URL or broker=URL")
+        if kind == "bucket" and name:
+            buckets[name] = Path(value).expanduser()
+        elif kind == "queue" and name and value.startswith(("http://", "https://")):
+            queues[name] = value
+        elif kind == "broker" and not name and value.startswith(("mqtt://", "mqtts://")):
+            broker = value
+        else:
+            raise UsageError(f"--map {item!r}: expected bucket:LOGICAL_ID=DIR, queue:LOGICAL_ID=http(s)://QUEUE_URL "
+                             "or broker=mqtt://HOST:PORT")
+    return Mapping(buckets, queues, broker)
+
+
+def parse_overrides(items: list[str]) -> dict[str, str]:
+    """``K=V`` pairs (as ``sam deploy --parameter-overrides`` takes them; ``ParameterKey=K,ParameterValue=V`` too)."""
+    out: dict[str, str] = {}
+    for item in items:
+        if item.startswith("ParameterKey="):
+            key_part, _, value_part = item.partition(",")
+            item = f"{key_part.removeprefix('ParameterKey=')}={value_part.removeprefix('ParameterValue=')}"
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--parameter-overrides {item!r}: expected NAME=VALUE")
+        out[key] = value
+    return out
+
+
+def parameter_values(template: Template, overrides: dict[str, str]) -> dict[str, Any]:
+    """Each parameter's value: the override, else the Default; unknown names and gaps name the line."""
+    declared = template.data.get("Parameters") or {}
+    for name in overrides:
+        if name not in declared:
+            raise SamTemplateError(f"{template.where(('Parameters',)) if declared else str(template.path)}: "
+                                   f"--parameter-overrides names {name!r}, which the template does not declare; "
+                                   f"declared: {', '.join(declared) or '(none)'}")
+    values: dict[str, Any] = {}
+    for name, spec in declared.items():
+        spec = spec if isinstance(spec, dict) else {}
+        if name not in overrides and "Default" not in spec:
+            raise SamTemplateError(f"{template.where(('Parameters', name))}: parameter {name} has no Default; "
+                                   f"give --parameter-overrides {name}=VALUE")
+        value = overrides.get(name, spec.get("Default"))
+        allowed = spec.get("AllowedValues")
+        if allowed and str(value) not in [str(a) for a in allowed]:
+            raise SamTemplateError(f"{template.where(('Parameters', name))}: {name}={value!r} is not one of "
+                                   f"{', '.join(map(str, allowed))}")
+        values[name] = _typed(spec.get("Type", "String"), value)
+    return values
+
+
+def _typed(kind: str, value: Any) -> Any:
+    if "List" in str(kind) and isinstance(value, str):
+        return [v.strip() for v in value.split(",")]
+    return value if isinstance(value, list) else str(value)
+
+
+def import_template(template_path: str | Path, *, output: str | Path | None = None,
+                    overrides: dict[str, str] | None = None, maps: Mapping | None = None,
+                    region: str = "us-east-1", account_id: str = "123456789012",
+                    listen: str = DEFAULT_LISTEN) -> ImportResult:
+    """Read a SAM template and build the lambda-bridge config for it (not written; the caller does that)."""
+    template = load_template(template_path)
+    maps = maps or Mapping()
+    _check_maps(template, maps)
+    output_dir = Path(output).resolve().parent if output else Path.cwd()
+    draft = _draft(template, parameter_values(template, overrides or {}), maps, output_dir, region,
+                   account_id, listen)
+    _map_all(draft)
+    _check_unused_queue_maps(draft)
+    settings = {"region": region, "account_id": account_id, "state_dir": "var/state", "api": {"listen": listen}}
+    text = render(draft, _header(template, overrides or {}), settings)
+    return ImportResult(text, draft.unmapped, list(draft.functions), len(draft.sources))
+
+
+def _draft(template: Template, parameters: dict[str, Any], maps: Mapping, output_dir: Path, region: str,
+           account_id: str, listen: str) -> Draft:
+    def queue_url(logical_id: str, name: str) -> str:
+        return maps.queues.get(logical_id) or f"http://{listen}/{account_id}/{name}"
+
+    stack = template.path.resolve().parent.name or "sam-app"
+    resolver = Resolver(template, parameters, region=region, account_id=account_id, stack_name=stack,
+                        queue_url=queue_url)
+    return Draft(template, resolver, maps, output_dir, listen)
+
+
+def _map_all(draft: Draft) -> None:
+    functions = []
+    for logical_id, resource in draft.template.resources.items():
+        if not isinstance(resource, dict) or resource.get("Type") != FUNCTION_TYPE:
+            continue
+        condition = resource.get("Condition")
+        if condition and not draft.resolver.condition(condition, ("Resources", logical_id, "Condition")):
+            continue  # CloudFormation would not create it either
+        props = function_properties(draft, logical_id)
+        runtime = runtime_of(draft, logical_id, props)
+        if runtime is not None:
+            functions.append((logical_id, props, runtime))
+            draft.importable.add(logical_id)
+    for logical_id, props, runtime in functions:  # all names known first: destinations may name any of them
+        draft.functions[logical_id] = map_function(draft, logical_id, props, runtime)
+        map_events(draft, logical_id)
+    if not functions:
+        raise SamTemplateError(f"{draft.template.where(('Resources',))}: no AWS::Serverless::Function this "
+                               "bridge can run; nothing to import")
+
+
+def _check_maps(template: Template, maps: Mapping) -> None:
+    buckets = [k for k, r in template.resources.items() if isinstance(r, dict) and r.get("Type") == "AWS::S3::Bucket"]
+    for name in maps.buckets:
+        if name not in buckets:
+            raise SamTemplateError(f"{template.where(('Resources',))}: --map bucket:{name}: the template has no "
+                                   f"AWS::S3::Bucket {name!r}; buckets: {', '.join(buckets) or '(none)'}")
+
+
+def _check_unused_queue_maps(draft: Draft) -> None:
+    for name in draft.maps.queues:
+        if f"queue:{name}" not in draft.used_maps:
+            raise SamTemplateError(f"{draft.template.where(('Resources',))}: --map queue:{name}: no SQS event or "
+                                   "destination of this template uses that queue; give its logical id or ARN")
+
+
+def _header(template: Template, overrides: dict[str, str]) -> list[str]:
+    lines = [f"lambda-bridge config imported from the SAM template {template.path}",
+             "by `lambda-bridge sam-import`. Check it with `lambda-bridge check --config THIS_FILE`;",
+             "edit it freely (re-running the import overwrites it). The mapping is explained in docs/sam.md."]
+    if overrides:
+        lines.append("Parameter overrides: " + " ".join(f"{k}={v}" for k, v in overrides.items()))
+    return lines

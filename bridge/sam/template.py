@@ -1,0 +1,140 @@
+"""Load a SAM template (YAML or JSON) with CloudFormation's short tags, keeping the line of every key path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bridge.errors import SamTemplateError
+
+SAM_TRANSFORM = "AWS::Serverless-2016-10-31"
+# The short form of each intrinsic function; the long form is ``{"Fn::Name": ...}`` (``Ref``, ``Condition``).
+SHORT_TAGS = {
+    "!Ref": "Ref", "!Condition": "Condition", "!GetAtt": "Fn::GetAtt", "!Sub": "Fn::Sub", "!Join": "Fn::Join",
+    "!If": "Fn::If", "!Equals": "Fn::Equals", "!Not": "Fn::Not", "!And": "Fn::And", "!Or": "Fn::Or",
+    "!Select": "Fn::Select", "!Split": "Fn::Split", "!FindInMap": "Fn::FindInMap", "!ImportValue": "Fn::ImportValue",
+    "!Base64": "Fn::Base64", "!GetAZs": "Fn::GetAZs", "!Cidr": "Fn::Cidr", "!Transform": "Fn::Transform",
+    "!ToJsonString": "Fn::ToJsonString", "!Length": "Fn::Length",
+}
+Path_ = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Template:
+    """A parsed template: its data, the file it came from, and the 1-based line of each key path."""
+
+    path: Path
+    data: dict[str, Any]
+    lines: dict[Path_, int] = field(default_factory=dict)
+
+    def line(self, path: Path_) -> int | None:
+        """The line of ``path`` or of its nearest ancestor that has one."""
+        for end in range(len(path), -1, -1):
+            if path[:end] in self.lines:
+                return self.lines[path[:end]]
+        return None
+
+    def where(self, path: Path_) -> str:
+        """``template.yaml:12 Resources.Fn.Properties`` — a location a user can jump to."""
+        line = self.line(path)
+        return f"{self.path}{f':{line}' if line else ''} {format_path(path)}".rstrip()
+
+    @property
+    def resources(self) -> dict[str, Any]:
+        """The ``Resources`` section."""
+        return self.data.get("Resources") or {}
+
+
+def format_path(path: Path_) -> str:
+    """("Resources", "Fn", "Events", 0) -> ``Resources.Fn.Events[0]``."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def load_template(path: str | Path) -> Template:
+    """Read and check a SAM template; a SamTemplateError names the file, the line and the fix."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise SamTemplateError(f"{path}: cannot read the template: {getattr(err, 'strerror', None) or err}") from None
+    return parse_template(text, path)
+
+
+def parse_template(text: str, path: Path) -> Template:
+    """Parse template text; YAML and JSON (a subset of YAML) go through the same composer."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = getattr(err, "problem", None) or err
+        raise SamTemplateError(f"{where}: not valid YAML or JSON: {problem}; fix the syntax at that line") from None
+    builder = _Builder(path)
+    data = builder.build(node, ()) if node is not None else None
+    template = Template(path, data if isinstance(data, dict) else {}, builder.lines)
+    _check_is_sam(template, data)
+    return template
+
+
+def _check_is_sam(template: Template, data: Any) -> None:
+    if not isinstance(data, dict):
+        raise SamTemplateError(f"{template.path}:1: not a SAM template (the file is not a mapping with Resources)")
+    transform = data.get("Transform")
+    transforms = transform if isinstance(transform, list) else [transform]
+    if SAM_TRANSFORM not in transforms:
+        raise SamTemplateError(f"{template.where(('Transform',)) if 'Transform' in data else f'{template.path}:1'}: "
+                               f"not a SAM template: it needs 'Transform: {SAM_TRANSFORM}' (got {transform!r})")
+    if not isinstance(data.get("Resources"), dict) or not data["Resources"]:
+        raise SamTemplateError(f"{template.where(('Resources',))}: a SAM template needs a Resources mapping")
+
+
+class _Builder:
+    """Node tree -> plain data; a short tag becomes its long form; every key path records its line."""
+
+    def __init__(self, file: Path) -> None:
+        self.file = file
+        self.lines: dict[Path_, int] = {}
+        self._scalars = yaml.SafeLoader("")  # PyYAML's own scalar typing (int, bool, null, str ...)
+
+    def build(self, node: yaml.Node, path: Path_) -> Any:
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        tag = node.tag
+        if tag in SHORT_TAGS:
+            return {SHORT_TAGS[tag]: self._short_tag_value(node, path)}
+        if tag.startswith("!"):
+            raise SamTemplateError(f"{self.file}:{node.start_mark.line + 1}: unknown tag {tag}; CloudFormation's "
+                                   f"short forms are {', '.join(sorted(SHORT_TAGS))}")
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        return self._scalars.construct_object(node, deep=True)
+
+    def _mapping(self, node: yaml.MappingNode, path: Path_) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            line = key_node.start_mark.line + 1
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            if not isinstance(key, str):
+                raise SamTemplateError(f"{self.file}:{line}: keys must be strings")
+            if key in out:
+                raise SamTemplateError(f"{self.file}:{line}: {format_path((*path, key))} is given twice; keep one")
+            self.lines[(*path, key)] = line
+            out[key] = self.build(value_node, (*path, key))
+        return out
+
+    def _short_tag_value(self, node: yaml.Node, path: Path_) -> Any:
+        if isinstance(node, yaml.ScalarNode):
+            if node.tag == "!GetAtt":  # !GetAtt Res.Attr is the list [Res, Attr] in the long form
+                resource, _, attribute = node.value.partition(".")
+                return [resource, attribute]
+            return node.value
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        return self._mapping(node, path)
