@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +60,17 @@ class Draft:
     def report(self, path: Path_, problem: str, fix: str) -> None:
         """Record an item that could not be mapped (listed on stderr and in the config's header)."""
         self.unmapped.append(Unmapped(self.template.where(path), problem, fix))
+
+    @contextlib.contextmanager
+    def malformed_at(self, path: Path_) -> Iterator[None]:
+        """Turn a value of the wrong shape found while mapping ``path`` into a SamTemplateError at its line."""
+        try:
+            yield
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError) as err:
+            from bridge.errors import SamTemplateError
+
+            raise SamTemplateError(f"{self.template.where(path)}: a value has the wrong shape ({err!r}); compare "
+                                   "it with the SAM specification of this resource") from None
 
     def origin(self, path: Path_) -> str:
         """``from Resources.Fn.Events.Upload (template.yaml:31)`` for an entry's comment."""

@@ -24,12 +24,16 @@ QUEUE_PROPERTIES = (("VisibilityTimeout", "visibility_timeout"), ("MessageRetent
 def map_events(draft: Draft, logical_id: str) -> None:
     """Each event of the function becomes a source (or an Unmapped entry saying why not)."""
     events = (draft.template.resources[logical_id].get("Properties") or {}).get("Events") or {}
+    if not isinstance(events, dict):
+        draft.report(("Resources", logical_id, "Properties", "Events"), "Events is not a mapping", "fix its shape")
+        return
     for event_id, event in events.items():
         path: Path_ = ("Resources", logical_id, "Properties", "Events", event_id)
         kind = event.get("Type") if isinstance(event, dict) else None
         props = draft.resolver.resolve(event.get("Properties") or {}, (*path, "Properties")) if kind else {}
         mapper = _mapper(kind)
-        source = mapper(draft, path, props) if mapper else _unsupported(draft, path, str(kind))
+        with draft.malformed_at(path):
+            source = mapper(draft, path, props) if mapper else _unsupported(draft, path, str(kind))
         if source is not None:
             name = re.sub(r"[^A-Za-z0-9_.-]", "-", f"{logical_id}-{event_id}")[:64]
             comments = [f"{draft.origin(path)}: {kind} event", *source.comments]

@@ -124,22 +124,29 @@ def _draft(template: Template, parameters: dict[str, Any], maps: Mapping, output
 def _map_all(draft: Draft) -> None:
     functions = []
     for logical_id, resource in draft.template.resources.items():
-        if not isinstance(resource, dict) or resource.get("Type") != FUNCTION_TYPE:
+        if resource.get("Type") != FUNCTION_TYPE:
             continue
-        condition = resource.get("Condition")
-        if condition and not draft.resolver.condition(condition, ("Resources", logical_id, "Condition")):
-            continue  # CloudFormation would not create it either
-        props = function_properties(draft, logical_id)
-        runtime = runtime_of(draft, logical_id, props)
+        with draft.malformed_at(("Resources", logical_id)):
+            runtime, props = _function_runtime(draft, logical_id, resource)
         if runtime is not None:
             functions.append((logical_id, props, runtime))
             draft.importable.add(logical_id)
     for logical_id, props, runtime in functions:  # all names known first: destinations may name any of them
-        draft.functions[logical_id] = map_function(draft, logical_id, props, runtime)
+        with draft.malformed_at(("Resources", logical_id, "Properties")):
+            draft.functions[logical_id] = map_function(draft, logical_id, props, runtime)
         map_events(draft, logical_id)
     if not functions:
         raise SamTemplateError(f"{draft.template.where(('Resources',))}: no AWS::Serverless::Function this "
                                "bridge can run; nothing to import")
+
+
+def _function_runtime(draft: Draft, logical_id: str, resource: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    """The function's runtime and resolved properties; (None, {}) when its Condition is false or its runtime foreign."""
+    condition = resource.get("Condition")
+    if condition and not draft.resolver.condition(condition, ("Resources", logical_id, "Condition")):
+        return None, {}  # CloudFormation would not create it either
+    props = function_properties(draft, logical_id)
+    return runtime_of(draft, logical_id, props), props
 
 
 def _check_maps(template: Template, maps: Mapping) -> None:

@@ -92,7 +92,7 @@ class Resolver:
             if len(value) == 1:
                 (key, arg), = value.items()
                 if key in self._functions:
-                    return self._functions[key](arg, path)
+                    return self._call(key, arg, path)
                 if key.startswith("Fn::"):
                     return Unresolved(f"{key} is not evaluated locally")
             items = ((k, self.resolve(v, (*path, k))) for k, v in value.items())
@@ -101,6 +101,14 @@ class Resolver:
             items = (self.resolve(v, (*path, i)) for i, v in enumerate(value))
             return [v for v in items if v is not NO_VALUE]
         return value
+
+    def _call(self, key: str, arg: Any, path: Path_) -> Any:
+        try:
+            return self._functions[key](arg, path)
+        except (TypeError, ValueError, IndexError, KeyError, AttributeError) as err:
+            # A malformed argument list (hostile or mistyped): one clear error at its line, never a traceback.
+            raise SamTemplateError(f"{self.template.where(path)}: {key} has malformed arguments ({err!r}); see "
+                                   "CloudFormation's intrinsic function reference for its form") from None
 
     def condition(self, name: str, path: Path_) -> bool:
         """The value of a condition in ``Conditions``; circular conditions are an error."""

@@ -92,6 +92,14 @@ def _check_is_sam(template: Template, data: Any) -> None:
                                f"not a SAM template: it needs 'Transform: {SAM_TRANSFORM}' (got {transform!r})")
     if not isinstance(data.get("Resources"), dict) or not data["Resources"]:
         raise SamTemplateError(f"{template.where(('Resources',))}: a SAM template needs a Resources mapping")
+    for section in ("Parameters", "Conditions", "Mappings", "Globals"):
+        if not isinstance(data.get(section) or {}, dict):
+            raise SamTemplateError(f"{template.where((section,))}: {section} must be a mapping")
+    for logical_id, resource in data["Resources"].items():
+        if not isinstance(resource, dict) or not isinstance(resource.get("Type"), str) \
+                or not isinstance(resource.get("Properties") or {}, dict):
+            raise SamTemplateError(f"{template.where(('Resources', logical_id))}: a resource is a mapping with a "
+                                   "Type string and, optionally, a Properties mapping")
 
 
 class _Builder:

@@ -1,0 +1,300 @@
+"""sam-import without a daemon: template loading, intrinsics, mapping, bad input (each error names file and line)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bridge.config.model import load_config
+from bridge.errors import SamTemplateError
+from bridge.sam import Mapping, import_template
+from bridge.sam.intrinsics import Resolver, Unresolved
+from bridge.sam.template import parse_template
+
+TEMPLATES = Path(__file__).resolve().parents[1] / "sam" / "templates"
+HEAD = "Transform: AWS::Serverless-2016-10-31\n"
+
+
+def write(tmp_path: Path, body: str, code: bool = True) -> Path:
+    if code:
+        (tmp_path / "src").mkdir(exist_ok=True)
+        (tmp_path / "src" / "app.py").write_text("def handler(event, context):\n    return event\n")
+    path = tmp_path / "template.yaml"
+    path.write_text(HEAD + textwrap.dedent(body))
+    return path
+
+
+FUNCTION = """
+Resources:
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties: {CodeUri: src/, Handler: app.handler, Runtime: python3.12}
+"""
+
+
+def imported(tmp_path: Path, body: str, **kwargs: Any) -> tuple[dict[str, Any], list[str]]:
+    result = import_template(write(tmp_path, body), output=tmp_path / "config.yaml", **kwargs)
+    (tmp_path / "config.yaml").write_text(result.text)
+    load_config(tmp_path / "config.yaml")  # what `lambda-bridge check` runs: the output must pass it
+    return yaml.safe_load(result.text), [str(u) for u in result.unmapped]
+
+
+def resolver(body: str, parameters: dict[str, Any] | None = None) -> Resolver:
+    template = parse_template(HEAD + textwrap.dedent(body), Path("t.yaml"))
+    return Resolver(template, parameters or {}, region="eu-west-1", account_id="111122223333", stack_name="app")
+
+
+# --- intrinsics ------------------------------------------------------------------------------------------
+
+
+INTRINSICS = """
+Parameters: {Stage: {Type: String}}
+Conditions:
+  IsProd: !Equals [!Ref Stage, prod]
+  Long: {"Fn::Not": [{"Condition": IsProd}]}
+Mappings: {Sizes: {prod: {Memory: 1024}, dev: {Memory: 128}}}
+Resources:
+  Q: {Type: AWS::SQS::Queue, Properties: {QueueName: !Sub '${Stage}-jobs'}}
+  B: {Type: AWS::S3::Bucket}
+"""
+
+
+@pytest.mark.parametrize(("expression", "expected"), [
+    ({"Ref": "Stage"}, "dev"),
+    ({"Fn::Sub": "${AWS::Region}-${Stage}-${!Literal}"}, "eu-west-1-dev-${Literal}"),
+    ({"Fn::Sub": ["${A}/${Q.QueueName}", {"A": {"Ref": "AWS::AccountId"}}]}, "111122223333/dev-jobs"),
+    ({"Fn::GetAtt": ["Q", "Arn"]}, "arn:aws:sqs:eu-west-1:111122223333:dev-jobs"),
+    ({"Fn::GetAtt": "Q.QueueUrl"}, "https://sqs.eu-west-1.amazonaws.com/111122223333/dev-jobs"),
+    ({"Ref": "Q"}, "https://sqs.eu-west-1.amazonaws.com/111122223333/dev-jobs"),
+    ({"Ref": "B"}, "B"),
+    ({"Fn::Join": ["-", ["a", {"Ref": "Stage"}, 3]]}, "a-dev-3"),
+    ({"Fn::If": ["IsProd", "big", "small"]}, "small"),
+    ({"Fn::If": ["Long", "yes", "no"]}, "yes"),
+    ({"Fn::Select": [1, {"Fn::Split": [",", "a,b,c"]}]}, "b"),
+    ({"Fn::FindInMap": ["Sizes", {"Ref": "Stage"}, "Memory"]}, 128),
+    ({"k": {"Fn::If": ["IsProd", 1, {"Ref": "AWS::NoValue"}]}, "j": 2}, {"j": 2}),
+])
+def test_long_forms(expression: Any, expected: Any) -> None:
+    assert resolver(INTRINSICS, {"Stage": "dev"}).resolve(expression, ()) == expected
+
+
+def test_short_forms_are_the_long_forms() -> None:
+    template = parse_template(HEAD + textwrap.dedent("""
+        Resources:
+          R:
+            Type: X
+            Properties:
+              a: !Ref Stage
+              b: !GetAtt Q.Arn
+              c: !Sub ['${x}', {x: !Ref Stage}]
+              d: !If [IsProd, !Join ['', [a, b]], !Select [0, !Split [',', 'x,y']]]
+              e: !ImportValue other-stack-Output
+        """), Path("t.yaml"))
+    props = template.resources["R"]["Properties"]
+    assert props["b"] == {"Fn::GetAtt": ["Q", "Arn"]}
+    assert props["c"] == {"Fn::Sub": ["${x}", {"x": {"Ref": "Stage"}}]}
+    assert props["d"]["Fn::If"][1] == {"Fn::Join": ["", ["a", "b"]]}
+    assert template.line(("Resources", "R", "Properties", "e")) == 11
+
+
+def test_import_value_is_unresolved_and_poisons_a_sub() -> None:
+    r = resolver(INTRINSICS, {"Stage": "dev"})
+    value = r.resolve({"Fn::Sub": ["x-${V}", {"V": {"Fn::ImportValue": "shared-Out"}}]}, ())
+    assert isinstance(value, Unresolved) and "shared-Out" in value.reason
+
+
+# --- mapping -----------------------------------------------------------------------------------------------
+
+
+def test_globals_parameters_conditions(tmp_path: Path) -> None:
+    app = TEMPLATES / "globals-params"
+    result = import_template(app / "template.yaml", output=tmp_path / "c.yaml", overrides={"Stage": "dev"})
+    config = yaml.safe_load(result.text)
+    job = config["functions"]["JobFunction"]
+    assert "ProdReportFunction" not in config["functions"]  # Condition: IsProd, false for dev
+    assert job["timeout"] == 10 and job["memory_size"] == 256 and job["reserved_concurrency"] == 2
+    assert job["environment"] == {"STAGE": "dev", "LOG_LEVEL": "DEBUG", "GREETING": "hello from us-east-1",
+                                  "JOBS_QUEUE_URL": "http://127.0.0.1:9001/123456789012/globals-params-dev-jobs",
+                                  "DEBUG_ONLY": "yes"}
+    assert job["async"] == {"maximum_retry_attempts": 1, "maximum_event_age": 600,
+                            "on_success": "function:AuditFunction",
+                            "on_failure": "sqs:http://127.0.0.1:9001/123456789012/failed-dev"}
+    assert config["sources"][1]["input"] == '{"stage": "dev", "greeting": "hello"}'
+    where = [u.where for u in result.unmapped]
+    assert any(w.endswith(":52 Resources.JobFunction.Properties.Environment.Variables.SHARED_TABLE") for w in where)
+    assert any(w.endswith(":78 Resources.JobFunction.Properties.Events.Clicks") for w in where)
+
+
+def test_every_shipped_template_passes_check(tmp_path: Path) -> None:
+    maps = Mapping(buckets={"SourceBucket": tmp_path / "uploads"}, broker="mqtt://127.0.0.1:1883")
+    (tmp_path / "uploads").mkdir()
+    for template in sorted(TEMPLATES.glob("*/template.*")):
+        result = import_template(template, output=tmp_path / "c.yaml",
+                                 maps=maps if template.parent.name == "s3-thumbnail" else Mapping(broker=maps.broker))
+        (tmp_path / "c.yaml").write_text(result.text)
+        config = load_config(tmp_path / "c.yaml")
+        assert config.functions, template
+
+
+def test_sqs_queue_properties_and_redrive(tmp_path: Path) -> None:
+    config, unmapped = imported(tmp_path, """
+        Resources:
+          DLQ: {Type: AWS::SQS::Queue, Properties: {FifoQueue: true}}
+          Q:
+            Type: AWS::SQS::Queue
+            Properties:
+              FifoQueue: true
+              VisibilityTimeout: 45
+              MessageRetentionPeriod: 3600
+              RedrivePolicy: {deadLetterTargetArn: !GetAtt DLQ.Arn, maxReceiveCount: 4}
+          Fn:
+            Type: AWS::Serverless::Function
+            Properties:
+              CodeUri: src/
+              Handler: app.handler
+              Runtime: python3.12
+              Events:
+                Jobs: {Type: SQS, Properties: {Queue: !GetAtt Q.Arn, BatchSize: 7}}
+                Remote: {Type: SQS, Properties: {Queue: 'arn:aws:sqs:us-east-1:123456789012:elsewhere'}}
+        """)
+    assert config["queues"]["Q.fifo"] == {"visibility_timeout": 45, "message_retention": 3600, "fifo": True,
+                                          "redrive_policy": {"dead_letter_queue": "DLQ.fifo", "max_receive_count": 4}}
+    assert config["queues"]["DLQ.fifo"] == {"fifo": True}
+    assert config["sources"][0]["queue"] == "Q.fifo" and config["sources"][0]["batch_size"] == 7
+    assert len(unmapped) == 1 and "--map queue:arn:aws:sqs:us-east-1:123456789012:elsewhere=QUEUE_URL" in unmapped[0]
+
+
+def test_mapped_queue_url_and_other_runtimes(tmp_path: Path) -> None:
+    config, unmapped = imported(tmp_path, """
+        Resources:
+          Q: {Type: AWS::SQS::Queue}
+          Fn:
+            Type: AWS::Serverless::Function
+            Properties:
+              CodeUri: src/
+              Handler: app.handler
+              Runtime: python3.12
+              Events:
+                Jobs: {Type: SQS, Properties: {Queue: !GetAtt Q.Arn}}
+          Node:
+            Type: AWS::Serverless::Function
+            Properties: {CodeUri: src/, Handler: index.handler, Runtime: nodejs20.x}
+        """, maps=Mapping(queues={"Q": "http://127.0.0.1:4566/000000000000/q"}))
+    assert config["sources"][0]["queue"] == "http://127.0.0.1:4566/000000000000/q"
+    assert "queues" not in config and list(config["functions"]) == ["Fn"]
+    assert "Resources.Node.Properties.Runtime: runtime 'nodejs20.x' is not supported" in unmapped[0]
+
+
+def test_api_routes_light_up_when_the_http_source_is_registered(tmp_path: Path, monkeypatch) -> None:
+    from bridge.sam import http
+
+    app = TEMPLATES / "http-api-authorizer"
+    unsupported = import_template(app / "template.yaml", output=tmp_path / "c.yaml")
+    assert [u.problem.split(" (")[0] for u in unsupported.unmapped] == ["HttpApi events are not yet supported"] * 2
+    monkeypatch.setattr(http, "http_source_available", lambda: True)
+    result = import_template(app / "template.yaml", output=tmp_path / "c.yaml")
+    assert result.unmapped == []
+    [source] = yaml.safe_load(result.text)["sources"]
+    assert source == {
+        "name": "ItemsApi-http", "type": "http", "listen": "127.0.0.1:3000", "format": "http", "stage": "v1",
+        "cors": {"allow_origins": ["https://example.com"], "allow_methods": ["GET", "POST"],
+                 "allow_headers": ["authorization", "content-type"], "max_age": 600},
+        "authorizer": {"function": "AuthorizerFunction", "type": "request", "identity_source": ["authorization"],
+                       "ttl": 300},
+        "routes": [{"route": "GET /items/{id}", "function": "ItemsFunction"},
+                   {"route": "PUT /items/{id}", "function": "ItemsFunction"}],
+    }
+
+
+def test_rest_api_implicit_and_any() -> None:
+    from bridge.sam.http import api_route, api_source_config
+
+    assert api_route("Api", {"Path": "/{proxy+}", "Method": "any"}) == "ANY /{proxy+}"
+    assert api_route("HttpApi", {}) == "$default"
+    value = api_source_config("Api", {"Cors": "'*'", "Auth": {"DefaultAuthorizer": "A", "Authorizers": {
+        "A": {"FunctionArn": "arn:aws:lambda:us-east-1:1:function:auth", "Identity": {"Header": "X-Token"}}}}},
+        "api", "127.0.0.1:3000")
+    assert value["stage"] == "prod" and value["cors"] == {"allow_origins": ["*"]}
+    assert value["authorizer"] == {"function": "auth", "type": "token", "identity_source": ["x-token"]}
+
+
+# --- bad input: a clear error with the file and line, exit 2 ---------------------------------------------
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bridge.cli", "sam-import", *args], capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+@pytest.mark.parametrize(("body", "args", "expected"), [
+    ("Resources:\n  Fn: {Type: X\n  Other: 1\n", [], r"template.yaml:4: not valid YAML"),
+    (FUNCTION.replace("CodeUri: src/, ", ""), [], r"template.yaml:6 Resources.Fn.Properties: function Fn has no "
+                                                   r"CodeUri"),
+    (FUNCTION + """
+  A: {Type: AWS::SQS::Queue, Properties: {QueueName: !Sub '${B.QueueName}-a'}}
+  B: {Type: AWS::SQS::Queue, Properties: {QueueName: !Sub '${A.QueueName}-b'}}
+  Use:
+    Type: AWS::Serverless::Function
+    Properties: {CodeUri: src/, Handler: app.handler, Runtime: python3.12,
+                 Environment: {Variables: {Q: !Ref A}}}
+""", [], r"template.yaml:\d+ Resources.[AB].Properties.QueueName: circular reference: Ref ([AB]) -> Ref [AB] -> "
+         r"Ref \1"),
+    ("Parameters: {Stage: {Type: String, Default: dev}}\n" + FUNCTION, ["--parameter-overrides", "Stag=prod"],
+     r"template.yaml:2 Parameters: --parameter-overrides names 'Stag', which the template does not declare; "
+     r"declared: Stage"),
+    (FUNCTION, ["--map", "bucket:Uploads=./up"], r"template.yaml:3 Resources: --map bucket:Uploads: the template has "
+                                                 r"no AWS::S3::Bucket 'Uploads'"),
+    (FUNCTION + "  Bad: {Type: !Magic x}\n", [], r"template.yaml:7: unknown tag !Magic"),
+])
+def test_bad_input_names_file_and_line(tmp_path: Path, body: str, args: list[str], expected: str) -> None:
+    done = run_cli(str(write(tmp_path, body)), "-o", str(tmp_path / "c.yaml"), *args)
+    assert done.returncode == 2, done.stderr
+    assert re.search(expected, done.stderr), done.stderr
+    assert not (tmp_path / "c.yaml").exists()
+
+
+def test_not_a_sam_template(tmp_path: Path) -> None:
+    path = tmp_path / "cfn.yaml"
+    path.write_text("AWSTemplateFormatVersion: '2010-09-09'\nResources:\n  B: {Type: AWS::S3::Bucket}\n")
+    done = run_cli(str(path))
+    assert done.returncode == 2
+    assert f"{path}:1: not a SAM template: it needs 'Transform: AWS::Serverless-2016-10-31'" in done.stderr
+
+
+def test_strict_exits_2_and_writes_nothing(tmp_path: Path) -> None:
+    done = run_cli(str(TEMPLATES / "globals-params" / "template.yaml"), "-o", str(tmp_path / "c.yaml"), "--strict")
+    assert done.returncode == 2
+    assert "Kinesis events are not supported" in done.stderr and not (tmp_path / "c.yaml").exists()
+    done = run_cli(str(TEMPLATES / "globals-params" / "template.yaml"), "-o", str(tmp_path / "c.yaml"))
+    assert done.returncode == 0 and (tmp_path / "c.yaml").exists()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.one_of(st.text(max_size=300), st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.sampled_from(["Ref", "Fn::Sub", "Fn::If", "Fn::Join", "Fn::GetAtt", "Resources", "Type", "Properties",
+                         "Events", "CodeUri", "Handler", "Runtime", "Fn", "Q"]), inner, max_size=4),
+    max_leaves=20).map(lambda data: HEAD + yaml.safe_dump({"Resources": {
+        "Fn": {"Type": "AWS::Serverless::Function", "Properties": {
+            "CodeUri": ".", "Handler": "app.handler", "Runtime": "python3.12", "Environment": {"Variables": data},
+            "Events": {"E": {"Type": "SQS", "Properties": data}}}},
+        "Q": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": data}}}}))))
+def test_hostile_templates_fail_only_with_a_template_error(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "fuzz.yaml"
+    path.write_text(text)
+    try:
+        result = import_template(path, output=tmp_path / "c.yaml")
+    except SamTemplateError as err:
+        assert str(err).startswith(str(path))
+    else:
+        assert isinstance(yaml.safe_load(result.text), dict)  # whatever came through renders as YAML
