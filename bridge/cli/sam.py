@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     cmd.add_argument("--parameter-overrides", nargs="+", default=[], metavar="NAME=VALUE",
                      help="template parameter values, as for `sam deploy`")
     cmd.add_argument("--map", action="append", default=[], metavar="WHAT=WHERE",
-                     help="bucket:LOGICAL_ID=DIR | queue:LOGICAL_ID=QUEUE_URL | broker=mqtt://HOST:PORT (repeatable)")
+                     help="bucket:LOGICAL_ID=DIR | queue:LOGICAL_ID=QUEUE_URL | broker=mqtt://HOST:PORT | "
+                     "api:LOGICAL_ID=HOST:PORT (repeatable)")
     cmd.add_argument("--listen", default="127.0.0.1:9001", metavar="HOST:PORT",
                      help="api.listen of the config: Invoke API and the embedded queues (default %(default)s)")
     cmd.add_argument("--strict", action="store_true", help="exit 2 (and write nothing) if anything is not mapped")

@@ -39,6 +39,7 @@ class Mapping:
     buckets: dict[str, Path] = field(default_factory=dict)  # bucket logical id -> local directory
     queues: dict[str, str] = field(default_factory=dict)  # queue logical id, name or ARN -> queue URL
     broker: str | None = None  # the MQTT broker IoT rules read
+    apis: dict[str, str] = field(default_factory=dict)  # API logical id -> HOST:PORT its http source listens on
 
 
 @dataclass

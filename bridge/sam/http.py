@@ -59,7 +59,8 @@ def _api_source(draft: Draft, kind: str, api_id: str) -> Entry:
     resource = draft.template.resources.get(api_id) or {}
     props = draft.resolver.resolve(resource.get("Properties") or {}, ("Resources", api_id, "Properties"))
     port = FIRST_PORT + sum(1 for e in draft.sources if e.value.get("type") == "http")
-    value = api_source_config(kind, props, name, f"127.0.0.1:{port}", draft.resolver.origin)
+    listen = draft.maps.apis.get(api_id, f"127.0.0.1:{port}")
+    value = api_source_config(kind, props, name, listen, draft.resolver.origin)
     origin = draft.origin(("Resources", api_id)) if resource else f"the API SAM creates implicitly ({api_id})"
     entry = Entry(value, [f"{origin}: {kind}"])
     draft.sources.append(entry)

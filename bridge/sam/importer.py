@@ -28,25 +28,29 @@ class ImportResult:
 
 
 def parse_maps(items: list[str]) -> Mapping:
-    """``bucket:ID=DIR``, ``queue:ID=URL``, ``broker=URL`` -> a Mapping; bad syntax is a UsageError."""
+    """``bucket:ID=DIR``, ``queue:ID=URL``, ``broker=URL``, ``api:ID=HOST:PORT`` -> a Mapping (UsageError if bad)."""
     buckets: dict[str, Path] = {}
     queues: dict[str, str] = {}
+    apis: dict[str, str] = {}
     broker = None
     for item in items:
         key, sep, value = item.partition("=")
         kind, _, name = key.partition(":")
         if not sep or not value:
-            raise UsageError(f"--map {item!r}: expected bucket:LOGICAL_ID=DIR, queue:LOGICAL_ID=URL or broker=URL")
+            raise UsageError(f"--map {item!r}: expected bucket:LOGICAL_ID=DIR, queue:LOGICAL_ID=URL, broker=URL or "
+                             "api:LOGICAL_ID=HOST:PORT")
         if kind == "bucket" and name:
             buckets[name] = Path(value).expanduser()
         elif kind == "queue" and name and value.startswith(("http://", "https://")):
             queues[name] = value
         elif kind == "broker" and not name and value.startswith(("mqtt://", "mqtts://")):
             broker = value
+        elif kind == "api" and name and value.rpartition(":")[2].isdigit():
+            apis[name] = value
         else:
-            raise UsageError(f"--map {item!r}: expected bucket:LOGICAL_ID=DIR, queue:LOGICAL_ID=http(s)://QUEUE_URL "
-                             "or broker=mqtt://HOST:PORT")
-    return Mapping(buckets, queues, broker)
+            raise UsageError(f"--map {item!r}: expected bucket:LOGICAL_ID=DIR, queue:LOGICAL_ID=http(s)://QUEUE_URL, "
+                             "broker=mqtt://HOST:PORT or api:LOGICAL_ID=HOST:PORT")
+    return Mapping(buckets, queues, broker, apis)
 
 
 def parse_overrides(items: list[str]) -> dict[str, str]:
