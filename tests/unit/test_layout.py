@@ -25,6 +25,7 @@ FORBIDDEN = {
     "bridge.queues": ("bridge.daemon", "bridge.cli"),
     "bridge.config": ("bridge.daemon", "bridge.cli", "bridge.delivery", "bridge.invokers"),
     "bridge.daemon": ("bridge.cli",),
+    "bridge.sam": ("bridge.daemon", "bridge.cli", "bridge.delivery", "bridge.invokers", "bridge.queues"),
 }
 
 
