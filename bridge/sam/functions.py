@@ -68,6 +68,14 @@ def map_function(draft: Draft, logical_id: str, props: dict[str, Any], runtime: 
     environment = _environment(draft, path, props.get("Environment"))
     if environment:
         value["environment"] = environment
+    if props.get("Layers"):
+        draft.report((*path, "Layers"), "layers are not mounted locally",
+                     "vendor the layers' packages into CodeUri, or import the template `sam build` writes "
+                     "(.aws-sam/build/template.yaml), whose CodeUri folders hold the dependencies")
+    if isinstance(props.get("FunctionUrlConfig"), dict):
+        from bridge.sam.http import map_function_url
+
+        map_function_url(draft, logical_id, props["FunctionUrlConfig"])
     settings = async_settings(draft, logical_id, props)
     if settings:
         value["async"] = settings

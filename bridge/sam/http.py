@@ -33,6 +33,10 @@ def map_api_event(draft: Draft, path: Path_, props: dict[str, Any]) -> Entry | N
     api_id = _api_id(draft, kind, props)
     source = _api_source(draft, kind, api_id)
     route = api_route(kind, props)
+    authorizer = (props.get("Auth") or {}).get("Authorizer")
+    if authorizer and authorizer != _default_authorizer(draft, api_id):
+        draft.report((*path, "Properties", "Auth"), f"a per-route authorizer ({authorizer}) has no place in the http "
+                     "source's config; the route uses the API's default", "split the route into an API of its own")
     source.value["routes"].append({"route": route, "function": path[1]})
     source.comments.append(f"route {route!r} {draft.origin(path)}")
     return None
@@ -41,6 +45,29 @@ def map_api_event(draft: Draft, path: Path_, props: dict[str, Any]) -> Entry | N
 def _api_id(draft: Draft, kind: str, props: dict[str, Any]) -> str:
     reference = props.get("RestApiId" if kind == "Api" else "ApiId")
     return draft.resolver.origin(reference) or (reference if isinstance(reference, str) else IMPLICIT_API[kind])
+
+
+def _default_authorizer(draft: Draft, api_id: str) -> Any:
+    props = (draft.template.resources.get(api_id) or {}).get("Properties") or {}
+    return (props.get("Auth") or {}).get("DefaultAuthorizer") if isinstance(props.get("Auth"), dict) else None
+
+
+def map_function_url(draft: Draft, logical_id: str, config: dict[str, Any]) -> None:
+    """FunctionUrlConfig -> an http source of format ``url`` with one catch-all route to the function."""
+    path = ("Resources", logical_id, "Properties", "FunctionUrlConfig")
+    if not http_source_available():
+        draft.report(path, "function URLs are not yet supported (the http source is not in this build)",
+                     "invoke the function with `lambda-bridge invoke` and a function-URL event meanwhile")
+        return
+    port = FIRST_PORT + sum(1 for e in draft.sources if e.value.get("type") == "http")
+    value: dict[str, Any] = {"name": f"{logical_id}-url", "type": "http",
+                             "listen": draft.maps.apis.get(logical_id, f"127.0.0.1:{port}"), "format": "url"}
+    cors = _cors(config.get("Cors"))
+    if cors:
+        value["cors"] = cors
+    value["routes"] = [{"route": "$default", "function": logical_id}]
+    draft.sources.append(Entry(value, [f"{draft.origin(path)}: function URL (AuthType "
+                                       f"{config.get('AuthType', 'NONE')}: the bridge does not sign requests)"]))
 
 
 def api_route(kind: str, props: dict[str, Any]) -> str:

@@ -15,6 +15,10 @@ from bridge.sam.render import render
 from bridge.sam.template import Template, load_template
 
 DEFAULT_LISTEN = "127.0.0.1:9001"
+NOT_IMPORTED = {
+    "AWS::Lambda::Function": "only AWS::Serverless::Function is imported; add it to functions: by hand",
+    "AWS::Lambda::EventSourceMapping": "declare the event under the function's Events, or add a source by hand",
+}
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,9 @@ def _draft(template: Template, parameters: dict[str, Any], maps: Mapping, output
 def _map_all(draft: Draft) -> None:
     functions = []
     for logical_id, resource in draft.template.resources.items():
+        if resource.get("Type") in NOT_IMPORTED:
+            draft.report(("Resources", logical_id), f"{resource['Type']} resources are not imported",
+                         NOT_IMPORTED[resource["Type"]])
         if resource.get("Type") != FUNCTION_TYPE:
             continue
         with draft.malformed_at(("Resources", logical_id)):

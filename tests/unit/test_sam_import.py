@@ -298,3 +298,43 @@ def test_hostile_templates_fail_only_with_a_template_error(tmp_path: Path, text:
         assert str(err).startswith(str(path))
     else:
         assert isinstance(yaml.safe_load(result.text), dict)  # whatever came through renders as YAML
+
+
+def test_function_url_layers_and_foreign_resources(tmp_path: Path, monkeypatch) -> None:
+    from bridge.sam import http
+
+    body = """
+        Resources:
+          Plain: {Type: AWS::Lambda::Function, Properties: {Handler: x.y}}
+          Fn:
+            Type: AWS::Serverless::Function
+            Properties:
+              CodeUri: src/
+              Handler: app.handler
+              Runtime: python3.12
+              Layers: [arn:aws:lambda:us-east-1:123456789012:layer:deps:3]
+              FunctionUrlConfig: {AuthType: NONE, Cors: {AllowOrigins: ['*'], MaxAge: 60}}
+              Events:
+                Open: {Type: Api, Properties: {Path: /open, Method: get, Auth: {Authorizer: NONE}}}
+        """
+    config, unmapped = imported(tmp_path, body)
+    assert [u.split(": ", 1)[1].split(" (")[0].split(";")[0] for u in unmapped] == [
+        "AWS::Lambda::Function resources are not imported", "layers are not mounted locally",
+        "function URLs are not yet supported", "Api events are not yet supported"]
+    monkeypatch.setattr(http, "http_source_available", lambda: True)
+    result = import_template(write(tmp_path, body), output=tmp_path / "c.yaml")
+    sources = yaml.safe_load(result.text)["sources"]
+    assert sources[0] == {"name": "Fn-url", "type": "http", "listen": "127.0.0.1:3000", "format": "url",
+                          "cors": {"allow_origins": ["*"], "max_age": 60},
+                          "routes": [{"route": "$default", "function": "Fn"}]}
+    assert sources[1]["name"] == "ServerlessRestApi-http" and sources[1]["listen"] == "127.0.0.1:3001"
+    assert sources[1]["routes"] == [{"route": "GET /open", "function": "Fn"}]
+    assert any("a per-route authorizer (NONE)" in str(u) for u in result.unmapped)
+
+
+def test_circular_conditions(tmp_path: Path) -> None:
+    body = "Conditions:\n  A: !Condition B\n  B: !Not [!Condition A]\n" + FUNCTION.replace(
+        "Type: AWS::Serverless::Function", "Type: AWS::Serverless::Function\n    Condition: A")
+    with pytest.raises(SamTemplateError, match=r"template.yaml:\d+ Conditions.[AB]: circular reference: "
+                                               r"Condition ([AB]) -> Condition [AB] -> Condition \1"):
+        import_template(write(tmp_path, body))
