@@ -11,10 +11,10 @@ from bridge.sam.draft import Draft, Entry
 
 def render(draft: Draft, header: list[str], settings: dict[str, Any]) -> str:
     """The whole config file: header comments, top-level settings, then functions, queues and sources."""
-    lines = [f"# {line}" for line in header]
+    lines = [f"# {comment_text(line)}" for line in header]
     if draft.unmapped:
         lines += ["#", "# Not imported (lambda-bridge sam-import printed these on stderr too):"]
-        lines += [f"#   - {item}" for item in draft.unmapped]
+        lines += [f"#   - {comment_text(str(item))}" for item in draft.unmapped]
     lines.append("")
     lines.append(_dump(settings).rstrip())
     for title, entries in (("functions", draft.functions), ("queues", draft.queues)):
@@ -28,10 +28,15 @@ def render(draft: Draft, header: list[str], settings: dict[str, Any]) -> str:
 
 
 def _entry(data: Any, entry: Entry, *, bullet: bool) -> str:
-    comments = [f"  # {c}" for c in entry.comments]
+    comments = [f"  # {comment_text(c)}" for c in entry.comments]
     body = _dump(data)
     indented = "".join(f"  {line}" if line.strip() else line for line in body.splitlines(keepends=True))
     return "\n".join([*comments, indented.rstrip()]) if bullet or comments else indented.rstrip()
+
+
+def comment_text(text: str) -> str:
+    """Text safe inside one YAML comment: a newline from a template value must not start a config line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _dump(data: Any) -> str:

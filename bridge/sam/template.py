@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ SHORT_TAGS = {
     "!ToJsonString": "Fn::ToJsonString", "!Length": "Fn::Length",
 }
 Path_ = tuple[Any, ...]
+LOGICAL_ID = re.compile(r"[A-Za-z0-9]{1,255}")
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,9 @@ def _check_is_sam(template: Template, data: Any) -> None:
         if not isinstance(data.get(section) or {}, dict):
             raise SamTemplateError(f"{template.where((section,))}: {section} must be a mapping")
     for logical_id, resource in data["Resources"].items():
+        if not LOGICAL_ID.fullmatch(logical_id):
+            raise SamTemplateError(f"{template.where(('Resources', logical_id))}: logical id {logical_id!r} must be "
+                                   "letters and digits only (A-Za-z0-9), as CloudFormation requires")
         if not isinstance(resource, dict) or not isinstance(resource.get("Type"), str) \
                 or not isinstance(resource.get("Properties") or {}, dict):
             raise SamTemplateError(f"{template.where(('Resources', logical_id))}: a resource is a mapping with a "

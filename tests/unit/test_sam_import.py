@@ -317,7 +317,7 @@ def test_function_url_layers_and_foreign_resources(tmp_path: Path, monkeypatch) 
               Events:
                 Open: {Type: Api, Properties: {Path: /open, Method: get, Auth: {Authorizer: NONE}}}
         """
-    config, unmapped = imported(tmp_path, body)
+    _, unmapped = imported(tmp_path, body)
     assert [u.split(": ", 1)[1].split(" (")[0].split(";")[0] for u in unmapped] == [
         "AWS::Lambda::Function resources are not imported", "layers are not mounted locally",
         "function URLs are not yet supported", "Api events are not yet supported"]
@@ -338,3 +338,16 @@ def test_circular_conditions(tmp_path: Path) -> None:
     with pytest.raises(SamTemplateError, match=r"template.yaml:\d+ Conditions.[AB]: circular reference: "
                                                r"Condition ([AB]) -> Condition [AB] -> Condition \1"):
         import_template(write(tmp_path, body))
+
+
+def test_template_values_cannot_inject_config_through_comments(tmp_path: Path) -> None:
+    body = FUNCTION.replace("python3.12", '"nodejs\\nregion: eu-west-3\\nstate_dir: /etc"') + """
+  Fn2:
+    Type: AWS::Serverless::Function
+    Properties: {CodeUri: src/, Handler: app.handler, Runtime: python3.12}
+"""
+    config, unmapped = imported(tmp_path, body)
+    assert config["region"] == "us-east-1" and config["state_dir"] == "var/state"
+    assert "runtime 'nodejs\\nregion: eu-west-3\\nstate_dir: /etc'" in unmapped[0]
+    with pytest.raises(SamTemplateError, match=r"template.yaml:3 Resources.Bad\nId: logical id"):
+        import_template(write(tmp_path, 'Resources:\n  "Bad\\nId": {Type: AWS::SQS::Queue}\n'))
