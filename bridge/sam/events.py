@@ -34,7 +34,10 @@ def map_events(draft: Draft, logical_id: str) -> None:
         mapper = _mapper(kind)
         with draft.malformed_at(path):
             source = mapper(draft, path, props) if mapper else _unsupported(draft, path, str(kind))
-        if source is not None:
+        missing = find_unresolved(source.value) if source is not None else None
+        if missing is not None:
+            draft.report(path, f"{missing.reason} has no local value", "replace it in the template or map it")
+        elif source is not None:
             name = re.sub(r"[^A-Za-z0-9_.-]", "-", f"{logical_id}-{event_id}")[:64]
             comments = [f"{draft.origin(path)}: {kind} event", *source.comments]
             draft.sources.append(Entry({"name": name, **source.value, "function": logical_id}, comments))
@@ -113,13 +116,17 @@ def queue_reference(draft: Draft, path: Path_, target: Any) -> str | None:
     return embedded_queue(draft, logical_id)
 
 
-def embedded_queue(draft: Draft, logical_id: str) -> str:
+def embedded_queue(draft: Draft, logical_id: str) -> str | None:
     """Add the embedded queue for an AWS::SQS::Queue resource (and its dead-letter queue); returns its name."""
-    name = str(draft.resolver.name_of(logical_id))
+    name = draft.resolver.name_of(logical_id)
     if name in draft.queues:
         return name
     path: Path_ = ("Resources", logical_id, "Properties")
     props = draft.resolver.resolve(draft.template.resources[logical_id].get("Properties") or {}, path)
+    missing = find_unresolved([name, props])
+    if missing is not None:
+        draft.report(path, f"the queue's {missing.reason} has no local value", "give the queue literal properties")
+        return None
     value: dict[str, Any] = {key: int(props[prop]) for prop, key in QUEUE_PROPERTIES if prop in props}
     if str(props.get("FifoQueue", "")).lower() == "true":
         value["fifo"] = True

@@ -219,9 +219,7 @@ class Resolver:
     # --- string functions -----------------------------------------------------------------------------
 
     def _sub(self, arg: Any, path: Path_) -> Any:
-        text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1]) if _pair(arg) else (None, None)
-        if not isinstance(text, str) or not isinstance(variables, dict):
-            raise SamTemplateError(f"{self.template.where(path)}: Fn::Sub takes a string or [string, {{vars}}]")
+        text, variables = self._sub_arguments(arg, path)
         values = {k: self.resolve(v, (*path, 1, k)) for k, v in variables.items()}
         pieces: list[Any] = []
         last = 0
@@ -234,6 +232,14 @@ class Resolver:
             pieces.append(self._sub_variable(match.group(2).strip(), values, path))
         pieces.append(text[last:])
         return _concat(pieces)
+
+    def _sub_arguments(self, arg: Any, path: Path_) -> tuple[str, dict[str, Any]]:
+        """``"text"`` or ``["text", {variables}]``."""
+        if isinstance(arg, str):
+            return arg, {}
+        if _pair(arg) and isinstance(arg[0], str) and isinstance(arg[1], dict):
+            return arg[0], arg[1]
+        raise SamTemplateError(f"{self.template.where(path)}: Fn::Sub takes a string or [string, {{vars}}]")
 
     def _sub_variable(self, name: str, values: dict[str, Any], path: Path_) -> Any:
         if name in values:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -282,7 +283,7 @@ def test_strict_exits_2_and_writes_nothing(tmp_path: Path) -> None:
 @given(st.one_of(st.text(max_size=300), st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
-        st.sampled_from(["Ref", "Fn::Sub", "Fn::If", "Fn::Join", "Fn::GetAtt", "Resources", "Type", "Properties",
+        st.sampled_from(["Ref", "Fn::Sub", "Fn::If", "Fn::Join", "Fn::GetAtt", "Fn::ImportValue", "Queue", "Type",
                          "Events", "CodeUri", "Handler", "Runtime", "Fn", "Q"]), inner, max_size=4),
     max_leaves=20).map(lambda data: HEAD + yaml.safe_dump({"Resources": {
         "Fn": {"Type": "AWS::Serverless::Function", "Properties": {
@@ -351,3 +352,50 @@ def test_template_values_cannot_inject_config_through_comments(tmp_path: Path) -
     assert "runtime 'nodejs\\nregion: eu-west-3\\nstate_dir: /etc'" in unmapped[0]
     with pytest.raises(SamTemplateError, match=r"template.yaml:3 Resources.Bad\nId: logical id"):
         import_template(write(tmp_path, 'Resources:\n  "Bad\\nId": {Type: AWS::SQS::Queue}\n'))
+
+
+INTRINSIC_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 100_000) | st.sampled_from(["", "x", "rate(1 minute)", "Q", "P"])
+    | st.just({"Ref": "P"}) | st.just({"Fn::ImportValue": "other"}) | st.just({"Fn::GetAtt": ["Q", "Arn"]})
+    | st.just({"Ref": "AWS::NoValue"}),
+    lambda inner: st.lists(inner, max_size=3) | st.builds(lambda v: {"Fn::Sub": ["${v}", {"v": v}]}, inner)
+    | st.builds(lambda a, b: {"Fn::If": ["C", a, b]}, inner, inner) | st.dictionaries(st.text(max_size=5), inner,
+                                                                                       max_size=2),
+    max_leaves=6)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.fixed_dictionaries({k: INTRINSIC_VALUES for k in (
+    "queue_name", "visibility", "redrive", "batch", "sql", "schedule", "timezone", "input", "timeout", "env",
+    "bucket", "events", "destination")}))
+def test_hostile_values_in_every_mapped_slot(tmp_path: Path, v: dict[str, Any]) -> None:
+    template = {
+        "Transform": "AWS::Serverless-2016-10-31", "Parameters": {"P": {"Type": "String", "Default": "p"}},
+        "Conditions": {"C": {"Fn::Equals": [{"Ref": "P"}, "p"]}},
+        "Resources": {
+            "Q": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": v["queue_name"],
+                                                            "VisibilityTimeout": v["visibility"],
+                                                            "RedrivePolicy": v["redrive"]}},
+            "B": {"Type": "AWS::S3::Bucket"},
+            "Fn": {"Type": "AWS::Serverless::Function", "Properties": {
+                "CodeUri": ".", "Handler": "app.handler", "Runtime": "python3.12", "Timeout": v["timeout"],
+                "Environment": {"Variables": {"K": v["env"]}},
+                "EventInvokeConfig": {"DestinationConfig": {"OnFailure": {"Type": "SQS",
+                                                                          "Destination": v["destination"]}}},
+                "Events": {
+                    "S": {"Type": "SQS", "Properties": {"Queue": {"Fn::GetAtt": ["Q", "Arn"]},
+                                                        "BatchSize": v["batch"]}},
+                    "I": {"Type": "IoTRule", "Properties": {"Sql": v["sql"]}},
+                    "T": {"Type": "ScheduleV2", "Properties": {"ScheduleExpression": v["schedule"],
+                                                               "ScheduleExpressionTimezone": v["timezone"],
+                                                               "Input": v["input"]}},
+                    "U": {"Type": "S3", "Properties": {"Bucket": v["bucket"], "Events": v["events"]}}}}}}}
+    path = tmp_path / "t.yaml"
+    path.write_text(json.dumps(template))
+    try:
+        result = import_template(path, output=tmp_path / "c.yaml", maps=Mapping(buckets={"B": tmp_path},
+                                                                                broker="mqtt://127.0.0.1"))
+    except SamTemplateError as err:
+        assert str(err).startswith(str(path))
+    else:
+        assert isinstance(yaml.safe_load(result.text), dict)
