@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     cmd = sub.add_parser("sam-import", help="turn an AWS SAM template's functions and event sources into a config")
     cmd.add_argument("template", type=Path, help="the SAM template (YAML or JSON)")
     cmd.add_argument("-o", "--output", type=Path, help="write the config here (default: stdout)")
-    cmd.add_argument("--parameter-overrides", nargs="+", default=[], metavar="NAME=VALUE",
+    cmd.add_argument("--parameter-overrides", nargs="+", action="extend", default=[], metavar="NAME=VALUE",
                      help="template parameter values, as for `sam deploy`")
     cmd.add_argument("--map", action="append", default=[], metavar="WHAT=WHERE",
                      help="bucket:LOGICAL_ID=DIR | queue:LOGICAL_ID=QUEUE_URL | broker=mqtt://HOST:PORT | "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,8 @@ def parse_maps(items: list[str]) -> Mapping:
 def parse_overrides(items: list[str]) -> dict[str, str]:
     """``K=V`` pairs (as ``sam deploy --parameter-overrides`` takes them; ``ParameterKey=K,ParameterValue=V`` too)."""
     out: dict[str, str] = {}
-    for item in items:
+    # Like sam deploy, one argument may hold several pairs: "Stage=dev Name='a b'".
+    for item in (word for text in items for word in _words(text)):
         if item.startswith("ParameterKey="):
             key_part, _, value_part = item.partition(",")
             item = f"{key_part.removeprefix('ParameterKey=')}={value_part.removeprefix('ParameterValue=')}"
@@ -71,12 +73,19 @@ def parse_overrides(items: list[str]) -> dict[str, str]:
     return out
 
 
+def _words(text: str) -> list[str]:
+    try:
+        return shlex.split(text)
+    except ValueError as err:
+        raise UsageError(f"--parameter-overrides {text!r}: {err}; close the quote") from None
+
+
 def parameter_values(template: Template, overrides: dict[str, str]) -> dict[str, Any]:
     """Each parameter's value: the override, else the Default; unknown names and gaps name the line."""
     declared = template.data.get("Parameters") or {}
     for name in overrides:
         if name not in declared:
-            raise SamTemplateError(f"{template.where(('Parameters',)) if declared else str(template.path)}: "
+            raise SamTemplateError(f"{template.where(('Parameters',)) if declared else f'{template.path}:1'}: "
                                    f"--parameter-overrides names {name!r}, which the template does not declare; "
                                    f"declared: {', '.join(declared) or '(none)'}")
     values: dict[str, Any] = {}

@@ -399,3 +399,14 @@ def test_hostile_values_in_every_mapped_slot(tmp_path: Path, v: dict[str, Any]) 
         assert str(err).startswith(str(path))
     else:
         assert isinstance(yaml.safe_load(result.text), dict)
+
+
+def test_parameter_overrides_forms() -> None:
+    from bridge.errors import UsageError
+    from bridge.sam.importer import parse_overrides
+
+    assert parse_overrides(["Stage=dev Name='a b'", "ParameterKey=X,ParameterValue=1"]) == {
+        "Stage": "dev", "Name": "a b", "X": "1"}
+    for bad in (["Stage"], ["=x"], ["Name='open"]):
+        with pytest.raises(UsageError, match="--parameter-overrides"):
+            parse_overrides(bad)
