@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bridge.config.model import parse_listen
 from bridge.errors import SamTemplateError, UsageError
 from bridge.sam.draft import Draft, Mapping, Unmapped
 from bridge.sam.events import map_events
@@ -114,6 +115,10 @@ def import_template(template_path: str | Path, *, output: str | Path | None = No
                     region: str = "us-east-1", account_id: str = "123456789012",
                     listen: str = DEFAULT_LISTEN) -> ImportResult:
     """Read a SAM template and build the lambda-bridge config for it (not written; the caller does that)."""
+    try:
+        parse_listen(listen)
+    except ValueError as err:
+        raise UsageError(f"--listen: {err}") from None
     template = load_template(template_path)
     maps = maps or Mapping()
     _check_maps(template, maps)
