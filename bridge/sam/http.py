@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bridge.sam.draft import Draft, Entry
+from bridge.sam.intrinsics import find_unresolved
 from bridge.sam.template import Path_
 
 IMPLICIT_API = {"Api": "ServerlessRestApi", "HttpApi": "ServerlessHttpApi"}
@@ -88,6 +89,10 @@ def _api_source(draft: Draft, kind: str, api_id: str) -> Entry:
     port = FIRST_PORT + sum(1 for e in draft.sources if e.value.get("type") == "http")
     listen = draft.maps.apis.get(api_id, f"127.0.0.1:{port}")
     value = api_source_config(kind, props, name, listen, draft.resolver.origin)
+    missing = find_unresolved(value)
+    if missing is not None:
+        draft.report(("Resources", api_id), f"the API's {missing.reason} has no local value",
+                     f"edit the {name} source in the config")
     origin = draft.origin(("Resources", api_id)) if resource else f"the API SAM creates implicitly ({api_id})"
     entry = Entry(value, [f"{origin}: {kind}"])
     draft.sources.append(entry)

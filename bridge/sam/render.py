@@ -7,6 +7,7 @@ from typing import Any
 import yaml
 
 from bridge.sam.draft import Draft, Entry
+from bridge.sam.intrinsics import Unresolved
 
 
 def render(draft: Draft, header: list[str], settings: dict[str, Any]) -> str:
@@ -39,6 +40,13 @@ def comment_text(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+class _Dumper(yaml.SafeDumper):
+    """SafeDumper that writes a value the mappers let through unresolved as visible text, never a crash."""
+
+
+_Dumper.add_representer(Unresolved, lambda dumper, value: dumper.represent_str(str(value)))
+
+
 def _dump(data: Any) -> str:
     # Block style, keys in the order written; an empty mapping stays {} (an embedded queue with defaults).
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=110, allow_unicode=True)
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=110, allow_unicode=True)
