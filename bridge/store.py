@@ -13,11 +13,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bridge.disk import DiskSpace, is_disk_full
 from bridge.log import get_logger
 
 T = TypeVar("T")
 Op = Callable[[sqlite3.Connection], Any]
 StoreOp = Op
+
+LINGER_S = 0.005  # a delivered event's delete waits at most this long for others to share its commit
+LINGER_MAX = 256  # ... or until this many are waiting
+FULL_RETRY_FIRST, FULL_RETRY_CAP = 0.25, 2.0  # seconds: a write that found the disk full tries again
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS async_events (
@@ -128,10 +133,11 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
+        conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # also when COMMIT itself failed (a full disk): never leave it open
+            conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
 
 
 def store_path(state_dir: Path) -> Path:
@@ -140,19 +146,36 @@ def store_path(state_dir: Path) -> Path:
 
 
 class Store:
-    """The daemon's store: every write goes through one thread and is group-committed with one fsync."""
+    """The daemon's store: every write goes through one thread and is group-committed with one fsync.
+
+    A full disk pauses only the writes that need room (``grows``): reads, deletes and the settles that
+    free space go on committing, so the backlog drains; ``full`` says why while it lasts (readiness).
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._conn = connect(path)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="store")
-        self._pending: list[tuple[Op, asyncio.Future[Any]]] = []
+        self._pending: list[Pending] = []
+        self._deletes: list[tuple[str, asyncio.Future[Any]]] = []
         self._durable_pending = False
         self._synchronous = "FULL"
         self._wake = asyncio.Event()
+        self._linger: asyncio.TimerHandle | None = None
         self._writer: asyncio.Task[None] | None = None
         self.log = get_logger()
         self.commits = 0
+        self.space = DiskSpace(path, self._conn, self.log)
+
+    @property
+    def full(self) -> str | None:
+        """Why writes that need room are paused (the disk is full), or None."""
+        return self.space.full
+
+    def on_full_change(self, callback: Callable[[str | None], None]) -> None:
+        """Call ``callback(reason or None)`` in the event loop whenever the disk fills up or has room again."""
+        loop = asyncio.get_running_loop()
+        self.space.listeners.append(lambda state: loop.call_soon_threadsafe(callback, state))
 
     async def __aenter__(self) -> Store:
         self._writer = asyncio.get_running_loop().create_task(self._write_loop())
@@ -164,13 +187,14 @@ class Store:
     async def close(self) -> None:
         """Flush what is pending, stop the writer, close the file."""
         if self._writer is not None:
-            await self.call(lambda conn: None)
+            await self.call(lambda conn: None, durable=False)
             self._writer.cancel()
             self._writer = None
         await asyncio.get_running_loop().run_in_executor(self._executor, self._conn.close)
         self._executor.shutdown()
 
-    async def call(self, op: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T:
+    async def call(self, op: Callable[[sqlite3.Connection], T], *, durable: bool = True,
+                   grows: bool | None = None) -> T:
         """Run ``op`` in the next group commit; returns once it is committed.
 
         ``durable`` (the default): the commit is fsync'ed before this returns, so it survives power loss.
@@ -178,50 +202,115 @@ class Store:
         delete: it would be delivered again, which at-least-once allows) and for reads; a batch of only
         such ops commits without an fsync (SQLite WAL with synchronous=NORMAL: still atomic, and durable
         against a crash of the process).
+        ``grows`` (default: ``durable``): the op may need disk space; on a full disk it waits, and retries
+        until space returns, while ops that do not grow the store keep committing.
         """
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.append((op, future))
+        grows = durable if grows is None else grows
+        delay = FULL_RETRY_FIRST
+        while True:
+            result = await self._submit(op, durable, grows)
+            if result is not _FULL:
+                return result
+            await asyncio.sleep(delay)  # the disk is full: this write waits (cancellable: stop works)
+            delay = min(delay * 2, FULL_RETRY_CAP)
+
+    def _submit(self, op: Op, durable: bool, grows: bool) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append(Pending(op, future, grows))
         self._durable_pending = self._durable_pending or durable
         self._wake.set()
-        return await future
+        return future
+
+    async def delete_event(self, event_id: str) -> None:
+        """Remove a delivered event (see ``delete_soon``); returns once the delete is committed."""
+        await self.delete_soon(event_id)
+
+    def delete_soon(self, event_id: str) -> asyncio.Future[None]:
+        """Remove a delivered event; the future resolves once the delete is committed, never before.
+
+        Deletes linger up to LINGER_S (or until LINGER_MAX wait) so that the settles of the moment, across
+        all functions, share one commit, without fsync: a delete lost to a power cut repeats one delivery.
+        """
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue_delete(event_id, future)
+        return future
+
+    def _queue_delete(self, event_id: str, future: asyncio.Future[Any]) -> None:
+        self._deletes.append((event_id, future))
+        if len(self._deletes) >= LINGER_MAX:
+            self._wake.set()
+        elif self._linger is None:
+            self._linger = asyncio.get_running_loop().call_later(LINGER_S, self._wake.set)
 
     async def _write_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             await self._wake.wait()
             self._wake.clear()
+            if self._linger is not None:
+                self._linger.cancel()
+                self._linger = None
             batch, self._pending = self._pending, []
+            deletes, self._deletes = self._deletes, []
             durable, self._durable_pending = self._durable_pending, False
-            if batch:
-                results = await loop.run_in_executor(self._executor, self._commit_batch, batch, durable)
-                self._resolve(batch, results)
+            if not (batch or deletes):
+                continue
+            try:
+                results = await loop.run_in_executor(self._executor, self._commit_batch, batch, deletes, durable)
+            except Exception as err:  # a broken store must not leave every caller waiting forever
+                results = [_Failed(err)] * (len(batch) + len(deletes))
+            self._resolve([p.future for p in batch], results[:len(batch)])
+            self._resolve_deletes(deletes, results[len(batch):])
 
-    def _commit_batch(self, batch: list[tuple[Op, asyncio.Future[Any]]], durable: bool = True) -> list[Any]:
-        """One transaction for the whole batch; a full disk is retried until space returns."""
+    def _resolve_deletes(self, deletes: list[tuple[str, asyncio.Future[Any]]], results: list[Any]) -> None:
+        """Deletes that found no room at all (not even the reserve's) are tried again a little later."""
+        loop = asyncio.get_running_loop()
+        for (event_id, future), result in zip(deletes, results, strict=True):
+            if result is _FULL:
+                loop.call_later(FULL_RETRY_FIRST, self._queue_delete, event_id, future)
+            else:
+                self._resolve([future], [result])
+
+    def _commit_batch(self, batch: list[Pending], deletes: list[tuple[str, Any]], durable: bool) -> list[Any]:
+        """One transaction for the whole batch; on a full disk, again without the ops that need room."""
         wanted = "FULL" if durable else "NORMAL"
         if wanted != self._synchronous:  # per connection, between transactions: decides this commit's fsync
             self._conn.execute(f"PRAGMA synchronous={wanted}")
             self._synchronous = wanted
-        delay = 0.5
-        while True:
+        if self.space.full is None or self.space.may_grow():
             try:
-                return self._transaction(batch)
+                results = self._transaction(batch, deletes)
+                self.space.committed(grew=any(p.grows for p in batch))
+                return results
             except sqlite3.OperationalError as err:
-                if "full" not in str(err) and "disk I/O" not in str(err):
+                if not is_disk_full(err):
                     raise
-                self.log.error("store.disk_full", error=str(err), retry_in_s=delay, path=str(self.path))
-                time.sleep(delay)  # in the store thread: everything waiting on the store pauses with it
-                delay = min(delay * 2, 30.0)
+                self.space.filled(err)
+        return self._commit_without_growth(batch, deletes)
 
-    def _transaction(self, batch: list[tuple[Op, asyncio.Future[Any]]]) -> list[Any]:
+    def _commit_without_growth(self, batch: list[Pending], deletes: list[tuple[str, Any]]) -> list[Any]:
+        """Full disk: commit reads and deletes alone (they free pages), answer _FULL to the rest."""
+        keep = [p for p in batch if not p.grows]
+        try:
+            done = iter(self._transaction(keep, deletes))
+            self.space.after_full_commit()
+        except sqlite3.OperationalError as err:
+            if not is_disk_full(err):
+                raise
+            return [_FULL] * (len(batch) + len(deletes))
+        return [_FULL if p.grows else next(done) for p in batch] + [next(done) for _ in deletes]
+
+    def _transaction(self, batch: list[Pending], deletes: list[tuple[str, Any]]) -> list[Any]:
         with transaction(self._conn) as conn:
-            results = [_apply(op, conn) for op, _ in batch]
+            results = [_apply(p.op, conn) for p in batch]
+            if deletes:
+                conn.executemany("DELETE FROM async_events WHERE id=?", [(event_id,) for event_id, _ in deletes])
         self.commits += 1
-        return results
+        return results + [None] * len(deletes)
 
     @staticmethod
-    def _resolve(batch: list[tuple[Op, asyncio.Future[Any]]], results: list[Any]) -> None:
-        for (_, future), result in zip(batch, results, strict=True):
+    def _resolve(futures: list[asyncio.Future[Any]], results: list[Any]) -> None:
+        for future, result in zip(futures, results, strict=True):
             if future.done():
                 continue
             if isinstance(result, _Failed):
@@ -261,8 +350,15 @@ class Store:
 
     async def settle(self, event_id: str, *, reschedule: QueuedEvent | None = None,
                      dead_letter: DeadLetter | None = None, follow_up: Iterable[QueuedEvent] = ()) -> None:
-        """Atomically: remove (or reschedule) the event, record a dead letter, enqueue follow-up events."""
+        """Atomically: remove (or reschedule) the event, record a dead letter, enqueue follow-up events.
+
+        Lost on power failure = the attempt is repeated, so no fsync. A plain removal shares its commit with
+        the other settles of the moment; the rest may need room and wait while the disk is full.
+        """
         rows = [event_row(e) for e in follow_up]
+        if reschedule is None and dead_letter is None and not rows:
+            await self.delete_event(event_id)
+            return
 
         def op(conn: sqlite3.Connection) -> None:
             if reschedule is not None:
@@ -274,7 +370,7 @@ class Store:
                 insert_dead_letter(conn, dead_letter)
             insert_events(conn, rows)
 
-        await self.call(op, durable=False)  # lost on power failure = the attempt is repeated
+        await self.call(op, durable=False, grows=True)
 
     async def depth(self) -> tuple[int, float | None]:
         """(events queued, oldest received_at)."""
@@ -295,6 +391,17 @@ class Store:
         text = json.dumps(value)
         await self.call(lambda conn: conn.execute(sql, (source, key, text)))
 
+
+@dataclass(slots=True)
+class Pending:
+    """One op waiting for the next group commit."""
+
+    op: Op
+    future: asyncio.Future[Any]
+    grows: bool
+
+
+_FULL = object()  # an op's result when the disk had no room for it: the caller waits and retries
 
 class _Failed:
     def __init__(self, error: BaseException) -> None:

@@ -55,12 +55,24 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: fl
         time.sleep(interval)
 
 
+def _configured_level(config_path: Path) -> str | None:
+    with contextlib.suppress(OSError, yaml.YAMLError, AttributeError):
+        return str((yaml.safe_load(config_path.read_text()) or {}).get("log_level", "info"))
+    return None
+
+
 class Daemon:
-    """``lambda-bridge run`` as a subprocess whose JSON log lines are collected as they arrive."""
+    """``lambda-bridge run`` as a subprocess whose JSON log lines are collected as they arrive.
+
+    A config at the default ``info`` level runs at ``debug`` here (LAMBDA_BRIDGE_LOG_LEVEL), so that tests
+    can wait for per-event lines such as ``delivery.succeeded``; pass that variable in ``env`` to choose.
+    """
 
     def __init__(self, config_path: Path, env: dict[str, str] | None = None) -> None:
         self.config_path = config_path
         self.env = {**os.environ, **(env or {})}
+        if "LAMBDA_BRIDGE_LOG_LEVEL" not in (env or {}) and _configured_level(config_path) == "info":
+            self.env["LAMBDA_BRIDGE_LOG_LEVEL"] = "debug"
         self.events: list[Event] = []
         self.raw: list[str] = []
         self.proc: subprocess.Popen[str] | None = None

@@ -103,9 +103,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bridge.daemon.lifecycle import run_until_signalled
 
     config = _load(args)
-    log.configure(config.log_level)
+    log.configure(_log_level(config.log_level))
     asyncio.run(run_until_signalled(config, Path(args.config or default_config_path()).resolve()))
     return 0
+
+
+def _log_level(configured: str) -> str:
+    """``LAMBDA_BRIDGE_LOG_LEVEL`` overrides ``log_level`` (e.g. debug for one run, without editing the file)."""
+    wanted = os.environ.get(LOG_LEVEL_ENV, "").strip().lower() or configured
+    if wanted not in log.LEVELS:
+        raise UsageError(f"{LOG_LEVEL_ENV}={wanted!r}: expected one of: {', '.join(log.LEVELS)}")
+    return wanted
+
+
+LOG_LEVEL_ENV = "LAMBDA_BRIDGE_LOG_LEVEL"
 
 
 def cmd_invoke(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from bridge.config.model import AsyncConfig, Config
 from bridge.delivery import policy
 from bridge.delivery.destinations import SqsSender, dlq_attributes
+from bridge.delivery.summary import Summary
 from bridge.errors import InvocationRejected, RemoteUnavailable, Throttled
 from bridge.events.invocation_record import invocation_record
 from bridge.invokers.registry import Functions, Invoker
@@ -22,21 +23,26 @@ from bridge.metrics import Metrics
 from bridge.model import Invocation, InvokeResult, new_request_id
 from bridge.store import DeadLetter, QueuedEvent, Store, StoreOp
 
-FETCH = 32  # events read from the store per query for one function
+FETCH = 256  # events read from the store per query for one function
 RESCAN = 2.0  # seconds: how soon rows written by another process (dlq redrive, offline invoke) are seen
 SEND_ATTEMPTS = 5
 
 
 @dataclass(eq=False)
 class Lane:
-    """One function's share of the queue: its invoker, its policy, the ids being handled now."""
+    """One function's share of the queue: its invoker, its policy, the ids being handled now.
+
+    ``width`` consumers deliver from one shared buffer (one per unit of concurrency), so an event costs no
+    task of its own; ``fetching`` lets one of them at a time refill the buffer from the store.
+    """
 
     name: str
     invoker: Invoker
     cfg: AsyncConfig
     limit: int
-    slots: asyncio.Semaphore
+    width: int
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    fetching: asyncio.Lock = field(default_factory=asyncio.Lock)
     handling: set[str] = field(default_factory=set)
     buffer: deque[QueuedEvent] = field(default_factory=deque)
     stopped: bool = False
@@ -57,13 +63,16 @@ class Dispatcher:
         self._stopping = asyncio.Event()
         self._group: asyncio.TaskGroup | None = None
         self._depth = 0
-        self._room = asyncio.Condition()
+        self._room = asyncio.Event()  # set when delivery removed events while intake waits for room
+        self._paused = 0  # intake callers waiting for room: only then does a removal need to wake anyone
+        self._settling: set[asyncio.Future[None]] = set()  # deletes of delivered events not yet committed
+        self.summary = Summary(self.log, lambda: self._depth)
         self.lanes = {name: self._lane(name) for name in functions.names()}
 
     def _lane(self, name: str, previous: Lane | None = None) -> Lane:
         cfg = self.config.functions[name]
         limit = max(1, cfg.concurrency)
-        lane = Lane(name, self.functions.get(name), cfg.async_, cfg.concurrency, asyncio.Semaphore(limit))
+        lane = Lane(name, self.functions.get(name), cfg.async_, cfg.concurrency, limit)
         if previous is not None:  # events the old lane is still handling must not be fetched again
             lane.handling, lane.buffer = previous.handling, previous.buffer
         return lane
@@ -110,14 +119,19 @@ class Dispatcher:
         if self._depth + count <= cap:
             return
         self.log.warning("queue.full", depth=self._depth, max_queued_events=cap)
-        async with self._room:
-            await self._room.wait_for(lambda: self._depth + count <= cap)
+        self._paused += 1
+        try:
+            while self._depth + count > cap:
+                self._room.clear()
+                await self._room.wait()
+        finally:
+            self._paused -= 1
         self.log.info("queue.resumed", depth=self._depth)
 
-    async def _removed(self, count: int = 1) -> None:
+    def _removed(self, count: int = 1) -> None:
         self._depth -= count
-        async with self._room:
-            self._room.notify_all()
+        if self._paused:
+            self._room.set()
 
     # --- delivery -----------------------------------------------------------------------------------
 
@@ -129,12 +143,15 @@ class Dispatcher:
     async def run(self) -> None:
         """Deliver until ``stop()``; in-flight deliveries finish unless this task is cancelled."""
         self._depth = (await self.store.depth())[0]
+        summary = asyncio.get_running_loop().create_task(self.summary.run())
         try:
             async with asyncio.TaskGroup() as group:
                 self._group = group
                 for lane in self.lanes.values():
                     group.create_task(self._pull(lane, group))
+            await asyncio.gather(*self._settling)  # deliveries that finished: their outcome is committed
         finally:
+            summary.cancel()
             await self.sqs.close()
 
     def stop(self) -> None:
@@ -144,29 +161,68 @@ class Dispatcher:
             lane.wake.set()
 
     async def _pull(self, lane: Lane, group: asyncio.TaskGroup) -> None:
-        while not (self._stopping.is_set() or lane.stopped):
-            await lane.slots.acquire()
-            event = await self._next(lane)
-            if event is None:
-                lane.slots.release()
-                return
-            group.create_task(self._deliver(lane, event))
+        """Run the lane's consumers until stop (or until a reload retires the lane)."""
+        await asyncio.gather(*(self._consume(lane, group) for _ in range(lane.width)))
+
+    async def _consume(self, lane: Lane, group: asyncio.TaskGroup) -> None:
+        """Take the next due event, attempt it, hand its outcome to the store, and go on at once.
+
+        The worker is free once the attempt is over: the next invocation need not wait for this outcome's
+        commit, so settles pile up into one group commit while invocations continue.
+        """
+        while (event := await self._next(lane)) is not None:
+            try:
+                event, decision = await self._attempt(lane, event)
+            except BaseException:
+                lane.handling.discard(event.id)
+                raise
+            if isinstance(decision, policy.Finish) and decision.destination is None:
+                self._delete(lane, event, decision)
+            else:
+                group.create_task(self._settle_then_release(lane, event, decision))
+
+    def _delete(self, lane: Lane, event: QueuedEvent, decision: policy.Finish) -> None:
+        """The common outcome, with no task of its own: the delete's commit reports it (a callback)."""
+        done = self.store.delete_soon(event.id)
+        self._settling.add(done)
+        done.add_done_callback(lambda future: self._deleted(future, lane, event, decision))
+
+    def _deleted(self, future: asyncio.Future[None], lane: Lane, event: QueuedEvent,
+                 decision: policy.Finish) -> None:
+        self._settling.discard(future)
+        lane.handling.discard(event.id)
+        if future.cancelled() or future.exception() is not None:
+            return  # not committed: the event stays queued and is delivered again
+        self._removed()
+        self._count(lane, decision)
+        self._report(lane, event, decision)
+
+    async def _settle_then_release(self, lane: Lane, event: QueuedEvent, decision: policy.Decision) -> None:
+        try:
+            await self._settle(lane, event, decision)
+        finally:
+            lane.handling.discard(event.id)
 
     async def _next(self, lane: Lane) -> QueuedEvent | None:
         """The next due event of this lane, waiting for one to become due, to arrive, or for stop."""
         while not (self._stopping.is_set() or lane.stopped):
             if lane.buffer:
                 return lane.buffer.popleft()
-            lane.wake.clear()
-            due = await self.store.due(lane.name, time.time(), lane.handling, FETCH)
-            # After a reload two lanes of one function may query at once: never take an event twice.
-            due = [e for e in due if e.id not in lane.handling]
-            if due:
-                lane.handling.update(e.id for e in due)
-                lane.buffer.extend(due)
-                continue
-            await self._sleep_until_due(lane)
+            async with lane.fetching:  # one consumer refills; the others find the buffer full after it
+                if not lane.buffer:
+                    await self._fetch(lane)
         return None
+
+    async def _fetch(self, lane: Lane) -> None:
+        lane.wake.clear()
+        due = await self.store.due(lane.name, time.time(), lane.handling, FETCH)
+        # After a reload two lanes of one function may query at once: never take an event twice.
+        due = [e for e in due if e.id not in lane.handling]
+        if due:
+            lane.handling.update(e.id for e in due)
+            lane.buffer.extend(due)
+        elif not (self._stopping.is_set() or lane.stopped):
+            await self._sleep_until_due(lane)
 
     async def _sleep_until_due(self, lane: Lane) -> None:
         next_at = await self.store.next_due(lane.name, lane.handling)
@@ -174,18 +230,6 @@ class Dispatcher:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(delay):
                 await lane.wake.wait()
-
-    async def _deliver(self, lane: Lane, event: QueuedEvent) -> None:
-        try:
-            try:
-                event, decision = await self._attempt(lane, event)
-            finally:
-                # The worker is free once the attempt is over: the next invocation need not wait for this
-                # outcome's commit, so settles pile up into one group commit while invocations continue.
-                lane.slots.release()
-            await self._settle(lane, event, decision)
-        finally:
-            lane.handling.discard(event.id)
 
     async def _attempt(self, lane: Lane, event: QueuedEvent) -> tuple[QueuedEvent, policy.Decision]:
         now = time.time()
@@ -198,7 +242,9 @@ class Dispatcher:
             result = await lane.invoker.handover(Invocation(event.payload, event.request_id))
         except (Throttled, RemoteUnavailable) as err:
             event = event.after_attempt(event.next_at, throttles=event.throttles + 1)
-            self.log.info("delivery.throttled", function=lane.name, request_id=event.request_id, error=str(err))
+            self.summary.count("throttled")
+            self.log.warning("delivery.throttled", function=lane.name, request_id=event.request_id,
+                             attempt=event.invoke_count, error=str(err))
             if event.handover:
                 handover = json.loads(event.handover)
                 error = f"{type(err).__name__}: {err}"
@@ -222,17 +268,19 @@ class Dispatcher:
     # --- outcomes -----------------------------------------------------------------------------------
 
     async def _settle(self, lane: Lane, event: QueuedEvent, decision: policy.Decision) -> None:
-        log = self.log.bind(function=lane.name, request_id=event.request_id, event_id=event.id,
-                            attempt=event.invoke_count)
+        """Store the outcome, then report it (log, metrics): never the other way round."""
         if isinstance(decision, policy.Retry):
             await self.store.settle(event.id, reschedule=event.after_attempt(decision.at))
-            log.info("delivery.retrying", reason=decision.reason, in_s=round(decision.at - time.time(), 3))
+            self.summary.count("retried")
+            self.log.warning("delivery.retrying", function=lane.name, request_id=event.request_id,
+                             event_id=event.id, attempt=event.invoke_count, reason=decision.reason,
+                             in_s=round(decision.at - time.time(), 3))
             lane.wake.set()
             return
-        await self._finish(lane, event, decision, log)
-        await self._removed()
+        await self._finish(lane, event, decision)
+        self._removed()
 
-    async def _finish(self, lane: Lane, event: QueuedEvent, decision: policy.Finish, log: object) -> None:
+    async def _finish(self, lane: Lane, event: QueuedEvent, decision: policy.Finish) -> None:
         destination = decision.destination
         record = self._record(lane, event, decision) if destination else None
         if destination is None or record is None:
@@ -247,11 +295,21 @@ class Dispatcher:
                 self.lanes[target].wake.set()
         else:
             await self._send_sqs(lane, event, decision, record)
+        self._count(lane, decision)
+        self._report(lane, event, decision)
+
+    def _count(self, lane: Lane, decision: policy.Finish) -> None:
         if self.metrics is not None:
             self.metrics.async_outcomes.labels(lane.name, decision.condition).inc()
-        event_name = "delivery.succeeded" if decision.condition == policy.SUCCESS else "delivery.failed"
-        log.info(event_name, condition=decision.condition, destination=destination,  # type: ignore[attr-defined]
-                 reason=decision.reason)
+
+    def _report(self, lane: Lane, event: QueuedEvent, decision: policy.Finish) -> None:
+        """A success is a debug line (the summary counts it); a failure is an error, whatever became of it."""
+        succeeded = decision.condition == policy.SUCCESS
+        self.summary.count("succeeded" if succeeded else "failed")
+        emit = self.log.debug if succeeded else self.log.error
+        emit("delivery.succeeded" if succeeded else "delivery.failed", function=lane.name,
+             request_id=event.request_id, event_id=event.id, attempt=event.invoke_count,
+             condition=decision.condition, destination=decision.destination, reason=decision.reason)
 
     def _record(self, lane: Lane, event: QueuedEvent, decision: policy.Finish) -> dict:
         last = json.loads(event.last_response) if event.last_response else None
