@@ -145,6 +145,13 @@ def delivery_rows(root: Path, n: int, rounds: int = 5) -> dict[str, dict[str, fl
     return rows
 
 
+def async_row(n: int = 10000) -> dict[str, float]:
+    """Row (b) alone, for the source benchmarks that compare their throughput with it in the same run."""
+    log.configure("info", open(os.devnull, "w"), json=True)  # noqa: SIM115 -- as in main()
+    root = Path(tempfile.mkdtemp(prefix="bench-async-", dir=os.environ.get("BENCH_DIR", "/var/tmp")))
+    return delivery_rows(root, n)[ASYNC_ROW]
+
+
 ASYNC_ROW = "(b) end-to-end into no-op handler, 2 workers"
 SYNC_ROW = "(b') sync invoke through the pool, same function"
 RATIO_ROW = "ratio async (b) / sync (b')"

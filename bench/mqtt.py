@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -99,12 +100,28 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, dict[str, float]]:
     bench = Bench(root, args.inflight, args.workers)
     try:
         bench.warm_up()
-        return {
-            f"QoS 1 throughput, {args.n} messages, {args.workers} workers": bench.throughput(args.n),
-            f"latency at {args.rate:.0f} msg/s for {args.seconds:.0f} s": bench.latency(args.rate, args.seconds),
-        }
+        rows = {THROUGHPUT: bench.throughput(args.n),
+                f"latency at {args.rate:.0f} msg/s for {args.seconds:.0f} s": bench.latency(args.rate, args.seconds)}
     finally:
         bench.close()
+    # The durable async queue's own pace in this run (bench/async.py row b): what MQTT QoS 1 is held to.
+    rows[ASYNC] = {"messages_per_s": async_row(args.n)["events_per_s"]}
+    rows[RATIO] = {"ratio": rows[THROUGHPUT]["messages_per_s"] / rows[ASYNC]["messages_per_s"]}
+    return rows
+
+
+THROUGHPUT = "QoS 1 throughput, one invocation per message"
+ASYNC = "async queue row (b) of bench/async.py, this run"
+RATIO = "ratio QoS 1 / async row (target >= 0.7)"
+
+
+def async_row(n: int) -> dict[str, float]:
+    """Row (b) of bench/async.py, run now: the durable async queue's pace on this machine in this run."""
+    spec = importlib.util.spec_from_file_location("bench_async", Path(__file__).with_name("async.py"))
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module.async_row(n)
+
 
 
 def main() -> None:
@@ -120,6 +137,9 @@ def main() -> None:
     print(f"state and broker in {root}; mosquitto max_inflight_messages {args.inflight}")
     print(f"{'scenario':44} {'msg/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
     for name, row in rows.items():
+        if "ratio" in row:
+            print(f"{name:44} {row['ratio']:>8.2f}")
+            continue
         rate = row.get("messages_per_s", row.get("rate_per_s", 0))
         cells = [f"{row[k]:>8.2f}" if k in row else f"{'-':>8}" for k in ("p50_ms", "p99_ms", "max_ms")]
         print(f"{name:44} {rate:>8.0f} {' '.join(cells)}")
