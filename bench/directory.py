@@ -1,10 +1,14 @@
-"""Benchmark the directory source: close-to-handler latency (raw inotify as the floor), a burst, idle cost."""
+"""Benchmark the directory source: close-to-handler latency (raw inotify as the floor), a burst, idle cost.
+
+The burst's drain rate is compared with bench/async.py's row (b) of the same run (target: at least 0.7).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import json
 import os
 import tempfile
@@ -173,20 +177,36 @@ def idle(work: Path, dirs: int, seconds: float) -> dict[str, Any]:
             "cpu_percent": 100 * used / elapsed, "rss_mb": memory}
 
 
+def async_row(n: int) -> dict[str, float]:
+    """Row (b) of bench/async.py, run now: the durable async queue's pace on this machine in this run."""
+    spec = importlib.util.spec_from_file_location("bench_async", Path(__file__).with_name("async.py"))
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module.async_row(n)
+
+
+BURST = "(b) 50,000-file burst on tmpfs, no-op handler, 2 workers"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--latency-files", type=int, default=1000)
     parser.add_argument("--burst-files", type=int, default=50_000)
     parser.add_argument("--idle-dirs", type=int, default=10_000)
     parser.add_argument("--idle-seconds", type=float, default=20.0)
+    parser.add_argument("--async-events", type=int, default=10_000, help="events for bench/async.py's row (b)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-dir-") as tmp:
         work = Path(tmp)
         results = {
             "(a) close -> handler start at 100 files/s": latency(work, args.latency_files, 100.0),
-            "(b) 50,000-file burst on tmpfs, no-op handler, 2 workers": burst(work, args.burst_files),
+            BURST: burst(work, args.burst_files),
             "(c) idle, watching 10,000 directories": idle(work, args.idle_dirs, args.idle_seconds),
         }
+    # The durable async queue's own pace in this run (bench/async.py row b): what the burst drain is held to.
+    pace = async_row(args.async_events)["events_per_s"]
+    results[BURST]["async_row_events_per_s"] = pace
+    results[BURST]["drain_to_async_ratio"] = results[BURST]["drain_files_per_s"] / pace
     for name, figures in results.items():
         print(name)
         for key, value in figures.items():
