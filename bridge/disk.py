@@ -13,6 +13,7 @@ from typing import Any
 
 RESERVE_BYTES = 2 * 1024 * 1024  # released when the disk fills, so that deletes and settles can still commit
 RECHECK_S = 0.5  # while full: how often the store looks whether writes that need room may be tried again
+RESERVE_RETRY_S = 5.0  # after a recovery without room for the reserve: how often it is tried again
 
 
 def is_disk_full(err: sqlite3.OperationalError) -> bool:
@@ -37,12 +38,14 @@ class DiskSpace:
         self._conn = conn
         self._log = log
         self._next_check = 0.0
+        self._has_reserve = False
         self._make_reserve()
 
     def filled(self, err: sqlite3.OperationalError) -> None:
         """A write failed for lack of room: pause growth (said once) and release the reserve."""
         with contextlib.suppress(FileNotFoundError):
             self.reserve.unlink()
+        self._has_reserve = False
         self._next_check = time.monotonic() + RECHECK_S
         if self.full is not None:
             return
@@ -62,7 +65,12 @@ class DiskSpace:
 
     def committed(self, *, grew: bool) -> None:
         """A commit went through; one that needed room ends the full state (said once)."""
-        if self.full is None or not grew:
+        if self.full is None:
+            if not self._has_reserve and grew and time.monotonic() >= self._next_check:
+                self._next_check = time.monotonic() + RESERVE_RETRY_S
+                self._make_reserve()  # set aside again once there is room for it
+            return
+        if not grew:
             return
         self.full = None
         self._log.info("store.disk_recovered", path=str(self.reserve.parent), reserve=self.reserve.exists())
@@ -76,6 +84,7 @@ class DiskSpace:
     def _make_reserve(self) -> bool:
         """Set the reserve aside (0600); False when there is no room for it."""
         if self.reserve.exists():
+            self._has_reserve = True
             return True
         try:
             fd = os.open(self.reserve, os.O_WRONLY | os.O_CREAT, 0o600)
@@ -89,6 +98,7 @@ class DiskSpace:
                 self.reserve.unlink()
             return False
         os.close(fd)
+        self._has_reserve = True
         return True
 
     def _free_pages_bytes(self) -> int:

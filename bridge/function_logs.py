@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import logging.handlers
 import time
@@ -55,8 +56,11 @@ class FunctionLog:
             return
         text, self._pending = "\n".join(self._pending) + "\n", []
         stream = self._handler.stream
-        stream.write(text)
-        stream.flush()
+        try:
+            stream.write(text)
+            stream.flush()
+        except OSError:  # a full disk: these lines are lost (the store says so once); never a traceback
+            return
         self._size += len(text.encode())
         if self._size >= self._max_bytes:
             self._handler.doRollover()
@@ -65,4 +69,5 @@ class FunctionLog:
     def close(self) -> None:
         """Flush and close the file."""
         self.flush()
-        self._handler.close()
+        with contextlib.suppress(OSError):  # what a full disk kept in the buffer cannot be written now either
+            self._handler.close()

@@ -37,6 +37,7 @@ async def run(
         service.route_adders += [InvokeApi(service.functions, service.accept_async).add_routes,
                                  OpsApi(service).add_routes]
         await setup_extensions(service, stack)
+        store.on_full_change(lambda reason: _tell_disk_state(service, reason))
         async with asyncio.TaskGroup() as background:
             delivery = background.create_task(service.dispatcher.run())
             async with service.intake():
@@ -62,6 +63,11 @@ def _start_helpers(service: Service, group: asyncio.TaskGroup,
     if service.config_path is not None:
         tasks.append(group.create_task(ConfigWatcher(service.config_path, reload_requests).run()))
     return tasks
+
+
+def _tell_disk_state(service: Service, reason: str | None) -> None:
+    """systemd's status line follows the disk: READY=1 cannot be taken back, STATUS= says what is wrong."""
+    service.notifier.notify(f"STATUS=degraded: {reason}" if reason else service.status_line())
 
 
 async def _drain(service: Service, delivery: asyncio.Task[None]) -> None:

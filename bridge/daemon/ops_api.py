@@ -34,15 +34,19 @@ class OpsApi:
         app.router.add_get(STATUS_PATH, self.status)
 
     async def healthz(self, request: web.Request) -> web.Response:
-        """Alive: the event loop answers."""
+        """Alive: the event loop answers (a full disk is not a reason to restart: readiness says it)."""
         return web.json_response({"status": "ok"})
 
     async def readyz(self, request: web.Request) -> web.Response:
-        """Ready: every source reported it is running (503 otherwise, naming the ones that are not)."""
+        """Ready: every source reported it is running and the store can take writes (503 otherwise, saying why)."""
         runner = self.service.sources
         waiting = [n for n, s in (runner.stats.items() if runner else []) if s.state != "running"]
-        status = 200 if not waiting else 503
-        return web.json_response({"ready": not waiting, "not_running": waiting}, status=status)
+        full = self.service.store.full
+        ready = not waiting and full is None
+        body: dict[str, Any] = {"ready": ready, "not_running": waiting}
+        if full is not None:
+            body["reason"] = full
+        return web.json_response(body, status=200 if ready else 503)
 
     async def status(self, request: web.Request) -> web.Response:
         """Everything ``lambda-bridge status`` shows."""
@@ -56,7 +60,8 @@ class OpsApi:
     async def _refresh(self) -> None:
         depth, oldest = await self.service.store.depth()
         dead = await self.service.store.call(
-            lambda conn: conn.execute("SELECT COUNT(*) FROM dead_letters WHERE redriven_at IS NULL").fetchone()[0])
+            lambda conn: conn.execute("SELECT COUNT(*) FROM dead_letters WHERE redriven_at IS NULL").fetchone()[0],
+            durable=False)  # a read: it answers on a full disk too
         self._snapshot = {"depth": depth, "oldest": oldest, "dead_letters": dead}
 
     async def report(self) -> dict[str, Any]:
