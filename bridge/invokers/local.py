@@ -67,7 +67,7 @@ class LocalFunction:
             self._transcripts[rid] = []
         started = monotonic_ms()
         worker, init_error, init_ms = await self._take_worker()
-        self._line(rid, f"START RequestId: {rid} Version: $LATEST", "invoke.start")
+        self._line(rid, f"START RequestId: {rid} Version: $LATEST", None)
         if init_error is not None:
             payload, function_error = init_error, "Unhandled"
         else:
@@ -155,20 +155,22 @@ class LocalFunction:
         if rid in self._transcripts:
             self._transcripts[rid].append(line)
 
-    def _line(self, rid: str, text: str, event: str, **extra: object) -> None:
-        """A START/END/REPORT line: into the function's log file, the transcript, and the daemon log.
+    def _line(self, rid: str, text: str, event: str | None, **extra: object) -> None:
+        """A START/END/REPORT line: into the function's log file, the transcript, and (``event``) the daemon log.
 
-        They are debug events in the daemon's log: every line is in state_dir/logs/FUNCTION.log, and a
-        daemon running flat out must stay under journald's rate limit (the delivery summary counts them).
+        Every line is in state_dir/logs/FUNCTION.log. In the daemon's log only REPORT appears, at debug: a
+        daemon running flat out must stay under journald's rate limit (the delivery summary counts events),
+        and START/END would only repeat the request id that REPORT carries.
         """
-        self.log.debug(event, request_id=rid, line=text, **extra)
+        if event is not None:
+            self.log.debug(event, request_id=rid, line=text, **extra)
         if self.logfile is not None:
             self.logfile.write(rid, text)
         if rid in self._transcripts:
             self._transcripts[rid].append(text)
 
     def _report(self, worker: Worker, rid: str, duration: float, init_ms: float) -> None:
-        self._line(rid, f"END RequestId: {rid}", "invoke.end")
+        self._line(rid, f"END RequestId: {rid}", None)
         memory = self.spec.config.memory_size
         used = worker.max_rss_mb()
         text = (f"REPORT RequestId: {rid}\tDuration: {duration:.2f} ms\tBilled Duration: {math.ceil(duration)} ms"
