@@ -93,7 +93,7 @@ def holders_of(path: Path) -> list[int]:
     """Processes (of those we may inspect) with ``path`` open: /proc/*/fd, only read on the error path."""
     target, found = str(path.resolve()), []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():  # we have it open to ask
             continue
         with contextlib.suppress(OSError):
             if any(os.readlink(fd) == target for fd in (entry / "fd").iterdir()):
