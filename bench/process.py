@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import socket
@@ -17,6 +18,7 @@ from pathlib import Path
 from bench.invoke import EVENT, NOOP, make_function, pct
 from bridge import log
 from bridge.invokers import peer
+from bridge.invokers.local import LocalFunction
 from bridge.invokers.worker import pdeathsig_launcher
 from bridge.model import Invocation
 from bridge.testing import write_handler
@@ -77,6 +79,20 @@ async def connections_per_worker(code: Path, n: int) -> dict[str, dict[str, floa
     return {f"connections for {n} warm invocations": {"count": float(len(counted))}}
 
 
+async def cold_starts(code: Path, n: int) -> dict[str, dict[str, float]]:
+    """bench/invoke.py's cold start (spawn to first answer), without and with the launcher, interleaved."""
+    bare, wrapped = [], []
+    for _ in range(n):
+        for launcher, samples in (((), bare), (pdeathsig_launcher(), wrapped)):
+            base = make_function(code, 1)
+            fn = LocalFunction(dataclasses.replace(base.spec, launcher=launcher))
+            start = time.perf_counter()
+            await fn.invoke(Invocation(EVENT))
+            samples.append((time.perf_counter() - start) * 1000)
+            await fn.close()
+    return {"cold start, no launcher (baseline)": _row(bare), "cold start via setpriv --pdeathsig KILL": _row(wrapped)}
+
+
 def _row(samples: list[float]) -> dict[str, float]:
     return {"p50_ms": pct(samples, 50), "p99_ms": pct(samples, 99), "mean_ms": statistics.mean(samples)}
 
@@ -101,7 +117,8 @@ def main() -> None:
     args = parser.parse_args()
     log.configure("info", open(os.devnull, "w"), json=True)  # noqa: SIM115 -- logs cost what they cost in production
     code = write_handler(Path(tempfile.mkdtemp(prefix="bench-process-")), "noop", NOOP)
-    rows = {**admission(args.n), **spawns(args.spawns), **asyncio.run(connections_per_worker(code, args.invocations))}
+    rows = {**admission(args.n), **spawns(args.spawns), **asyncio.run(cold_starts(code, args.spawns)),
+            **asyncio.run(connections_per_worker(code, args.invocations))}
     report(rows)
 
 

@@ -155,6 +155,12 @@ def test_reload_rejects_an_empty_file_and_adds_a_first_function(tmp_path: Path) 
         config.write_text("")
         daemon.wait_for("reload.invalid", count=2)
         assert json.loads(client.invoke(FunctionName="echo", Payload=b'{"n": 3}')["Payload"].read()) == {"n": 3}
+        write_config(config, empty)  # every function removed on purpose (valid), then one added back
+        daemon.wait_for("reload.applied", count=2)
+        write_config(config, {**empty, "functions": {"echo": {"handler": "app.handler", "code": str(code)}}})
+        daemon.wait_for("reload.applied", count=3)
+        client.invoke(FunctionName="echo", InvocationType="Event", Payload=b'{"n": 4}')
+        daemon.wait_for("delivery.succeeded", count=2, function="echo")
         assert daemon.stop() == 0
 
 
