@@ -27,9 +27,16 @@ def private_file(path: Path) -> Path:
 
     Created with the mode at open, never widened afterwards, so no other user can open it in between.
     """
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+    except PermissionError:
+        if path.exists():
+            return path  # another user's file (a CLI reading the daemon's store): theirs to keep as it is
+        raise
     try:
         os.fchmod(fd, FILE_MODE)  # the umask may have left it narrower (0400) or it existed wider (0644)
+    except PermissionError:
+        pass  # writable but not ours (root's file opened by a group member): not ours to change
     finally:
         os.close(fd)
     return path
@@ -37,6 +44,6 @@ def private_file(path: Path) -> Path:
 
 def tighten(path: Path, mode: int = FILE_MODE) -> None:
     """chmod ``path`` to ``mode`` if it exists with any other mode (files written before this release)."""
-    with contextlib.suppress(FileNotFoundError):
+    with contextlib.suppress(FileNotFoundError, PermissionError):  # PermissionError: not our file
         if path.stat().st_mode & 0o7777 != mode:
             os.chmod(path, mode)
