@@ -78,6 +78,7 @@ def _recorded_pid(fd: int) -> int | None:
 
 
 def _alive(pid: int | None) -> bool:
+    """True for a running process; a zombie (killed, not yet reaped by its parent) is gone."""
     if pid is None or pid == os.getpid():
         return False
     try:
@@ -86,7 +87,11 @@ def _alive(pid: int | None) -> bool:
         return False
     except PermissionError:
         return True  # another user's process
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
 
 
 def holders_of(path: Path) -> list[int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 from pathlib import Path
 
@@ -38,3 +39,18 @@ def test_the_lock_file_is_private(tmp_path: Path) -> None:
         assert lock.path.read_text().strip().isdigit()
     finally:
         lock.release()
+
+
+def test_a_killed_daemon_not_yet_reaped_does_not_count(tmp_path: Path) -> None:
+    zombie = subprocess.Popen(["sleep", "60"])
+    zombie.kill()  # dead, but not reaped: a zombie keeps its pid
+    os.waitid(os.P_PID, zombie.pid, os.WEXITED | os.WNOWAIT)
+    lock = asyncio.run(StateLock(tmp_path).acquire())
+    try:
+        assert lock.fd is not None
+        os.pwrite(lock.fd, f"{zombie.pid}\n".encode(), 0)
+        assert not state_lock._alive(zombie.pid)
+        assert state_lock._alive(os.getppid())
+    finally:
+        lock.release()
+        zombie.wait()
