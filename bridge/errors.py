@@ -95,3 +95,9 @@ class SamTemplateError(BridgeError):
     """A SAM template (or a ``sam-import`` option about it) cannot be imported; the message names file and line."""
 
     exit_code = 2
+
+
+class StateDirInUse(BridgeError):
+    """Another lambda-bridge (or a worker one left behind) holds the lock on this state_dir."""
+
+    exit_code = 2

@@ -9,6 +9,8 @@ import logging.handlers
 import time
 from pathlib import Path
 
+from bridge.private import DIR_MODE, private_dir, private_file, tighten
+
 MAX_BYTES = 10 * 1024 * 1024
 BACKUPS = 5
 FLUSH_S = 0.05  # a crash loses at most this much of a function's file log (the journal has it all)
@@ -36,7 +38,8 @@ class FunctionLog:
     """Appends a function's output and START/END/REPORT lines, written in batches at most FLUSH_S apart."""
 
     def __init__(self, path: Path, max_bytes: int = MAX_BYTES, backups: int = BACKUPS) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        tighten(private_dir(path.parent), DIR_MODE)  # function output may hold payloads: this user's only
+        private_file(path)  # the handler opens it for append, keeping the 0600 it has
         # The standard library's rotation, used through its handler (no logger, so nothing process-global).
         self._handler = logging.handlers.RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups,
                                                              encoding="utf-8")
@@ -64,6 +67,7 @@ class FunctionLog:
         self._size += len(text.encode())
         if self._size >= self._max_bytes:
             self._handler.doRollover()
+            tighten(Path(self._handler.baseFilename))  # reopened with the umask's mode, in our 0700 directory
             self._size = 0
 
     def close(self) -> None:

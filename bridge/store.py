@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from bridge.disk import DiskSpace, is_disk_full
 from bridge.log import get_logger
+from bridge.private import private_dir, private_file, tighten
 
 T = TypeVar("T")
 Op = Callable[[sqlite3.Connection], Any]
@@ -105,8 +106,14 @@ def _iso(ts: float) -> str:
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    """Open the store file: WAL, fsync on every commit (synchronous=FULL), wait on locks."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Open the store file: WAL, fsync on every commit (synchronous=FULL), wait on locks.
+
+    The file is 0600 in a 0700 directory when created (it holds payloads and dead letters); SQLite gives
+    its -wal and -shm files the store's mode. Files of an older, world-readable store are tightened.
+    """
+    private_file(private_dir(path.parent) / path.name)
+    for extra in ("-wal", "-shm"):
+        tighten(path.with_name(path.name + extra))
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")

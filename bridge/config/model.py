@@ -314,6 +314,7 @@ def parse_config(
 ) -> Config:
     """Validate config text; relative paths resolve against ``base_dir``."""
     data, lines = _load_yaml(text, source)
+    _require_content(data, source)
     problems: list[str] = []
     data = substitute_env(data, os.environ if environ is None else environ, (), problems)
     if problems:
@@ -327,6 +328,13 @@ def parse_config(
     if problems:
         raise ConfigError([_at_line(p, _loc_of(p), lines, prefixed=True) for p in problems], source=source)
     return config
+
+
+def _require_content(data: dict[str, Any], source: str) -> None:
+    """An empty document (blank, only comments, ``{}``) is a mistake, never "remove every function"."""
+    if not data:
+        raise ConfigError(["the file is empty (or only comments): it needs at least a `functions:` section "
+                           "(`functions: {}` for none yet); see config/example.yaml"], source=source)
 
 
 def _loc_of(message: str) -> tuple[Any, ...]:

@@ -14,6 +14,7 @@ from bridge.daemon.invoke_api import InvokeApi
 from bridge.daemon.ops_api import OpsApi
 from bridge.daemon.reload import ConfigWatcher, Reloader, watchdog
 from bridge.daemon.service import Service
+from bridge.daemon.state_lock import StateLock
 from bridge.daemon.systemd import Notifier
 from bridge.log import get_logger
 from bridge.store import Store, store_path
@@ -31,8 +32,11 @@ async def run(
     ``reload_requests`` receives a reason string whenever the config should be re-read (SIGHUP).
     """
     async with contextlib.AsyncExitStack() as stack:
+        lock = await StateLock(config.state_dir).acquire()  # first: a second daemon must not touch the store
+        stack.callback(lock.release)  # last, after every worker has stopped
         store = await stack.enter_async_context(Store(store_path(config.state_dir)))
-        service = Service(config, notifier or Notifier(), store, config_path)
+        assert lock.fd is not None
+        service = Service(config, notifier or Notifier(), store, config_path, worker_fds=(lock.fd,))
         stack.push_async_callback(service.functions.close)
         service.route_adders += [InvokeApi(service.functions, service.accept_async).add_routes,
                                  OpsApi(service).add_routes]
@@ -48,9 +52,13 @@ async def run(
                 await (shutdown_trigger or asyncio.get_running_loop().create_future)()
                 service.notifier.notify("STOPPING=1", "STATUS=stopping: draining in-flight invocations")
                 service.log.info("service.stopping")
+                deadline = asyncio.get_running_loop().time() + service.config.shutdown_timeout
                 for task in helpers:
                     task.cancel()
-            await _drain(service, delivery)
+                # One shutdown_timeout for everything in flight: async deliveries drain while the sources
+                # (an SQS batch being invoked) and HTTP requests finish, not one after the other.
+                service.dispatcher.stop()
+            await _drain(service, delivery, deadline)
     service.log.info("service.stopped")
 
 
@@ -70,10 +78,10 @@ def _tell_disk_state(service: Service, reason: str | None) -> None:
     service.notifier.notify(f"STATUS=degraded: {reason}" if reason else service.status_line())
 
 
-async def _drain(service: Service, delivery: asyncio.Task[None]) -> None:
-    """Let in-flight deliveries finish within shutdown_timeout; what remains stays queued on disk."""
-    service.dispatcher.stop()
-    done, _ = await asyncio.wait({delivery}, timeout=service.config.shutdown_timeout)
+async def _drain(service: Service, delivery: asyncio.Task[None], deadline: float) -> None:
+    """Let in-flight deliveries finish by ``deadline`` (shutdown_timeout after the stop); the rest stays queued."""
+    remaining = max(0.0, deadline - asyncio.get_running_loop().time())
+    done, _ = await asyncio.wait({delivery}, timeout=remaining)
     if not done:
         service.log.warning("service.drain_timeout", shutdown_timeout=service.config.shutdown_timeout)
         delivery.cancel()

@@ -26,13 +26,14 @@ from bridge.store import Store
 class Service:
     """The running daemon's parts, reachable for tests, the status endpoint and reload."""
 
-    def __init__(self, config: Config, notifier: Notifier, store: Store, config_path: Path | None = None) -> None:
+    def __init__(self, config: Config, notifier: Notifier, store: Store, config_path: Path | None = None, *,
+                 worker_fds: tuple[int, ...] = ()) -> None:
         self.config = config
         self.config_path = config_path
         self.notifier = notifier
         self.store = store
         self.metrics = Metrics()
-        self.functions = Functions(config, self.metrics)
+        self.functions = Functions(config, self.metrics, worker_fds=worker_fds)  # the state lock, see lifecycle
         self.dispatcher = Dispatcher(store, self.functions, config, metrics=self.metrics)
         self.api_url: str | None = None
         self.sources: SourceRunner | None = None

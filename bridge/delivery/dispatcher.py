@@ -87,7 +87,7 @@ class Dispatcher:
                 old.wake.set()
             if name in changed:
                 self.lanes[name] = self._lane(name, old)
-                if self._group is not None:
+                if self._group is not None and not self._stopping.is_set():
                     self._group.create_task(self._pull(self.lanes[name], self._group))
 
     # --- intake -------------------------------------------------------------------------------------
@@ -147,6 +147,9 @@ class Dispatcher:
         try:
             async with asyncio.TaskGroup() as group:
                 self._group = group
+                # Keeps the group open with no lane at all (no functions yet, or all removed by a reload):
+                # a reload may add the first one; a finished group would refuse its task.
+                group.create_task(self._stopping.wait())
                 for lane in self.lanes.values():
                     group.create_task(self._pull(lane, group))
             await asyncio.gather(*self._settling)  # deliveries that finished: their outcome is committed

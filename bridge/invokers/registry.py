@@ -43,14 +43,17 @@ class Invoker(Protocol):
         ...
 
 
-def build_invoker(config: Config, name: str, clients: Any = None) -> Invoker:
-    """A LocalFunction or a RemoteFunction (sharing ``clients``: one per endpoint) for ``name``."""
+def build_invoker(config: Config, name: str, clients: Any = None, worker_fds: tuple[int, ...] = ()) -> Invoker:
+    """A LocalFunction or a RemoteFunction (sharing ``clients``: one per endpoint) for ``name``.
+
+    ``worker_fds``: descriptors a local function's workers inherit (the daemon's state lock).
+    """
     fn = config.functions[name]
     if isinstance(fn, RemoteFunctionConfig):
         from bridge.invokers.remote import RemoteFunction
 
         return RemoteFunction(name, fn, clients)
-    spec = FunctionSpec(name, fn, config.region, config.function_arn(name))
+    spec = FunctionSpec(name, fn, config.region, config.function_arn(name), keep_fds=worker_fds)
     return LocalFunction(spec, FunctionLog(log_path(config.state_dir, name)))
 
 
@@ -93,9 +96,10 @@ def outcome(result: InvokeResult) -> str:
 class Functions:
     """Name -> invoker for every function in the config."""
 
-    def __init__(self, config: Config, metrics: Metrics | None = None) -> None:
+    def __init__(self, config: Config, metrics: Metrics | None = None, *, worker_fds: tuple[int, ...] = ()) -> None:
         self.config = config
         self.metrics = metrics
+        self.worker_fds = worker_fds
         self._invokers: dict[str, Invoker] = {}
         self._retired: set[asyncio.Task[None]] = set()
         self._remote_clients: Any = None
@@ -107,7 +111,7 @@ class Functions:
             from bridge.invokers.remote_clients import RemoteClients  # aiobotocore: only when used
 
             self._remote_clients = RemoteClients()
-        invoker = build_invoker(config, name, self._remote_clients)
+        invoker = build_invoker(config, name, self._remote_clients, self.worker_fds)
         return Observed(name, invoker, self.metrics) if self.metrics else invoker  # type: ignore[return-value]
 
     def get(self, name: str) -> Invoker:

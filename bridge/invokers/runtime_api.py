@@ -8,6 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+
+from bridge.invokers.peer import admitted
+from bridge.log import get_logger
 
 PREFIX = "/2018-06-01/runtime"
 ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
@@ -35,7 +39,7 @@ class Pending:
 class RuntimeApi:
     """An aiohttp server speaking the Runtime API to one worker: one invocation at a time."""
 
-    def __init__(self, before_settle: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, before_settle: Callable[[], None] = lambda: None, function: str = "") -> None:
         self.ready = asyncio.Event()  # set on the first GET next: init finished
         self.init_error: bytes | None = None
         self.init_failed = asyncio.Event()
@@ -44,19 +48,31 @@ class RuntimeApi:
         # output written before the response must belong to that invocation.
         self._before_settle = before_settle
         self._queue: asyncio.Queue[Pending | None] = asyncio.Queue()
-        self._runner: web.AppRunner | None = None
+        self._runner: web.ServerRunner | None = None
         self.address = ""
+        # The pid of the worker this API serves; set right after the spawn. Only that process (or one of
+        # its descendants) under our uid may connect: the port is visible to every local user.
+        self.owner: int | None = None
+        self.log = get_logger(function=function) if function else get_logger()
 
     async def start(self) -> str:
         """Listen on 127.0.0.1 on a free port; returns ``host:port`` for AWS_LAMBDA_RUNTIME_API."""
         # aiohttp's low-level server: four fixed routes need no router or middleware on this hot path.
-        server = web.Server(self._route, access_log=None, request_factory=_large_request)
+        server = _GuardedServer(self._admit, self._route, access_log=None, request_factory=_large_request)
         self._runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=0.1)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0, shutdown_timeout=0.1)
         await site.start()
         self.address = f"127.0.0.1:{self._runner.addresses[0][1]}"
         return self.address
+
+    def _admit(self, transport: asyncio.Transport) -> bool:
+        """Checked once per connection (keep-alive reuses it), before any byte of it is read."""
+        local, peer = transport.get_extra_info("sockname"), transport.get_extra_info("peername")
+        refused = admitted(local[:2], peer[:2], self.owner) if local and peer else "no peer address"
+        if refused is not None:
+            self.log.warning("runtime_api.refused", reason=refused, peer_port=peer[1] if peer else None)
+        return refused is None
 
     async def _route(self, request: web.BaseRequest) -> web.StreamResponse:
         parts = request.path.removeprefix(PREFIX).split("/")
@@ -102,6 +118,20 @@ class RuntimeApi:
         self.init_error = await request.read()
         self.init_failed.set()
         return _accepted()
+
+
+class _GuardedServer(web.Server):
+    """aiohttp's low-level server that drops every connection ``admit`` refuses, as soon as it is accepted."""
+
+    def __init__(self, admit: Callable[[asyncio.Transport], bool], *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._admit = admit
+
+    def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
+        """Register the connection, then abort it unless admitted (nothing has been read from it yet)."""
+        super().connection_made(handler, transport)
+        if not self._admit(transport):
+            transport.abort()
 
 
 def _large_request(message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> web.BaseRequest:

@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from bridge.config.model import LocalFunctionConfig
@@ -25,20 +26,37 @@ PASS_THROUGH_ENV = ("PATH", "LANG", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"
                     "AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_ENDPOINT_URL")
 
 
+def pdeathsig_launcher() -> tuple[str, ...]:
+    """``setpriv --pdeathsig KILL --``: the worker is SIGKILLed when the daemon dies, even by SIGKILL.
+
+    setpriv (util-linux) sets PR_SET_PDEATHSIG and execs the worker: one extra exec, while Popen keeps its
+    vfork fast path (a ``preexec_fn`` would force a full fork of the daemon). Without setpriv, no launcher:
+    an orphaned worker then still exits once its Runtime API is gone, and holds the state lock meanwhile.
+    """
+    setpriv = shutil.which("setpriv")
+    return (setpriv, "--pdeathsig", "KILL", "--") if setpriv else ()
+
+
 @dataclass(frozen=True)
 class FunctionSpec:
-    """What every worker of one function shares: its config and the names Lambda would give it."""
+    """What every worker of one function shares: its config and the names Lambda would give it.
+
+    ``keep_fds``: descriptors every worker inherits (the daemon's state lock: a worker that outlives its
+    daemon keeps a new daemon from starting next to it).
+    """
 
     name: str
     config: LocalFunctionConfig
     region: str
     arn: str
+    keep_fds: tuple[int, ...] = ()
+    launcher: tuple[str, ...] = field(default_factory=pdeathsig_launcher)
 
     def command(self) -> list[str]:
-        """The worker's argv: awslambdaric for python, ``code/bootstrap`` for provided."""
+        """The worker's argv: awslambdaric for python, ``code/bootstrap`` for provided (after the launcher)."""
         if self.config.runtime == "provided":
-            return [str(self.config.code / "bootstrap")]
-        return [sys.executable, "-m", "awslambdaric", self.config.handler]
+            return [*self.launcher, str(self.config.code / "bootstrap")]
+        return [*self.launcher, sys.executable, "-m", "awslambdaric", self.config.handler]
 
     def environment(self, runtime_api: str, log_stream: str) -> dict[str, str]:
         """Lambda's reserved variables, the user's ``environment:``, and AWS credentials if set."""
@@ -65,7 +83,7 @@ class Worker:
     def __init__(self, spec: FunctionSpec, on_output: Callable[[Worker, str], None]) -> None:
         self.spec = spec
         self.log_stream = f"{datetime.now(UTC):%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}"
-        self.api = RuntimeApi(before_settle=self._drain_output)
+        self.api = RuntimeApi(before_settle=self._drain_output, function=spec.name)
         self.proc: subprocess.Popen[bytes] | None = None
         self.exited = asyncio.Event()
         self.exit_reason = ""
@@ -90,8 +108,9 @@ class Worker:
         env = self.spec.environment(address, self.log_stream)
         self.proc = subprocess.Popen(
             self.spec.command(), cwd=self.spec.config.code, env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, pass_fds=self.spec.keep_fds,
         )
+        self.api.owner = self.proc.pid  # set before the loop runs again, so before the worker can connect
         limit = self.spec.config.memory_size * 1024 * 1024
         with contextlib.suppress(OSError):  # the process may already be gone
             resource.prlimit(self.proc.pid, resource.RLIMIT_AS, (limit, limit))

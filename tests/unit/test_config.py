@@ -93,7 +93,7 @@ def test_defaults_and_relative_paths(base: Path, monkeypatch: pytest.MonkeyPatch
 
 def test_state_directory_from_systemd(base: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/lambda-bridge:/var/lib/other")
-    assert parse_config("", base_dir=base).state_dir == Path("/var/lib/lambda-bridge")
+    assert parse_config("functions: {}\n", base_dir=base).state_dir == Path("/var/lib/lambda-bridge")
 
 
 def test_environment_substitution(base: Path) -> None:

@@ -77,7 +77,7 @@ class SqsSource:
             beat = asyncio.create_task(self._heartbeat(held))
             try:
                 carry = await self._collect_turn(held)
-                await self._process(held)
+                await self._process_to_end(held)
             finally:
                 beat.cancel()
                 await asyncio.wait({beat})  # unlike `await beat`, a cancellation of this lane is not swallowed
@@ -121,6 +121,26 @@ class SqsSource:
                 except Exception as err:
                     if not is_transient(err):
                         raise  # a bug, not an outage
+
+    async def _process_to_end(self, held: list[dict[str, Any]]) -> None:
+        """Invoke and settle a batch; on stop, let it finish within shutdown_timeout (as async deliveries do).
+
+        Receiving is cancelled at once on stop (the messages come back after their visibility timeout), but
+        a batch being invoked runs to its end, so the function is not killed halfway; a second stop signal
+        (or the deadline) cancels it.
+        """
+        task = asyncio.ensure_future(self._process(held))
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            self.log.info("sqs.draining", messages=len(held), shutdown_timeout=self.ctx.config.shutdown_timeout)
+            try:
+                await asyncio.wait({task}, timeout=self.ctx.config.shutdown_timeout)
+            finally:
+                if not task.done():
+                    task.cancel()
+                    await asyncio.wait({task})
+            raise
 
     async def _process(self, held: list[dict[str, Any]]) -> None:
         client = self.client
