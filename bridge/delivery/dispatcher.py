@@ -198,7 +198,7 @@ class Dispatcher:
             result = await lane.invoker.handover(Invocation(event.payload, event.request_id))
         except (Throttled, RemoteUnavailable) as err:
             event = event.after_attempt(event.next_at, throttles=event.throttles + 1)
-            self.log.info("delivery.throttled", function=lane.name, request_id=event.request_id, error=str(err))
+            self.log.warning("delivery.throttled", function=lane.name, request_id=event.request_id, error=str(err))
             if event.handover:
                 handover = json.loads(event.handover)
                 error = f"{type(err).__name__}: {err}"
@@ -226,7 +226,7 @@ class Dispatcher:
                             attempt=event.invoke_count)
         if isinstance(decision, policy.Retry):
             await self.store.settle(event.id, reschedule=event.after_attempt(decision.at))
-            log.info("delivery.retrying", reason=decision.reason, in_s=round(decision.at - time.time(), 3))
+            log.warning("delivery.retrying", reason=decision.reason, in_s=round(decision.at - time.time(), 3))
             lane.wake.set()
             return
         await self._finish(lane, event, decision, log)
@@ -249,9 +249,11 @@ class Dispatcher:
             await self._send_sqs(lane, event, decision, record)
         if self.metrics is not None:
             self.metrics.async_outcomes.labels(lane.name, decision.condition).inc()
-        event_name = "delivery.succeeded" if decision.condition == policy.SUCCESS else "delivery.failed"
-        log.info(event_name, condition=decision.condition, destination=destination,  # type: ignore[attr-defined]
-                 reason=decision.reason)
+        # An event given up on (retries exhausted, too old, throttled to zero) is an error; see bridge/log.py.
+        ok = decision.condition == policy.SUCCESS
+        (log.info if ok else log.error)(  # type: ignore[attr-defined]
+            "delivery.succeeded" if ok else "delivery.failed", condition=decision.condition,
+            destination=destination, reason=decision.reason)
 
     def _record(self, lane: Lane, event: QueuedEvent, decision: policy.Finish) -> dict:
         last = json.loads(event.last_response) if event.last_response else None
