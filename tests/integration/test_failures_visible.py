@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import pty
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -186,3 +189,48 @@ def _throttle(client) -> None:
             client.invoke(FunctionName="single", Payload=b"{}")
     finally:
         first.join()
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def test_the_console_log_shows_the_traceback_as_lines(env) -> None:
+    """On a terminal the daemon writes console lines: a traceback shows as indented lines, not \\r\\xa0 escapes."""
+    path, client = env
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "bridge.cli", "run", "--config", str(path)],
+                            stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    screen: list[str] = []
+    threading.Thread(target=_read_pty, args=(master, screen), daemon=True).start()
+    try:
+        url = f"{client.meta.endpoint_url}/readyz"
+        wait_until(lambda: _answers(url), timeout=30)
+        client.invoke(FunctionName="fn", Payload=json.dumps({"action": "raise", "n": 9}))
+        wait_until(lambda: "invoke.report" in ANSI.sub("", "".join(screen)), timeout=20)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+    text = ANSI.sub("", "".join(screen)).replace("\r\n", "\n")
+    assert "\\r" not in text and "\\xa0" not in text and "\xa0" not in text
+    shown = (r"function\.output .*\n  line:\n    \[ERROR\] ValueError: boom 9\n"
+             r"    Traceback \(most recent call last\):\n      File \".*app\.py\", line \d+, in handler\n")
+    assert re.search(shown, text), text
+
+
+def _read_pty(fd: int, screen: list[str]) -> None:
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:  # EIO once the daemon closed its end
+            return
+        if not data:
+            return
+        screen.append(data.decode(errors="replace"))
+
+
+def _answers(url: str) -> bool:
+    try:
+        return urllib.request.urlopen(url, timeout=2).status == 200
+    except OSError:
+        return False
