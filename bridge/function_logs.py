@@ -1,4 +1,9 @@
-"""Per-function log files in state_dir/logs/FUNCTION.log, rotated by size, like CloudWatch log groups."""
+"""Per-function log files in state_dir/logs/FUNCTION.log, rotated by size, like CloudWatch log groups.
+
+One entry is one line of the file. The runtime client writes a multi-line record (an error with its traceback)
+as one entry whose lines are joined with ``\\r`` and indented with no-break spaces, as CloudWatch receives it
+from a Lambda runtime without a telemetry pipe; ``as_text`` turns such an entry back into the text it shows.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,11 @@ import asyncio
 import contextlib
 import logging
 import logging.handlers
+import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 from bridge.private import DIR_MODE, private_dir, private_file, tighten
 
@@ -28,10 +36,62 @@ def format_line(request_id: str | None, text: str, now: float | None = None) -> 
     return f"{stamp}\t{request_id or '-'}\t{text}"
 
 
-def parse_line(line: str) -> tuple[str, str, str] | None:
-    """(time, request id, text) of one file line, or None for a line that is not ours."""
+RECORD_BREAK = "\r"  # awslambdaric's line separator inside one record (ERROR_LOG_LINE_TERMINATE)
+_NBSP_INDENT = re.compile("^\u00a0+", re.M)  # and its indentation (ERROR_LOG_IDENT)
+
+
+class Entry(NamedTuple):
+    """One log entry: its time stamp, request id (``-`` for none) and text (one record, maybe multi-line)."""
+
+    time: str
+    request_id: str
+    text: str
+
+    def render(self) -> str:
+        """``TIME REQUEST_ID TEXT``, the text as the multi-line text it is."""
+        return f"{self.time} {self.request_id} {as_text(self.text)}"
+
+
+def as_text(record: str) -> str:
+    """One record as a person reads it: ``\\r``-joined lines on lines of their own, indentation as spaces."""
+    if RECORD_BREAK not in record and "\u00a0" not in record:
+        return record  # the common case costs one scan
+    text = record.rstrip(RECORD_BREAK).replace("\r\n", "\n").replace(RECORD_BREAK, "\n")
+    return _NBSP_INDENT.sub(lambda m: " " * len(m.group(0)), text)
+
+
+def parse_line(line: str) -> Entry | None:
+    """The entry of one file line, or None for a line that is not ours."""
     parts = line.rstrip("\n").split("\t", 2)
-    return (parts[0], parts[1], parts[2]) if len(parts) == 3 else None
+    return Entry(parts[0], parts[1], parts[2]) if len(parts) == 3 else None
+
+
+def split_lines(data: bytes) -> tuple[list[str], int]:
+    """Complete file lines in ``data`` (split on ``\\n`` only: a ``\\r`` belongs to its record) and the
+    number of bytes they use; a last line still being written waits for its newline."""
+    end = data.rfind(b"\n") + 1
+    return data[:end].decode(errors="replace").split("\n")[:-1] if end else [], end
+
+
+def entries(lines: list[str]) -> Iterator[Entry]:
+    """The entries among file lines (anything else in the file is skipped)."""
+    for line in lines:
+        entry = parse_line(line)
+        if entry is not None:
+            yield entry
+
+
+def history(path: Path) -> Iterator[Entry]:
+    """Every entry of a function's log: rotated files oldest first, then the current one."""
+    rotated = sorted(path.parent.glob(path.name + ".*"), key=lambda p: -_rotation_number(p))
+    for file in [*rotated, path]:
+        if file.exists():
+            yield from entries(split_lines(file.read_bytes())[0])
+
+
+def _rotation_number(path: Path) -> int:
+    suffix = path.suffix[1:]
+    return int(suffix) if suffix.isdigit() else 0
 
 
 class FunctionLog:

@@ -61,6 +61,17 @@ def _configured_level(config_path: Path) -> str | None:
     return None
 
 
+def _parse_event(line: str) -> Event:
+    """A JSON log line; a ``<N>`` syslog priority before it (as journald reads it) goes to ``priority``."""
+    priority = None
+    if line.startswith("<") and (end := line.find(">")) in (2, 3) and line[1:end].isdigit():
+        priority, line = int(line[1:end]), line[end + 1:]
+    event = json.loads(line)
+    if priority is not None:
+        event["priority"] = priority
+    return event
+
+
 class Daemon:
     """``lambda-bridge run`` as a subprocess whose JSON log lines are collected as they arrive.
 
@@ -68,8 +79,11 @@ class Daemon:
     can wait for per-event lines such as ``delivery.succeeded``; pass that variable in ``env`` to choose.
     """
 
-    def __init__(self, config_path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, config_path: Path, env: dict[str, str] | None = None, *, journal: bool = False) -> None:
+        """``journal``: make the daemon's stdout look like journald's stream (``JOURNAL_STREAM`` naming it), so
+        its lines carry ``<N>`` priorities; each event then has them under ``priority``, as journald files it."""
         self.config_path = config_path
+        self.journal = journal
         self.env = {**os.environ, **(env or {})}
         if "LAMBDA_BRIDGE_LOG_LEVEL" not in (env or {}) and _configured_level(config_path) == "info":
             self.env["LAMBDA_BRIDGE_LOG_LEVEL"] = "debug"
@@ -90,9 +104,18 @@ class Daemon:
         self._notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._notify.bind(str(sock_path))
         cmd = [sys.executable, "-m", "bridge.cli", "run", "--config", str(self.config_path)]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     env={**self.env, "NOTIFY_SOCKET": str(sock_path)}, start_new_session=True)
-        threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
+        env = {**self.env, "NOTIFY_SOCKET": str(sock_path)}
+        read_end, write_end = os.pipe()
+        if self.journal:
+            stat = os.fstat(write_end)
+            env["JOURNAL_STREAM"] = f"{stat.st_dev}:{stat.st_ino}"
+        try:
+            self.proc = subprocess.Popen(cmd, stdout=write_end, stderr=subprocess.STDOUT, env=env,
+                                         start_new_session=True)
+        finally:
+            os.close(write_end)
+        stream = os.fdopen(read_end, encoding="utf-8", errors="replace")
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
         threading.Thread(target=self._listen, args=(self._notify,), daemon=True).start()
         try:
             self.wait_notified("READY=1", timeout=timeout)
@@ -122,14 +145,14 @@ class Daemon:
                 self._cond.wait(remaining)
             return found
 
-    def _read(self, proc: subprocess.Popen[str]) -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            with self._cond:
-                self.raw.append(line)
-                with contextlib.suppress(ValueError):
-                    self.events.append(json.loads(line))
-                self._cond.notify_all()
+    def _read(self, stream: Any) -> None:
+        with stream:
+            for line in stream:
+                with self._cond:
+                    self.raw.append(line)
+                    with contextlib.suppress(ValueError):
+                        self.events.append(_parse_event(line))
+                    self._cond.notify_all()
         with self._cond:
             self._eof = True
             self._cond.notify_all()

@@ -8,12 +8,11 @@ import json
 import re
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from bridge.errors import UsageError
-from bridge.function_logs import log_path, parse_line
+from bridge.function_logs import Entry, entries, history, log_path, split_lines
 
 SINCE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -128,8 +127,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
         raise UsageError(f"function {args.function!r} is not configured; configured: {', '.join(config.functions)}")
     path = log_path(config.state_dir, args.function)
     since = parse_since(args.since, time.time())
-    for line in _history(path):
-        _print_if(line, since, args.request_id)
+    for entry in history(path):
+        _print_if(entry, since, args.request_id)
     if args.follow:
         try:
             asyncio.run(_follow(path, since, args.request_id))
@@ -138,21 +137,9 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _history(path: Path) -> Iterator[str]:
-    """Rotated files oldest first, then the current one."""
-    rotated = sorted(path.parent.glob(path.name + ".*"), key=lambda p: -int(p.suffix[1:] or 0))
-    for file in [*rotated, path]:
-        if file.exists():
-            yield from file.read_text(errors="replace").splitlines()
-
-
-def _print_if(line: str, since: str | None, request_id: str | None) -> None:
-    parsed = parse_line(line)
-    if parsed is None:
-        return
-    stamp, rid, text = parsed
-    if (since is None or stamp >= since) and (request_id is None or rid == request_id):
-        sys.stdout.write(f"{stamp} {rid} {text}\n")
+def _print_if(entry: Entry, since: str | None, request_id: str | None) -> None:
+    if (since is None or entry.time >= since) and (request_id is None or entry.request_id == request_id):
+        sys.stdout.write(entry.render() + "\n")
         sys.stdout.flush()
 
 
@@ -192,7 +179,7 @@ def _print_from(path: Path, position: int, since: str | None, request_id: str | 
     with path.open("rb") as handle:
         handle.seek(position)
         data = handle.read()
-    complete = data[: data.rfind(b"\n") + 1]  # a line still being written waits for its newline
-    for line in complete.decode(errors="replace").splitlines():
-        _print_if(line, since, request_id)
-    return position + len(complete)
+    lines, used = split_lines(data)  # a line still being written waits for its newline
+    for entry in entries(lines):
+        _print_if(entry, since, request_id)
+    return position + used

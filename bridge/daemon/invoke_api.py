@@ -81,6 +81,7 @@ class InvokeApi:
             result = await self.functions.get(name).invoke(invocation)
         except Throttled as err:
             reason = "ReservedFunctionConcurrentInvocationLimitExceeded"
+            self.log.warning("invoke.throttled", function=name, request_id=invocation.request_id, error=str(err))
             return aws_error(429, "TooManyRequestsException", str(err), invocation.request_id, Reason=reason)
         except FunctionNotFound as err:  # removed by a reload while the request was in flight
             return aws_error(404, "ResourceNotFoundException", str(err), invocation.request_id)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import math
 import os
 import time
+from dataclasses import dataclass
 
 from bridge.errors import Throttled
-from bridge.function_logs import FunctionLog
+from bridge.function_logs import FunctionLog, as_text
 from bridge.invokers.inflight import InFlight
 from bridge.invokers.worker import FunctionSpec, Worker, monotonic_ms
 from bridge.log import get_logger
@@ -74,7 +76,7 @@ class LocalFunction:
             payload, function_error = await worker.run(invocation, self._headers(invocation), self._timeout)
             payload, function_error = self._check_memory(worker, rid, payload, function_error)
         duration = monotonic_ms() - started - init_ms
-        self._report(worker, rid, duration, init_ms)
+        self._report(worker, rid, duration, init_ms, _failure(payload, function_error))
         self._give_back(worker)
         self.invocations += 1
         self.errors += function_error is not None
@@ -148,14 +150,16 @@ class LocalFunction:
         task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
 
     def _on_output(self, worker: Worker, line: str) -> None:
+        """One record the function wrote: raw (``\\r``-joined) in its file, as multi-line text elsewhere."""
         rid = worker.current.request_id if worker.current else None
-        self.log.debug("function.output", request_id=rid, line=line)  # the function's log file has every line
+        text = as_text(line)
+        self.log.debug("function.output", request_id=rid, line=text)  # the function's log file has every line
         if self.logfile is not None:
             self.logfile.write(rid, line)
         if rid in self._transcripts:
-            self._transcripts[rid].append(line)
+            self._transcripts[rid].append(text)
 
-    def _line(self, rid: str, text: str, event: str | None, **extra: object) -> None:
+    def _line(self, rid: str, text: str, event: str | None, level: str = "debug", **extra: object) -> None:
         """A START/END/REPORT line: into the function's log file, the transcript, and (``event``) the daemon log.
 
         Every line is in state_dir/logs/FUNCTION.log. In the daemon's log only REPORT appears, at debug: a
@@ -163,23 +167,37 @@ class LocalFunction:
         and START/END would only repeat the request id that REPORT carries.
         """
         if event is not None:
-            self.log.debug(event, request_id=rid, line=text, **extra)
+            getattr(self.log, level)(event, request_id=rid, line=text, **extra)
         if self.logfile is not None:
             self.logfile.write(rid, text)
         if rid in self._transcripts:
             self._transcripts[rid].append(text)
 
-    def _report(self, worker: Worker, rid: str, duration: float, init_ms: float) -> None:
+    def _report(self, worker: Worker, rid: str, duration: float, init_ms: float, failure: Failure | None) -> None:
+        """END and REPORT, as Lambda writes them; a timeout first gets its "Task timed out" line.
+
+        REPORT carries ``Status: timeout``, or ``Status: error`` with the ``Error Type`` of a runtime failure
+        (exit, out of memory, init), as Lambda's does; an exception the handler raised leaves REPORT as it is.
+        The daemon's event is a warning for any failed invocation, the handler's own exceptions included.
+        """
+        if failure is not None and failure.status == "timeout":
+            self._line(rid, failure.message, "invoke.timeout", "warning", error_type=failure.error_type)
         self._line(rid, f"END RequestId: {rid}", None)
-        memory = self.spec.config.memory_size
         used = worker.max_rss_mb()
         text = (f"REPORT RequestId: {rid}\tDuration: {duration:.2f} ms\tBilled Duration: {math.ceil(duration)} ms"
-                f"\tMemory Size: {memory} MB\tMax Memory Used: {used} MB")
+                f"\tMemory Size: {self.spec.config.memory_size} MB"
+                f"\tMax Memory Used: {'unknown' if used is None else f'{used} MB'}")
         if init_ms:
             text += f"\tInit Duration: {init_ms:.2f} ms"
-        self._line(rid, text, "invoke.report", duration_ms=round(duration, 3), max_memory_mb=used)
+        if failure is not None and failure.status:
+            text += f"\tStatus: {failure.status}"
+            text += f"\tError Type: {failure.error_type}" if failure.status == "error" else ""
+        extra = {} if failure is None else failure.fields()
+        self._line(rid, text, "invoke.report", "debug" if failure is None else "warning",
+                   duration_ms=round(duration, 3), max_memory_mb=used, **extra)
 
     def _tail(self, rid: str) -> str:
+        """The last 4 KB of the invocation's log, each record as its multi-line text (``LogType: Tail``)."""
         text = "\n".join(self._transcripts.pop(rid, [])) + "\n"
         return text.encode()[-TAIL_BYTES:].decode(errors="ignore")
 
@@ -195,3 +213,39 @@ class LocalFunction:
         if self.logfile is not None:
             self.logfile.close()
 
+
+@dataclass(frozen=True)
+class Failure:
+    """What failed in an invocation, read from its error body: type, message, trace, and REPORT's status."""
+
+    error_type: str
+    message: str
+    trace: str = ""
+
+    @property
+    def status(self) -> str:
+        """REPORT's ``Status``: Lambda writes timeout or error for failures of the environment (runtime exit,
+        out of memory, init), nothing for an exception the handler raised."""
+        if self.error_type == "Sandbox.Timedout":
+            return "timeout"
+        return "error" if self.error_type.startswith("Runtime.") else ""
+
+    def fields(self) -> dict[str, str]:
+        """Keys for the daemon's log event: the whole error, traceback included."""
+        fields = {"status": self.status or "error", "error_type": self.error_type, "error": self.message}
+        return {**fields, "trace": self.trace} if self.trace else fields
+
+
+def _failure(payload: bytes, function_error: str | None) -> Failure | None:
+    """The failure of an invocation that returned ``function_error``, or None when it succeeded."""
+    if function_error is None:
+        return None
+    try:
+        body = json.loads(payload)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        return Failure("Unhandled", payload[:200].decode(errors="replace"))
+    trace = body.get("stackTrace")
+    text = "".join(str(t) if str(t).endswith("\n") else f"{t}\n" for t in trace) if isinstance(trace, list) else ""
+    return Failure(str(body.get("errorType") or "Unhandled"), str(body.get("errorMessage") or ""), text.rstrip("\n"))

@@ -132,7 +132,7 @@ class RemoteFunction:
             self.retries += 1
             err = state.outcome.exception() if state.outcome else None
             verdict = err.verdict if isinstance(err, _Retry) else None
-            self.log.info("remote.retrying", request_id=invocation.request_id, attempt=state.attempt_number,
+            self.log.warning("remote.retrying", request_id=invocation.request_id, attempt=state.attempt_number,
                           code=verdict and verdict.code, status=verdict and verdict.status,
                           in_s=round(state.upcoming_sleep, 3))
         return log_retry

@@ -92,6 +92,7 @@ class Worker:
         self._partial = b""
         self._status_fd: int | None = None
         self._killed = False
+        self._peak_mb: int | None = None  # the high-water mark once the process is gone (None: unknown)
 
     @property
     def alive(self) -> bool:
@@ -154,7 +155,7 @@ class Worker:
         loop.remove_reader(self._pidfd)
         os.close(self._pidfd)
         assert self.proc is not None
-        code = self.proc.wait()
+        code = self._reap()
         self._drain_output()
         self.exit_reason = _describe_exit(code)
         if self._status_fd is not None:
@@ -186,22 +187,41 @@ class Worker:
         for line in lines:
             self._on_output(self, line.decode(errors="replace"))
 
-    def max_rss_mb(self) -> int:
-        """Peak resident memory of the process (VmHWM), as Lambda's 'Max Memory Used'."""
-        if self.proc is None or self.exited.is_set():
-            return 0
+    def _reap(self) -> int:
+        """Wait for the exited process; its rusage keeps the high-water mark a crash took with it."""
+        assert self.proc is not None
+        try:
+            _, status, usage = os.wait4(self.proc.pid, 0)
+        except ChildProcessError:  # already reaped elsewhere: fall back to what Popen knows
+            return self.proc.wait()
+        self.proc.returncode = os.waitstatus_to_exitcode(status)
+        if self._peak_mb is None:
+            self._peak_mb = usage.ru_maxrss // 1024  # kilobytes on Linux
+        return self.proc.returncode
+
+    def max_rss_mb(self) -> int | None:
+        """Peak resident memory (VmHWM), as Lambda's 'Max Memory Used'; after the process is gone, the peak
+        read just before the kill or taken from its rusage; None when it cannot be known."""
+        if self.proc is None or self.exited.is_set() or self._killed:
+            return self._peak_mb
+        return self._read_hwm()
+
+    def _read_hwm(self) -> int | None:
+        assert self.proc is not None
         try:
             if self._status_fd is None:
                 self._status_fd = os.open(f"/proc/{self.proc.pid}/status", os.O_RDONLY)
             status = os.pread(self._status_fd, 4096, 0)  # procfs regenerates the file on each read at 0
         except OSError:
-            return 0
+            return self._peak_mb
         start = status.find(b"VmHWM:")
-        return int(status[start + 6 : status.index(b"kB", start)]) // 1024 if start >= 0 else 0
+        return int(status[start + 6 : status.index(b"kB", start)]) // 1024 if start >= 0 else None
 
     def kill(self) -> None:
         """SIGKILL the process group (the handler may have started children)."""
         if self.proc is not None and not self.exited.is_set():
+            if not self._killed:
+                self._peak_mb = self._read_hwm()  # procfs forgets it with the process
             self._killed = True  # never handed another invocation, though the exit is noticed only later
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.proc.pid, signal.SIGKILL)

@@ -37,12 +37,16 @@ class SourceRunner:
         stats = SourceStats()
         source = registry.create(config, self._make_context(stats))
         self.configs[config.name], self.stats[config.name] = config, stats
-        self.tasks[config.name] = self._group.create_task(self._run(source, stats), name=f"source:{config.name}")
+        self.tasks[config.name] = self._group.create_task(self._run(config.name, source, stats),
+                                                          name=f"source:{config.name}")
         self.log.info("source.started", source=config.name, type=config.type, function=config.function)
 
-    async def _run(self, source: Any, stats: SourceStats) -> None:
+    async def _run(self, name: str, source: Any, stats: SourceStats) -> None:
         try:
             await source.run()
+        except Exception:
+            self.log.exception("source.crashed", source=name)  # an error: it takes the service down
+            raise
         finally:
             stats.state = "stopped"
 

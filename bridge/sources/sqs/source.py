@@ -169,7 +169,7 @@ class SqsSource:
         await self._delete([r for r in records if r["messageId"] not in verdict.failed])
         self._count(len(records), len(verdict.failed))
         event = "sqs.batch_failed" if verdict.failed else "sqs.batch"
-        log.info(event, failed=sorted(verdict.failed), reason=verdict.reason,
+        (log.warning if verdict.failed else log.info)(event, failed=sorted(verdict.failed), reason=verdict.reason,
                  attempt=max(int(r["attributes"].get("ApproximateReceiveCount", 1)) for r in records))
 
     def _count(self, total: int, failed: int) -> None:
