@@ -1,5 +1,7 @@
 """A plain FastAPI app, made a Lambda handler by Mangum; runs unchanged behind the http source."""
 
+from typing import Annotated
+
 from fastapi import FastAPI, Query, Response
 from fastapi.responses import JSONResponse
 from mangum import Mangum
@@ -15,8 +17,8 @@ class Item(BaseModel):
 
 
 @app.get("/items/{item_id}")
-def read_item(item_id: int, q: str | None = None, tag: list[str] = Query(default=[])) -> dict:
-    return {"item_id": item_id, "q": q, "tags": tag}
+def read_item(item_id: int, q: str | None = None, tag: Annotated[list[str] | None, Query()] = None) -> dict:
+    return {"item_id": item_id, "q": q, "tags": tag or []}
 
 
 @app.post("/items", status_code=201)

@@ -112,7 +112,8 @@ async def test_flask_binary_round_trip(urls) -> None:
 
 async def test_powertools_app_behind_authorizer(urls) -> None:
     status, _, body = await fetch("GET", urls["pt"] + "/orders/7?user=ann", headers={"Authorization": "allow-ann"})
-    assert (status, json.loads(body)) == (200, {"order": "7", "user": "ann", "auth": {"user": "allow-ann", "calls": 1, "pid": json.loads(body)["auth"]["pid"]}})
+    answer = json.loads(body)
+    assert (status, answer["order"], answer["user"], answer["auth"]["user"]) == (200, "7", "ann", "allow-ann")
 
 
 async def test_authorizer_deny_missing_and_cache(urls) -> None:
