@@ -241,6 +241,7 @@ def _v2_context(api: Api, request: HttpRequest, route_key: str, authorizer: dict
 def build_event(api: Api, request: HttpRequest, route_key: str = "$default", resource: str = "/{proxy+}",
                 params: dict[str, str] | None = None, authorizer: dict[str, Any] | None = None) -> dict[str, Any]:
     """The event ``api`` sends for ``request`` matched to ``route_key`` (2.0) / ``resource`` (1.0)."""
+    params = {clean(k): clean(v) for k, v in (params or {}).items()}
     if api.format == "rest":
         return rest_event(api, request, resource, params or {}, authorizer)
     return v2_event(api, request, "$default" if api.format == "url" else route_key, params or {}, authorizer)
