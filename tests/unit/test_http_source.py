@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from bridge.config.model import parse_config
 from bridge.errors import ConfigError
 from bridge.sources.http import auth
+from bridge.sources.http.config import HttpSourceConfig
 from bridge.sources.http.events import Api, HttpRequest, build_event, sample_event
 from bridge.sources.http.responses import MalformedResponse, map_response
 from bridge.sources.http.routes import Router, parse_route
@@ -73,14 +74,15 @@ def _problems(base: Path, *sources: dict) -> str:
 
 
 def test_valid_config_and_defaults(base: Path) -> None:
-    config = parse_config(_config(base, {"name": "api", "type": "http", "routes": [
+    assert HttpSourceConfig.model_fields["listen"].default == "127.0.0.1:8080"
+    config = parse_config(_config(base, {"name": "api", "type": "http", "listen": "127.0.0.1:9199", "routes": [
         {"route": "GET /items/{id}", "function": "app"}, {"route": "$default", "function": "other"}]}), base_dir=base)
     source = config.sources[0]
-    assert (source.function, source.stage_name, source.address) == ("app", "$default", ("127.0.0.1", 8080))
+    assert (source.function, source.stage_name, source.address) == ("app", "$default", ("127.0.0.1", 9199))
 
 
 def test_unknown_function_names_its_path(base: Path) -> None:
-    text = _problems(base, {"name": "api", "type": "http", "routes": [
+    text = _problems(base, {"name": "api", "type": "http", "listen": "127.0.0.1:9198", "routes": [
         {"route": "GET /a", "function": "app"}, {"route": "GET /b", "function": "nope"}],
         "authorizer": {"function": "missing"}})
     assert "sources[0].routes[1].function: 'nope' is not a configured function" in text
@@ -99,13 +101,16 @@ def test_overlapping_routes_across_sources_on_one_address(base: Path) -> None:
 
 
 def test_bad_route_and_listen_and_format_rules(base: Path) -> None:
-    text = _problems(base, {"name": "a", "type": "http", "function": "app", "routes": [{"route": "GET /{p+}/x"}]})
+    text = _problems(base, {"name": "a", "type": "http", "function": "app", "listen": "127.0.0.1:9197",
+                            "routes": [{"route": "GET /{p+}/x"}]})
     assert "sources.0" in text or "sources[0]" in text
     assert "greedy variable" in text
     assert "not HOST:PORT" in _problems(base, {"name": "a", "type": "http", "function": "app", "listen": "x:99999"})
     assert "'$default' is an HTTP API route" in _problems(base, {"name": "a", "type": "http", "format": "rest",
+                                                                 "listen": "127.0.0.1:9197",
                                                                  "routes": [{"route": "$default", "function": "app"}]})
     assert "function URL has no routes" in _problems(base, {"name": "a", "type": "http", "format": "url",
+                                                            "listen": "127.0.0.1:9197",
                                                             "routes": [{"route": "GET /x", "function": "app"}]})
 
 

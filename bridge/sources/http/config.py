@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -140,7 +141,26 @@ class HttpSourceConfig(SourceBase):
                          f"{host}:{port}; sources sharing a listen address are one API of one format"
                          for i, s in group[1:] if s.format != first.format]
             problems += _overlaps(group)
+            problems += [f"sources[{first_i}].listen: {host}:{port} {why}" for why in _bind_problem(host, port)]
         return problems
+
+
+def _bind_problem(host: str, port: int) -> list[str]:
+    """Whether another program holds the address. The probe sets SO_REUSEPORT, as the listener does, so a
+    running lambda-bridge of this user (a reload, ``check`` beside the daemon) does not count as in use."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as err:
+        return [f"cannot be resolved ({err.strerror}); use an IP address or a known host name"]
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            probe.bind(address)
+        except OSError as err:
+            return [f"cannot be listened on: {err.strerror}; stop what uses it or choose another port"]
+    return []
 
 
 def _overlaps(group: list[tuple[int, Any]]) -> list[str]:

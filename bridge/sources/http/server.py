@@ -3,7 +3,9 @@
 A reload stops a changed source and starts it again. Its listener is not closed in between: the hub keeps
 the listening socket, and a departing source's routes stay served ("lingering") for ``LINGER`` seconds or
 until a source of the same name attaches again, so a request that arrives in the gap still finds its route.
-Why not SO_REUSEPORT with a second socket: connections already queued on the closing socket are reset.
+Why not a second socket with SO_REUSEPORT per source generation: connections already queued on the closing
+socket are reset. (The listener does set SO_REUSEPORT, so that the config check's bind probe can tell this
+user's running daemon from another program on the port.)
 """
 
 from __future__ import annotations
@@ -116,7 +118,7 @@ class Listener:
         self.server = GuardedServer(self.dispatch, idle_timeout, access_log=None, handler_cancellation=False)
         host, port = self.address
         self.sock_server = await asyncio.get_running_loop().create_server(
-            self.server, host, port, reuse_address=True, backlog=1024)
+            self.server, host, port, reuse_address=True, reuse_port=True, backlog=1024)
 
     async def close(self) -> None:
         """Stop listening and end the connections (in-flight requests get up to a second)."""
