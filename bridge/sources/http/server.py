@@ -20,6 +20,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from bridge.log import get_logger
+from bridge.sources.http.events import decode_path
 from bridge.sources.http.routes import Route, Router
 
 HUB = "http.listeners"  # ctx.extensions key of the shared ListenerHub
@@ -160,8 +161,6 @@ class Listener:
                 answer = await api.preflight(request)
                 if answer is not None:
                     return answer
-        from bridge.sources.http.events import decode_path  # pure, cheap; kept local to show the dependency
-
         found = self.router.match(request.method, decode_path(request.raw_path.split("?", 1)[0]))
         if found is None:
             return apis[0].unmatched(request)
