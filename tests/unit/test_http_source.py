@@ -109,6 +109,9 @@ def test_bad_route_and_listen_and_format_rules(base: Path) -> None:
     assert "'$default' is an HTTP API route" in _problems(base, {"name": "a", "type": "http", "format": "rest",
                                                                  "listen": "127.0.0.1:9197",
                                                                  "routes": [{"route": "$default", "function": "app"}]})
+    assert "function URLs have no Lambda authorizers" in _problems(
+        base, {"name": "a", "type": "http", "format": "url", "function": "app", "listen": "127.0.0.1:9197",
+               "authorizer": {"function": "app"}})
     assert "function URL has no routes" in _problems(base, {"name": "a", "type": "http", "format": "url",
                                                             "listen": "127.0.0.1:9197",
                                                             "routes": [{"route": "GET /x", "function": "app"}]})

@@ -26,6 +26,10 @@ class TooLarge(Exception):
     """The request body is over the limit (-> 413, without reading the rest)."""
 
 
+class Rejected(Exception):
+    """Lambda refused the invocation itself (unknown function, throttled, payload refused) -> 500, as AWS."""
+
+
 class HttpApi:
     """The routes of one ``type: http`` source and how its requests become invocations."""
 
@@ -113,7 +117,11 @@ class HttpApi:
         payload = json.dumps(event, separators=(",", ":")).encode()
         if len(payload) > SYNC_LIMIT:
             return gateway_error(self.fmt, 413, "Request Entity Too Large")
-        result = await self._invoke(route.function, payload)
+        try:
+            result = await self._invoke(route.function, payload)
+        except Rejected:
+            return gateway_error(self.fmt, 500, "Internal server error" if self.fmt == "rest" else
+                                 "Internal Server Error")
         if result is None:
             return gateway_error(self.fmt, 504, "Endpoint request timed out")
         if not result.ok:
@@ -131,8 +139,9 @@ class HttpApi:
         """Invoke and wait at most ``timeout``; None at the deadline (the invocation finishes on its own)."""
         try:
             invoker = self.ctx.functions.get(function)
-        except BridgeError:
-            return InvokeResult("", b"{}", function_error="Unhandled")
+        except BridgeError as err:
+            self.log.warning("http.invoke_rejected", function=function, error=str(err))
+            raise Rejected from err
         task = asyncio.ensure_future(invoker.invoke(Invocation(payload), wait=True))
         try:
             return await asyncio.wait_for(asyncio.shield(task), self.config.timeout)
@@ -143,7 +152,7 @@ class HttpApi:
             return None
         except BridgeError as err:
             self.log.warning("http.invoke_rejected", function=function, error=str(err))
-            return InvokeResult("", b"{}", function_error="Unhandled")
+            raise Rejected from err
 
     async def _authorize(self, req: HttpRequest, route: Route, params: dict[str, str]) -> auth.Verdict | HttpResponse:
         """Run (or reuse) the authorizer's verdict; 401 without identity, 403 on deny, 500 when it fails."""
@@ -155,12 +164,12 @@ class HttpApi:
         verdict = self.verdicts.get(ident)
         if verdict is None:
             event = auth.authorizer_event(self.api, req, spec.type, route.key, route.resource, params, ident)
-            result = await self._invoke(spec.function, json.dumps(event).encode())
             try:
+                result = await self._invoke(spec.function, json.dumps(event).encode())
                 if result is None or not result.ok:
                     raise ValueError("the authorizer failed")
                 verdict = auth.parse_verdict(result.payload, self.fmt != "rest" and spec.simple_responses)
-            except ValueError as err:
+            except (ValueError, RecursionError, Rejected) as err:
                 self.log.warning("http.authorizer_failed", function=spec.function, error=str(err))
                 return gateway_error(self.fmt, 500, None)
             self.verdicts.put(ident, verdict)

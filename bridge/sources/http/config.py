@@ -96,6 +96,8 @@ class HttpSourceConfig(SourceBase):
                 raise ValueError("routes: '$default' is an HTTP API route; REST APIs use 'ANY /{proxy+}'")
         if self.format == "url" and any(r.route != DEFAULT for r in self.routes):
             raise ValueError("routes: a function URL has no routes; give only 'function' (or one '$default' route)")
+        if self.authorizer and self.format == "url":
+            raise ValueError("authorizer: function URLs have no Lambda authorizers (AWS_IAM or NONE only)")
         if self.authorizer and self.authorizer.type == "token" and self.format != "rest":
             raise ValueError("authorizer.type: 'token' authorizers exist only for format: rest; use 'request'")
         return self
