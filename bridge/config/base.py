@@ -29,6 +29,10 @@ class SourceBase(Strict):
             raise ValueError(f"{value!r} must be 1-64 letters, digits, '.', '-' or '_'")
         return value
 
+    def function_refs(self) -> list[tuple[str, str]]:
+        """(path inside this source, function name) of every function it invokes; checked against ``functions``."""
+        return [("function", self.function)]
+
     @classmethod
     def check(cls, indexed: list[tuple[int, Any]], queues: dict[str, Any]) -> list[str]:
         """Rules across the sources of this type (given with their index in ``sources``); problems found."""

@@ -20,9 +20,9 @@ def check_sources(sources: list[Any], functions: dict[str, Any], queues: dict[st
         if source.name in seen:
             problems.append(f"sources[{i}].name: {source.name!r} is used by another source; names are unique")
         seen.add(source.name)
-        if source.function not in functions:
-            problems.append(f"sources[{i}].function: {source.function!r} is not a configured function; "
-                            f"configured: {', '.join(functions) or '(none)'}")
+        problems += [f"sources[{i}].{path}: {name!r} is not a configured function; "
+                     f"configured: {', '.join(functions) or '(none)'}"
+                     for path, name in source.function_refs() if name not in functions]
     for model in MODELS:
         problems += model.check([(i, s) for i, s in enumerate(sources) if isinstance(s, model)], queues)
     return problems

@@ -199,6 +199,7 @@ def test_api_routes_light_up_when_the_http_source_is_registered(tmp_path: Path, 
     from bridge.sam import http
 
     app = TEMPLATES / "http-api-authorizer"
+    monkeypatch.setattr(http, "http_source_available", lambda: False)  # a build without the http source
     unsupported = import_template(app / "template.yaml", output=tmp_path / "c.yaml")
     assert [u.problem.split(" (")[0] for u in unsupported.unmapped] == ["HttpApi events are not yet supported"] * 2
     monkeypatch.setattr(http, "http_source_available", lambda: True)
@@ -318,6 +319,7 @@ def test_function_url_layers_and_foreign_resources(tmp_path: Path, monkeypatch) 
               Events:
                 Open: {Type: Api, Properties: {Path: /open, Method: get, Auth: {Authorizer: NONE}}}
         """
+    monkeypatch.setattr(http, "http_source_available", lambda: False)  # a build without the http source
     _, unmapped = imported(tmp_path, body)
     assert [u.split(": ", 1)[1].split(" (")[0].split(";")[0] for u in unmapped] == [
         "AWS::Lambda::Function resources are not imported", "layers are not mounted locally",
