@@ -70,15 +70,15 @@ def load_template(path: str | Path) -> Template:
 
 def parse_template(text: str, path: Path) -> Template:
     """Parse template text; YAML and JSON (a subset of YAML) go through the same composer."""
-    try:
+    builder = _Builder(path)
+    try:  # composing and building both raise YAMLError (a bare "=" is YAML's rare value tag, for one)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = builder.build(node, ()) if node is not None else None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         problem = getattr(err, "problem", None) or err
         raise SamTemplateError(f"{where}: not valid YAML or JSON: {problem}; fix the syntax at that line") from None
-    builder = _Builder(path)
-    data = builder.build(node, ()) if node is not None else None
     template = Template(path, data if isinstance(data, dict) else {}, builder.lines)
     _check_is_sam(template, data)
     return template

@@ -182,12 +182,12 @@ def test_http_api_with_authorizer(tmp_path: Path) -> None:
     import urllib.request
 
     with Daemon(config):  # once the http source is registered: a real request through the imported routes
-        request = urllib.request.Request(f"http://127.0.0.1:{api_port}/v1/items/42",
+        request = urllib.request.Request(f"http://127.0.0.1:{api_port}/items/42",
                                          headers={"Authorization": "Bearer letmein"})
         with urllib.request.urlopen(request, timeout=10) as response:
             assert json.loads(response.read()) == {"id": "42", "method": "GET"}
         with pytest.raises(urllib.error.HTTPError) as denied:
-            urllib.request.urlopen(f"http://127.0.0.1:{api_port}/v1/items/42", timeout=10)
+            urllib.request.urlopen(f"http://127.0.0.1:{api_port}/items/42", timeout=10)
         assert denied.value.code in (401, 403)
 
 
