@@ -15,7 +15,7 @@ from bridge.config.model import AsyncConfig, Config
 from bridge.delivery import policy
 from bridge.delivery.destinations import SqsSender, dlq_attributes
 from bridge.errors import InvocationRejected, RemoteUnavailable, Throttled
-from bridge.events.invocation_record import invocation_record
+from bridge.events.invocation_record import HANDLING_FAILED, invocation_record, unhandled_record
 from bridge.invokers.registry import Functions, Invoker
 from bridge.log import get_logger
 from bridge.metrics import Metrics
@@ -176,6 +176,7 @@ class Dispatcher:
                 await lane.wake.wait()
 
     async def _deliver(self, lane: Lane, event: QueuedEvent) -> None:
+        set_aside = False
         try:
             try:
                 event, decision = await self._attempt(lane, event)
@@ -184,8 +185,32 @@ class Dispatcher:
                 # outcome's commit, so settles pile up into one group commit while invocations continue.
                 lane.slots.release()
             await self._settle(lane, event, decision)
+        except Exception as err:  # one event never stops the service: this one fails alone (see _contain)
+            set_aside = not await self._contain(lane, event, err)
         finally:
-            lane.handling.discard(event.id)
+            if not set_aside:
+                lane.handling.discard(event.id)
+
+    async def _contain(self, lane: Lane, event: QueuedEvent, err: Exception) -> bool:
+        """Dead-letter an event the bridge failed on, with the reason; False when even that failed.
+
+        An event that cannot be dead-lettered stays in ``lane.handling``: set aside until the next start
+        instead of being fetched again and again.
+        """
+        reason = f"the bridge failed on this event: {type(err).__name__}: {err}"[:1024]
+        log = self.log.bind(function=lane.name, request_id=event.request_id, event_id=event.id)
+        log.error("delivery.event_failed", error=reason)
+        record = unhandled_record(request_id=event.request_id, function_arn=self.config.function_arn(lane.name),
+                                  invoke_count=event.invoke_count, request_payload=event.payload, reason=reason,
+                                  now=time.time())
+        entry = DeadLetter(uuid.uuid4().hex, lane.name, time.time(), HANDLING_FAILED, reason, record, None)
+        try:
+            await self.store.settle(event.id, dead_letter=entry)
+        except Exception as again:
+            log.error("delivery.event_set_aside", error=f"{type(again).__name__}: {again}"[:1024])
+            return False
+        await self._removed()
+        return True
 
     async def _attempt(self, lane: Lane, event: QueuedEvent) -> tuple[QueuedEvent, policy.Decision]:
         now = time.time()

@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from bridge.errors import BridgeError, ExpressionError
+from bridge.events import payload as bounded_json
 
 __all__ = ["NonJsonPayload", "Rule", "parse_rule", "topic_matches", "validate_topic_filter"]
 
@@ -126,7 +127,10 @@ def _decode(payload: bytes) -> tuple[Any, str | None]:
     if not payload:
         return {}, None
     try:
-        return _DECODER.decode(payload.decode("utf-8")), None
+        text = payload.decode("utf-8")
+        if bounded_json.depth(text) > bounded_json.MAX_DEPTH:  # carried on as text would be; here: not JSON
+            return _UNDEFINED, f"{len(payload)} bytes, JSON nested deeper than {bounded_json.MAX_DEPTH} levels"
+        return _DECODER.decode(text), None
     except (ValueError, RecursionError):
         return _UNDEFINED, f"{len(payload)} bytes, not UTF-8 JSON"
 
