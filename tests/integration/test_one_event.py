@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,12 +66,10 @@ def test_deep_body_through_a_body_filter(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("target", ["function:f", "function:g"])
 def test_check_refuses_a_destination_loop(tmp_path: Path, target: str) -> None:
-    import subprocess
-    import sys
-
     fn = {"handler": "app.handler", "code": str(tmp_path), "async": {"on_success": target}}
     g = {"handler": "app.handler", "code": str(tmp_path), "async": {"on_failure": "function:f"}}
-    config = write_config(tmp_path / "config.yaml", {"state_dir": str(tmp_path / "state"), "functions": {"f": fn, "g": g}})
+    config = write_config(tmp_path / "config.yaml",
+                          {"state_dir": str(tmp_path / "state"), "functions": {"f": fn, "g": g}})
     done = subprocess.run([sys.executable, "-m", "bridge.cli", "check", "--config", str(config)],
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2, done

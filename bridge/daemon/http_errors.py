@@ -1,0 +1,28 @@
+"""The HTTP API's last line of defence: an unexpected exception becomes one 500 and one JSON log line."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from bridge.daemon.invoke_api import aws_error
+from bridge.log import get_logger
+from bridge.model import new_request_id
+
+
+@web.middleware
+async def unexpected_errors(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    """Answer a handler's unexpected exception with a 500 (rest-json, as Lambda's ServiceException) and log it
+    once, as a structured event: never a traceback on stderr, never a dropped connection.
+
+    Bad requests are the handlers' job (4xx with AWS's error shape); this only catches what they missed.
+    """
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise  # aiohttp's own answers (no route, body too large): already well-formed 4xx
+    except Exception as err:
+        rid = new_request_id()
+        get_logger().error("api.unexpected_error", method=request.method, path=request.path, request_id=rid,
+                           error=f"{type(err).__name__}: {err}"[:1024])
+        return aws_error(500, "ServiceException", "An internal error occurred; the bridge's log has the details "
+                         f"under request_id {rid}.", rid)
