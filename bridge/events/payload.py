@@ -13,8 +13,9 @@ from typing import Any
 # Python's recursion limit. A deeper document is not an error: it travels as text.
 MAX_DEPTH = 128
 
-# A JSON string (the unrolled form keeps the regex engine linear), or any character that is not a bracket.
-_NOT_A_BRACKET = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[^\[\]{}]+', re.DOTALL)
+# A JSON string (the unrolled form keeps the regex engine linear), or a run of characters that are neither
+# brackets nor the quote that opens a string.
+_NOT_A_BRACKET = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[^\[\]{}"]+', re.DOTALL)
 _STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 
