@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bridge.daemon.http_errors import aws_error, server_logger
 from bridge.errors import FunctionNotFound, InvocationRejected, PayloadTooLarge, RemoteUnavailable, Throttled
 from bridge.events import payload as bounded_json
 from bridge.invokers.registry import Functions
@@ -18,13 +19,6 @@ from bridge.model import ASYNC_LIMIT, SYNC_LIMIT, Invocation, InvokeResult, new_
 
 AcceptAsync = Callable[[str, Invocation], Awaitable[None]]
 INVOKE_PATH = "/2015-03-31/functions/{name}/invocations"
-
-
-def aws_error(status: int, code: str, message: str, request_id: str = "", **extra: Any) -> web.Response:
-    """An error in the rest-json shape botocore parses (code from x-amzn-ErrorType, ``message``)."""
-    body = {"Type": "User" if status < 500 else "Service", "message": message, **extra}
-    headers = {"x-amzn-ErrorType": code, "x-amzn-RequestId": request_id or new_request_id()}
-    return web.json_response(body, status=status, headers=headers)
 
 
 # Lambda's own pattern for FunctionName (API reference, Invoke): name, name:qualifier, partial or full ARN.
@@ -156,7 +150,8 @@ def result_headers(result: InvokeResult) -> dict[str, str]:
 @contextlib.asynccontextmanager
 async def serve(app: web.Application, host: str, port: int, shutdown_timeout: float) -> AsyncIterator[str]:
     """Listen on host:port while the context is open; on exit, wait for in-flight requests."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout,
+                           logger=server_logger())
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port, shutdown_timeout=shutdown_timeout)

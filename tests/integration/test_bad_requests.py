@@ -8,10 +8,14 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import boto3
 import pytest
 from botocore.config import Config as BotoConfig
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bridge.testing import Daemon, free_port, write_config, write_handler
 
@@ -155,3 +159,77 @@ def test_log_lines_for_bad_requests_are_structured(daemon: Daemon) -> None:
     found = daemon.wait_for("sqs_api.error", code="InvalidParameterValue", timeout=10)
     assert found and all("request_id" in e for e in found)
     assert os.getpid()  # the module fixture checks every raw line is JSON when the daemon stops
+
+
+# --- property-based fuzzing against the running daemon (bounded by the profile in tests/conftest.py) ---------
+
+HEADER_BYTES = st.binary(max_size=40).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b"").replace(b"\0", b""))
+HEADER_VALUES = st.none() | HEADER_BYTES | st.text(st.characters(codec="latin-1", exclude_characters="\r\n\0"),
+                                                   max_size=40)
+FUNCTION_NAMES = st.sampled_from(["f", "function", "000000000000:function:f", "f:$LATEST", "f:1", "nope",
+                                  "arn:aws:lambda:us-east-1:000000000000:function:function:$LATEST"]) | st.text()
+CONTEXTS = HEADER_VALUES | st.dictionaries(st.text(), st.text()).map(
+    lambda d: base64.b64encode(json.dumps({"custom": d}).encode()).decode())
+BODIES = st.binary(max_size=300) | st.text().map(str.encode) | st.sampled_from(
+    [b"[" * 100_000, b'{"a":' * 10_000, b"{}", b'{"n": 1}', b"null"])
+
+
+@given(name=FUNCTION_NAMES, qualifier=st.none() | st.text(max_size=20),
+       kind=st.none() | st.sampled_from(["RequestResponse", "Event", "DryRun"]) | HEADER_VALUES,
+       log_type=st.none() | st.just("Tail") | HEADER_VALUES, context=CONTEXTS, body=BODIES)
+def test_fuzz_invoke_api(daemon: Daemon, name: str, qualifier: str | None, kind: Any, log_type: Any,
+                         context: Any, body: bytes) -> None:
+    path = f"/2015-03-31/functions/{quote(name, safe='')}/invocations"
+    if qualifier is not None:
+        path += f"?Qualifier={quote(qualifier, safe='')}"
+    headers = {k: v for k, v in {"X-Amz-Invocation-Type": kind, "X-Amz-Log-Type": log_type,
+                                 "X-Amz-Client-Context": context}.items() if v is not None}
+    status, answer_headers, answer = post(daemon.port, path, body, headers)  # type: ignore[attr-defined]
+    assert status < 500, (status, answer)
+    if status >= 400 and "x-amzn-ErrorType" in answer_headers:
+        assert json.loads(answer)["message"]
+
+
+SQS_ACTIONS = st.sampled_from(["CreateQueue", "GetQueueUrl", "ListQueues", "DeleteQueue", "GetQueueAttributes",
+                               "SetQueueAttributes", "PurgeQueue", "SendMessage", "SendMessageBatch",
+                               "ReceiveMessage", "DeleteMessage", "DeleteMessageBatch", "ChangeMessageVisibility",
+                               "ChangeMessageVisibilityBatch"]) | st.text(st.characters(codec="latin-1",
+                                                                                       exclude_characters="\r\n"),
+                                                                         max_size=20)
+SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
+ANY = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                           max_size=3), max_leaves=8)
+QUEUE_REFS = st.sampled_from(["jobs", "orders.fifo", "http://127.0.0.1/000000000000/jobs", "/000000000000/orders.fifo",
+                              "http://x/123/jobs", "fuzzed"]) | st.text(max_size=20)
+ATTRIBUTE_NAMES = st.sampled_from(["VisibilityTimeout", "DelaySeconds", "FifoQueue", "RedrivePolicy",
+                                   "ContentBasedDeduplication", "MessageRetentionPeriod", "All", "QueueArn"])
+MESSAGE_ATTRIBUTES = st.dictionaries(st.text(max_size=8), st.fixed_dictionaries(
+    {}, optional={"DataType": st.sampled_from(["String", "Number", "Binary", "x"]) | ANY,
+                  "StringValue": ANY, "BinaryValue": ANY, "StringListValues": ANY}), max_size=2) | ANY
+ENTRY = st.fixed_dictionaries({}, optional={
+    "Id": st.sampled_from(["a", "b", "a b"]) | ANY, "MessageBody": st.text(max_size=30) | ANY,
+    "ReceiptHandle": st.text(max_size=30) | ANY, "VisibilityTimeout": st.integers(-5, 50000) | ANY,
+    "DelaySeconds": st.integers(-5, 1000) | ANY, "MessageGroupId": st.text(max_size=5) | ANY,
+    "MessageDeduplicationId": st.text(max_size=5) | ANY, "MessageAttributes": MESSAGE_ATTRIBUTES})
+SQS_PARAMS = st.fixed_dictionaries({}, optional={
+    "QueueUrl": QUEUE_REFS | ANY, "QueueName": QUEUE_REFS | ANY, "QueueNamePrefix": st.text(max_size=5) | ANY,
+    "MaxResults": st.integers(-2, 2000) | ANY, "NextToken": st.text(max_size=10) | ANY,
+    "Attributes": st.dictionaries(ATTRIBUTE_NAMES | st.text(max_size=8), st.text(max_size=20) | ANY, max_size=3)
+    | ANY,
+    "AttributeNames": st.lists(ATTRIBUTE_NAMES | st.text(max_size=8), max_size=3) | ANY,
+    "MessageAttributeNames": st.lists(st.text(max_size=8), max_size=3) | ANY,
+    "MaxNumberOfMessages": st.integers(-2, 20) | ANY, "WaitTimeSeconds": st.sampled_from([0, -1, 21, "x", None]),
+    "VisibilityTimeout": st.integers(-5, 50000) | ANY, "MessageBody": st.text(max_size=50) | ANY,
+    "ReceiptHandle": st.text(max_size=30) | ANY, "DelaySeconds": st.integers(-5, 1000) | ANY,
+    "MessageAttributes": MESSAGE_ATTRIBUTES, "Entries": st.lists(ENTRY | ANY, max_size=12) | ANY,
+    "MessageGroupId": st.text(max_size=5) | ANY})
+
+
+@given(action=SQS_ACTIONS, body=SQS_PARAMS.map(lambda p: json.dumps(p).encode()) | BODIES)
+def test_fuzz_sqs_protocol(daemon: Daemon, action: str, body: bytes) -> None:
+    status, headers, answer = _sqs(daemon.port, action, body)  # type: ignore[attr-defined]
+    assert status < 500, (status, answer)
+    if status >= 400 and "x-amzn-RequestId" in headers:  # else aiohttp refused malformed HTTP before routing
+        error = json.loads(answer)
+        assert error["__type"].startswith("com.amazonaws.sqs#") and error["message"]
+        assert headers["x-amzn-query-error"].endswith(";Sender")
