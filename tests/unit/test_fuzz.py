@@ -27,6 +27,8 @@ from bridge.events.filters import SQS_DATA_KEY, compile_filters, compile_pattern
 from bridge.events.invocation_record import invocation_record
 from bridge.events.s3 import object_key, s3_event, s3_record
 from bridge.events.sqs import judge_batch_response, md5_hex, record_from_sqs_message, sqs_event
+from bridge.invokers.remote_backends import is_error_body
+from bridge.model import InvokeResult
 from bridge.sources.mqtt.iot_sql import NonJsonPayload, parse_rule
 
 SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text()
@@ -223,3 +225,10 @@ def test_base64_attribute_example_round_trips() -> None:
     message = {"MessageId": "m", "ReceiptHandle": "r", "Body": "b", "MD5OfBody": md5_hex("b"), "Attributes": {},
                "MessageAttributes": {"x": {"DataType": "Binary", "BinaryValue": base64.b64encode(b"\x01")}}}
     record_from_sqs_message(message, queue_arn="arn:aws:sqs:us-east-1:000000000000:q", region="us-east-1")
+
+
+@given(BYTES)
+def test_error_type_of_any_function_answer(answer: bytes) -> None:
+    """A function (or a custom runtime) may answer anything: reading its error type never raises."""
+    InvokeResult("r", answer, "Unhandled").error_type  # noqa: B018 - the property is "does not raise"
+    is_error_body(answer)
