@@ -11,7 +11,14 @@ from typing import Any
 from aiohttp import web
 
 from bridge.daemon.http_errors import aws_error, server_logger
-from bridge.errors import FunctionNotFound, InvocationRejected, PayloadTooLarge, RemoteUnavailable, Throttled
+from bridge.errors import (
+    BridgeError,
+    FunctionNotFound,
+    InvocationRejected,
+    PayloadTooLarge,
+    RemoteUnavailable,
+    Throttled,
+)
 from bridge.events import payload as bounded_json
 from bridge.invokers.registry import Functions
 from bridge.log import get_logger
@@ -29,7 +36,7 @@ CLIENT_CONTEXT_LIMIT = 3583  # bytes of base64, as Lambda documents
 BAD_CLIENT_CONTEXT = "Client context must be a valid Base64-encoded JSON object."
 
 
-class BadRequest(Exception):
+class BadRequest(BridgeError):
     """A request Lambda would refuse with a 4xx: ``status``, ``code`` and the message botocore shows."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
