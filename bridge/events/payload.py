@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
-from itertools import accumulate
 from typing import Any
 
 # Deep enough for any real event (AWS's own shapes nest under 10 levels), shallow enough that everything
@@ -13,10 +11,10 @@ from typing import Any
 # Python's recursion limit. A deeper document is not an error: it travels as text.
 MAX_DEPTH = 128
 
-# A JSON string (the unrolled form keeps the regex engine linear), or a run of characters that are neither
-# brackets nor the quote that opens a string.
-_NOT_A_BRACKET = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[^\[\]{}"]+', re.DOTALL)
-_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+# Outside strings, brackets become parentheses and every other ASCII character goes: "(()())" is the
+# document's nesting, ready for counting with str.replace at C speed.
+_BRACKETS = str.maketrans({**{chr(c): None for c in range(128) if chr(c) not in "[]{}"},
+                           "[": "(", "{": "(", "]": ")", "}": ")"})
 
 
 class TooDeep(ValueError):
@@ -24,13 +22,23 @@ class TooDeep(ValueError):
 
 
 def depth(text: str | bytes) -> int:
-    """How deep the brackets of a JSON text nest, brackets inside strings not counted (exact for valid JSON)."""
+    """How deep the brackets of a JSON text nest (strings not counted), up to MAX_DEPTH + 1: exact when it is
+    at most MAX_DEPTH and the text is valid JSON. Linear, and at C speed (no Python loop per character)."""
     if isinstance(text, bytes):
         text = text.decode(errors="replace")
     if text.count("[") + text.count("{") <= MAX_DEPTH:  # the common case: cannot be too deep, skip the scan
         return 0
-    brackets = _NOT_A_BRACKET.sub("", text)
-    return max(accumulate(map(_STEP.__getitem__, brackets)), default=0)
+    # Escapes go first (pairs of backslashes, then escaped quotes), so every quote left delimits a string and
+    # the even pieces of a split on quotes are the text outside strings.
+    unescaped = text.replace("\\\\", "").replace('\\"', "")
+    nesting = "".join(unescaped.split('"')[0::2]).translate(_BRACKETS)
+    found = 0
+    while found <= MAX_DEPTH:  # each pass removes the innermost level of every pair of brackets
+        shorter = nesting.replace("()", "")
+        if len(shorter) == len(nesting):
+            break
+        nesting, found = shorter, found + 1
+    return found
 
 
 def loads(text: str | bytes, *, parse_constant: Callable[[str], Any] | None = None) -> Any:

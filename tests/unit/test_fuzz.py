@@ -67,13 +67,31 @@ def test_json_or_text_never_raises_and_never_returns_deep_structures(text: str |
     json.dumps(value)  # whatever came back can be serialised again (no RecursionError)
 
 
-@given(st.integers(0, 3 * payload.MAX_DEPTH), st.sampled_from(['"[[[{"', '"\\"[{"', '"\\\\"', "[]", '"}]"']))
-def test_depth_counts_brackets_outside_strings(depth: int, inner: str) -> None:
-    text = '{"k\\"[": ' * depth + inner + "}" * depth
+# JSON values to nest, with their own depth: brackets inside strings (escaped quotes and backslashes
+# around them) must not count, a string of closing brackets must not hide the levels after it.
+INNER = st.sampled_from([('"[[[{"', 0), ('"\\"[{"', 0), ('"\\\\"', 0), ("[]", 1), ('"}]"', 0),
+                         ('"\\\\\\"]"', 0), ('["]", [[]]]', 3), ('["]]]]", ["]]", [{}]]]', 4)])
+
+
+@given(st.integers(0, 3 * payload.MAX_DEPTH), INNER)
+def test_depth_counts_brackets_outside_strings(depth: int, inner: tuple[str, int]) -> None:
+    text = '{"k\\"[": ' * depth + inner[0] + "}" * depth
     json.loads(text)
-    found = payload.depth(text)
-    assert found == depth + (inner == "[]") or (found == 0 and text.count("{") + text.count("[") <= payload.MAX_DEPTH)
-    assert (depth + (inner == "[]") > payload.MAX_DEPTH) == (payload.json_or_text(text) == text), "too deep: text"
+    found, expected = payload.depth(text), min(depth + inner[1], payload.MAX_DEPTH + 1)
+    assert found == expected or (found == 0 and text.count("{") + text.count("[") <= payload.MAX_DEPTH)
+    assert (expected > payload.MAX_DEPTH) == (payload.json_or_text(text) == text), "too deep: text"
+
+
+def _true_depth(value: Any) -> int:
+    children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+    return 0 if children is None else 1 + max(map(_true_depth, children), default=0)
+
+
+@given(JSON, st.integers(payload.MAX_DEPTH - 10, payload.MAX_DEPTH + 10))
+def test_depth_of_any_wrapped_document(value: Any, levels: int) -> None:
+    text = '{"w": ' * levels + json.dumps(value, ensure_ascii=False) + "}" * levels
+    found, expected = payload.depth(text), min(levels + _true_depth(value), payload.MAX_DEPTH + 1)
+    assert found == expected or (found == 0 and text.count("{") + text.count("[") <= payload.MAX_DEPTH)
 
 
 # --- filter patterns --------------------------------------------------------------------------------

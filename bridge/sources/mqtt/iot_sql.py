@@ -460,7 +460,7 @@ class _Parser:
         return _Statement(tuple(items), topic_filter, where)
 
     def select_list(self) -> list[_Item]:
-        after = self.tokens[self.index + 1]
+        after = self.tokens[min(self.index + 1, len(self.tokens) - 1)]  # "SELECT" alone: the end token
         if self.at_word("VALUE") and (after.kind in ("number", "string") or after.word not in _RESERVED):
             raise self.unsupported("SELECT VALUE", "select named items, e.g. SELECT color AS c")
         items = [self.select_item()]
