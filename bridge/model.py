@@ -7,6 +7,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from bridge.events import payload as bounded_json
+
 SYNC_LIMIT = 6 * 1024 * 1024
 ASYNC_LIMIT = 1024 * 1024
 
@@ -48,8 +50,8 @@ class InvokeResult:
         if self.ok:
             return None
         try:
-            body = json.loads(self.payload)
-        except ValueError:
+            body = bounded_json.loads(self.payload)
+        except ValueError:  # not JSON, or too deep to be an error object
             return None
         return body.get("errorType") if isinstance(body, dict) else None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import urllib.request
@@ -9,8 +10,16 @@ from collections.abc import Iterator
 
 import boto3
 import pytest
+from hypothesis import HealthCheck, settings
 
 from bridge.testing import free_port, wait_until
+
+# Property-based fuzz tests: bounded so the suite stays fast; `HYPOTHESIS_PROFILE=long pytest -k fuzz --timeout 3600`
+# by hand runs a hundred times more examples. Deadlines are off: the daemon tests time a real HTTP round trip.
+_FUZZ_CHECKS = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large]
+settings.register_profile("fast", max_examples=60, deadline=None, suppress_health_check=_FUZZ_CHECKS)
+settings.register_profile("long", max_examples=6000, deadline=None, suppress_health_check=_FUZZ_CHECKS)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fast"))
 
 FAKE_AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 

@@ -296,7 +296,7 @@ class Config(Strict):
                 if target.startswith("function:") and target[9:] not in self.functions:
                     found.append(f"functions.{name}.async.{key}: {target!r} names no configured function; "
                                  f"configured: {', '.join(self.functions)}")
-        return found
+        return found + destination_loops(self.functions)
 
 
 def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = None) -> Config:
@@ -413,3 +413,46 @@ def _at_line(message: str, path: tuple[Any, ...], lines: dict[tuple[Any, ...], i
     line = next((lines[path[:n]] for n in range(len(path), 0, -1) if path[:n] in lines), None)
     prefix = f"line {line}: " if line else ""
     return f"{prefix}{message}" if prefixed else f"{prefix}{format_path(path)}: {message}"
+
+
+def destination_loops(functions: dict[str, Any]) -> list[str]:
+    """``function:`` destinations that lead back to where they started: each record would feed the loop forever.
+
+    AWS refuses a function as its own destination; a longer loop (f -> g -> f) is refused here too, because
+    the bridge has no recursive-loop detection to stop it.
+    """
+    edges = {name: [(key, target[9:]) for key in ("on_success", "on_failure")
+                    if (target := getattr(fn.async_, key) or "").startswith("function:") and target[9:] in functions]
+             for name, fn in functions.items()}
+    found, reported = [], set()
+    for start in functions:
+        for key, path in _paths_back(start, edges):
+            if frozenset(path) in reported:
+                continue
+            reported.add(frozenset(path))
+            if len(path) == 1:
+                found.append(f"functions.{start}.async.{key}: a function cannot be its own destination "
+                             "(AWS refuses it: each record would invoke the function again, forever); "
+                             "name another function, dlq, sqs:QUEUE_URL or null")
+            else:
+                loop = " -> ".join([*path, start])
+                found.append(f"functions.{start}.async.{key}: the destinations {loop} form a loop that would "
+                             "invoke these functions forever; break it with dlq, sqs:QUEUE_URL or null")
+    return found
+
+
+def _paths_back(start: str, edges: dict[str, list[tuple[str, str]]]) -> list[tuple[str, list[str]]]:
+    """(first destination key, path) for each loop from ``start`` back to itself (the path lists functions)."""
+    loops = []
+    for key, first in edges[start]:
+        stack, seen = [(first, [start])], set()
+        while stack:
+            node, path = stack.pop()
+            if node == start:
+                loops.append((key, path))
+                break
+            if node in seen:
+                continue
+            seen.add(node)
+            stack.extend((nxt, [*path, node]) for _, nxt in edges[node])
+    return loops

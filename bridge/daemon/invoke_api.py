@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import json
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
-from bridge.errors import FunctionNotFound, InvocationRejected, PayloadTooLarge, RemoteUnavailable, Throttled
+from bridge.daemon.http_errors import aws_error, server_logger
+from bridge.errors import (
+    BridgeError,
+    FunctionNotFound,
+    InvocationRejected,
+    PayloadTooLarge,
+    RemoteUnavailable,
+    Throttled,
+)
+from bridge.events import payload as bounded_json
 from bridge.invokers.registry import Functions
 from bridge.log import get_logger
 from bridge.model import ASYNC_LIMIT, SYNC_LIMIT, Invocation, InvokeResult, new_request_id
@@ -19,22 +28,56 @@ AcceptAsync = Callable[[str, Invocation], Awaitable[None]]
 INVOKE_PATH = "/2015-03-31/functions/{name}/invocations"
 
 
-def aws_error(status: int, code: str, message: str, request_id: str = "", **extra: Any) -> web.Response:
-    """An error in the rest-json shape botocore parses (code from x-amzn-ErrorType, ``message``)."""
-    body = {"Type": "User" if status < 500 else "Service", "message": message, **extra}
-    headers = {"x-amzn-ErrorType": code, "x-amzn-RequestId": request_id or new_request_id()}
-    return web.json_response(body, status=status, headers=headers)
+# Lambda's own pattern for FunctionName (API reference, Invoke): name, name:qualifier, partial or full ARN.
+FUNCTION_NAME = re.compile(r"(arn:(aws[a-zA-Z-]*)?:lambda:)?([a-z]{2}(-gov)?-[a-z]+-\d{1}:)?(\d{12}:)?(function:)?"
+                           r"(?P<name>[a-zA-Z0-9-_.]+)(:(?P<qualifier>\$LATEST|[a-zA-Z0-9-_]+))?")
+QUALIFIER = re.compile(r"\$LATEST|[a-zA-Z0-9-_]{1,128}")
+CLIENT_CONTEXT_LIMIT = 3583  # bytes of base64, as Lambda documents
+BAD_CLIENT_CONTEXT = "Client context must be a valid Base64-encoded JSON object."
+
+
+class BadRequest(BridgeError):
+    """A request Lambda would refuse with a 4xx: ``status``, ``code`` and the message botocore shows."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code = status, code
+
+
+def _invalid(field: str, value: str, pattern: str) -> BadRequest:
+    shown = value if len(value) <= 256 else value[:256] + "..."
+    message = (f"1 validation error detected: Value '{shown}' at '{field}' failed to satisfy constraint: "
+               f"Member must satisfy regular expression pattern: {pattern}")
+    return BadRequest(400, "ValidationException", message)
 
 
 def function_name(raw: str, qualifier: str | None) -> tuple[str, str | None]:
-    """Accept ``name``, ``name:qualifier``, ``ACCOUNT:function:name`` or a full function ARN."""
-    parts = raw.split(":")
-    if "function" in parts:
-        parts = parts[parts.index("function") + 1 :]
-    name = parts[0]
-    if len(parts) > 1:
-        qualifier = qualifier or parts[1]
-    return name, qualifier
+    """Accept ``name``, ``name:qualifier``, ``ACCOUNT:function:name`` or a full function ARN (AWS's pattern).
+
+    Raises BadRequest (ValidationException) for anything else, as Lambda does.
+    """
+    found = FUNCTION_NAME.fullmatch(raw) if len(raw) <= 170 else None
+    if found is None:
+        raise _invalid("functionName", raw, FUNCTION_NAME.pattern)
+    if qualifier is not None and not QUALIFIER.fullmatch(qualifier):
+        raise _invalid("qualifier", qualifier, QUALIFIER.pattern)
+    return found["name"], qualifier or found["qualifier"]
+
+
+def client_context(value: str | None) -> str | None:
+    """``X-Amz-Client-Context`` checked as Lambda checks it: base64 of a JSON object, at most 3583 bytes."""
+    if value is None:
+        return None
+    if len(value) > CLIENT_CONTEXT_LIMIT:
+        raise BadRequest(400, "InvalidRequestContentException",
+                         f"Client context must be at most {CLIENT_CONTEXT_LIMIT} bytes of Base64-encoded JSON.")
+    try:
+        decoded = bounded_json.loads(base64.b64decode(value, validate=True).decode("utf-8"))
+    except ValueError:  # not ASCII, not base64, not UTF-8, not JSON, too deep: binascii.Error is a ValueError
+        raise BadRequest(400, "InvalidRequestContentException", BAD_CLIENT_CONTEXT) from None
+    if not isinstance(decoded, dict):
+        raise BadRequest(400, "InvalidRequestContentException", BAD_CLIENT_CONTEXT)
+    return value
 
 
 class InvokeApi:
@@ -50,8 +93,15 @@ class InvokeApi:
         app.router.add_post(INVOKE_PATH, self.invoke)
 
     async def invoke(self, request: web.Request) -> web.Response:
-        """Handle one Invoke call: RequestResponse (200), Event (202) or DryRun (204)."""
+        """Handle one Invoke call: RequestResponse (200), Event (202) or DryRun (204); a bad request gets a 4xx."""
         rid = new_request_id()
+        try:
+            return await self._invoke(request, rid)
+        except BadRequest as err:
+            self.log.info("invoke.bad_request", request_id=rid, code=err.code, status=err.status, error=str(err))
+            return aws_error(err.status, err.code, str(err), rid)
+
+    async def _invoke(self, request: web.Request, rid: str) -> web.Response:
         name, qualifier = function_name(request.match_info["name"], request.query.get("Qualifier"))
         arn = self.functions.config.function_arn(name)
         if name not in self.functions.names() or qualifier not in (None, "$LATEST"):
@@ -68,7 +118,7 @@ class InvokeApi:
         if kind == "DryRun":
             return web.Response(status=204, headers={"x-amzn-RequestId": rid})
         invocation = Invocation(
-            payload or b"{}", rid, request.headers.get("X-Amz-Client-Context"),
+            payload or b"{}", rid, client_context(request.headers.get("X-Amz-Client-Context")),
             request.headers.get("X-Amz-Log-Type") == "Tail",
         )
         if kind == "Event":
@@ -108,7 +158,8 @@ def result_headers(result: InvokeResult) -> dict[str, str]:
 @contextlib.asynccontextmanager
 async def serve(app: web.Application, host: str, port: int, shutdown_timeout: float) -> AsyncIterator[str]:
     """Listen on host:port while the context is open; on exit, wait for in-flight requests."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout,
+                           logger=server_logger())
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port, shutdown_timeout=shutdown_timeout)
@@ -119,8 +170,5 @@ async def serve(app: web.Application, host: str, port: int, shutdown_timeout: fl
 
 
 def parse_json_or_text(payload: bytes) -> Any:
-    """Decode a payload for display: JSON when it is JSON, else text."""
-    try:
-        return json.loads(payload)
-    except ValueError:
-        return payload.decode(errors="replace")
+    """Decode a payload for display: JSON when it is (not too deep) JSON, else text."""
+    return bounded_json.json_or_text(payload)

@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from bridge.config.model import Config
+from bridge.daemon.http_errors import unexpected_errors
 from bridge.daemon.invoke_api import serve
 from bridge.daemon.systemd import Notifier
 from bridge.delivery.dispatcher import Dispatcher
@@ -49,7 +50,7 @@ class Service:
 
     def build_app(self) -> web.Application:
         """The HTTP app on ``api.listen``: every registered set of routes (Invoke API, operations, extensions)."""
-        app = web.Application(client_max_size=7 * 1024 * 1024)
+        app = web.Application(client_max_size=7 * 1024 * 1024, middlewares=[unexpected_errors])
         for add_routes in self.route_adders:
             add_routes(app)
         return app

@@ -9,6 +9,7 @@ import random
 import time
 import uuid
 from collections import deque
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 from bridge.config.model import AsyncConfig, Config
@@ -16,7 +17,7 @@ from bridge.delivery import policy
 from bridge.delivery.destinations import SqsSender, dlq_attributes
 from bridge.delivery.summary import Summary
 from bridge.errors import InvocationRejected, RemoteUnavailable, Throttled
-from bridge.events.invocation_record import invocation_record
+from bridge.events.invocation_record import HANDLING_FAILED, invocation_record, unhandled_record
 from bridge.invokers.registry import Functions, Invoker
 from bridge.log import get_logger
 from bridge.metrics import Metrics
@@ -176,6 +177,9 @@ class Dispatcher:
         while (event := await self._next(lane)) is not None:
             try:
                 event, decision = await self._attempt(lane, event)
+            except Exception as err:  # one event never stops the service: this one fails alone (see _contain)
+                group.create_task(self._release_after(lane, event, self._contain(lane, event, err)))
+                continue
             except BaseException:
                 lane.handling.discard(event.id)
                 raise
@@ -201,10 +205,24 @@ class Dispatcher:
         self._report(lane, event, decision)
 
     async def _settle_then_release(self, lane: Lane, event: QueuedEvent, decision: policy.Decision) -> None:
+        async def settle() -> bool:
+            try:
+                await self._settle(lane, event, decision)
+            except Exception as err:  # a destination or record that fails fails this event alone
+                return await self._contain(lane, event, err)
+            return True
+
+        await self._release_after(lane, event, settle())
+
+    @staticmethod
+    async def _release_after(lane: Lane, event: QueuedEvent, outcome: Awaitable[bool]) -> None:
+        """Forget the event once its outcome is stored; one that could not be stored stays set aside."""
+        stored = False
         try:
-            await self._settle(lane, event, decision)
+            stored = await outcome
         finally:
-            lane.handling.discard(event.id)
+            if stored:
+                lane.handling.discard(event.id)
 
     async def _next(self, lane: Lane) -> QueuedEvent | None:
         """The next due event of this lane, waiting for one to become due, to arrive, or for stop."""
@@ -233,6 +251,27 @@ class Dispatcher:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(delay):
                 await lane.wake.wait()
+
+    async def _contain(self, lane: Lane, event: QueuedEvent, err: Exception) -> bool:
+        """Dead-letter an event the bridge failed on, with the reason; False when even that failed.
+
+        An event that cannot be dead-lettered stays in ``lane.handling``: set aside until the next start
+        instead of being fetched again and again.
+        """
+        reason = f"the bridge failed on this event: {type(err).__name__}: {err}"[:1024]
+        log = self.log.bind(function=lane.name, request_id=event.request_id, event_id=event.id)
+        log.error("delivery.event_failed", error=reason)
+        record = unhandled_record(request_id=event.request_id, function_arn=self.config.function_arn(lane.name),
+                                  invoke_count=event.invoke_count, request_payload=event.payload, reason=reason,
+                                  now=time.time())
+        entry = DeadLetter(uuid.uuid4().hex, lane.name, time.time(), HANDLING_FAILED, reason, record, None)
+        try:
+            await self.store.settle(event.id, dead_letter=entry)
+        except Exception as again:
+            log.error("delivery.event_set_aside", error=f"{type(again).__name__}: {again}"[:1024])
+            return False
+        self._removed()
+        return True
 
     async def _attempt(self, lane: Lane, event: QueuedEvent) -> tuple[QueuedEvent, policy.Decision]:
         now = time.time()

@@ -6,6 +6,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from bridge.events import payload as bounded_json
+
 __all__ = ["event_time", "rule_arn", "rule_event", "schedule_arn", "scheduler_event", "scheduler_input"]
 
 
@@ -91,6 +93,6 @@ def scheduler_input(
     for name, value in values.items():
         text = text.replace(f"<aws.scheduler.{name}>", value)
     try:
-        return json.loads(text)
-    except json.JSONDecodeError:
+        return bounded_json.loads(text)
+    except ValueError:  # not JSON (or too deep to carry as an object): the function gets the string
         return text

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bridge.errors import ExpressionError
+from bridge.events import payload
 
 OPERATORS = ("prefix", "suffix", "anything-but", "numeric", "exists", "equals-ignore-case", "cidr", "wildcard")
 MAX_FILTERS = 10
@@ -151,11 +152,16 @@ class _Exists:
 
 
 def _flatten(values: list[Any]) -> Iterator[Any]:
-    for item in values:
-        if isinstance(item, list):
-            yield from _flatten(item)
-        else:
+    # Iterative, not recursive: an event's arrays may nest as deep as its producer likes.
+    stack = [iter(values)]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                stack.append(iter(item))
+                break
             yield item
+        else:
+            stack.pop()
 
 
 def _leaf_values(value: Any) -> list[Any]:
@@ -306,15 +312,15 @@ def _reject_constant(name: str) -> Any:
 
 def _parse_structured(text: str) -> dict[str, Any] | list[Any] | None:
     try:
-        parsed = json.loads(text, parse_constant=_reject_constant)
-    except ValueError:
+        parsed = payload.loads(text, parse_constant=_reject_constant)
+    except ValueError:  # not JSON, or too deep to match safely: the body is matched as plain text
         return None
     return parsed if isinstance(parsed, dict | list) else None
 
 
 def _parse_pattern_text(text: str) -> Any:
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return payload.loads(text, parse_constant=_reject_constant)
     except ValueError as err:
         raise ExpressionError(f"pattern: not valid JSON ({err})") from None
 

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
+
+from bridge.events.payload import json_or_text
+
+# The condition of an event the bridge could not handle (not one of AWS's: it is the bridge's failure).
+HANDLING_FAILED = "EventHandlingFailed"
 
 
 def iso_millis(ts: float) -> str:
     """``2019-11-14T18:16:05.568Z``."""
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def json_or_text(payload: bytes | str) -> Any:
-    """A payload as the record carries it: parsed JSON, or the text when it is not JSON."""
-    try:
-        return json.loads(payload)
-    except ValueError:
-        return payload.decode(errors="replace") if isinstance(payload, bytes) else payload
 
 
 def invocation_record(
@@ -42,3 +38,20 @@ def invocation_record(
     else:
         record["responseContext"] = {"statusCode": 429, "executedVersion": "$LATEST"}
     return record
+
+
+def unhandled_record(*, request_id: str, function_arn: str, invoke_count: int, request_payload: bytes,
+                     reason: str, now: float) -> dict[str, Any]:
+    """The record kept when the bridge itself failed on this event: built without parsing anything.
+
+    The payload is carried as text, so this cannot fail on the input that made the normal record fail.
+    """
+    return {
+        "version": "1.0",
+        "timestamp": iso_millis(now),
+        "requestContext": {"requestId": request_id, "functionArn": f"{function_arn}:$LATEST",
+                           "condition": HANDLING_FAILED, "approximateInvokeCount": invoke_count},
+        "requestPayload": request_payload.decode(errors="replace"),
+        "responseContext": {"statusCode": 500, "executedVersion": "$LATEST", "functionError": "BridgeError"},
+        "responsePayload": {"errorType": "BridgeError", "errorMessage": reason},
+    }

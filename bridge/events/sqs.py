@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
+
+from bridge.events import payload as bounded_json
 
 # The order AWS's documented sample events use; attributes outside this list follow in their given order.
 _ATTRIBUTE_ORDER = (
@@ -161,7 +162,9 @@ def _reported_failures(payload: bytes | str | None) -> frozenset[str]:
     if payload is None or not payload.strip():
         return frozenset()
     try:
-        response = json.loads(payload)
+        response = bounded_json.loads(payload)
+    except bounded_json.TooDeep as err:
+        raise _InvalidResponse(str(err)) from None
     except ValueError:
         raise _InvalidResponse("not valid JSON") from None
     if response is None:

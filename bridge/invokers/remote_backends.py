@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -10,6 +9,7 @@ from typing import Literal
 
 from botocore import exceptions as boto
 
+from bridge.events import payload as bounded_json
 from bridge.model import error_body
 
 # The RIE writes this plain text (HTTP 200, no header) when the function ran past AWS_LAMBDA_FUNCTION_TIMEOUT.
@@ -38,8 +38,8 @@ class Verdict:
 def is_error_body(payload: bytes) -> bool:
     """True when ``payload`` is a Lambda error object (``errorMessage`` and ``errorType``)."""
     try:
-        body = json.loads(payload)
-    except ValueError:
+        body = bounded_json.loads(payload)
+    except ValueError:  # not JSON, or too deep to be an error object
         return False
     return isinstance(body, dict) and "errorMessage" in body and "errorType" in body
 

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from bridge.config.queues import QUEUE_NAME, QueueConfig
+from bridge.events import payload as bounded_json
 from bridge.queues.errors import InvalidAttributeName, InvalidAttributeValue, InvalidParameterValue
 
 # SQS attribute name -> QueueConfig field, for the attributes that change how the queue behaves.
@@ -72,7 +73,7 @@ def _redrive(value: Any, arn_to_name: Any) -> dict[str, Any] | None:
     if value in ("", None):
         return None
     try:
-        policy = json.loads(value) if isinstance(value, str) else value
+        policy = bounded_json.loads(value) if isinstance(value, str) else value
         target, count = policy["deadLetterTargetArn"], int(policy["maxReceiveCount"])
     except (ValueError, KeyError, TypeError):
         raise InvalidAttributeValue("Invalid value for the parameter RedrivePolicy. Reason: Redrive policy is "

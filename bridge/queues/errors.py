@@ -140,3 +140,15 @@ class UnsupportedOperation(SqsError):
 
     code = "UnsupportedOperation"
     query_code = "AWS.SimpleQueueService.UnsupportedOperation"
+
+
+class InternalError(SqsError):
+    """The embedded queue failed on a request it should have handled (a bug; the log says which)."""
+
+    code = "InternalError"
+    query_code = "InternalError"
+    status = 500
+    sender_fault = False
+
+    def __init__(self) -> None:
+        super().__init__("We encountered an internal error. Please try again.")

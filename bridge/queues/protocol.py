@@ -10,16 +10,20 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from bridge.events import payload as bounded_json
 from bridge.log import get_logger
 from bridge.model import new_request_id
 from bridge.queues.engine import QueueEngine, check_batch
 from bridge.queues.errors import (
+    InternalError,
     InvalidParameterValue,
     MissingParameter,
     QueueDoesNotExist,
     SqsError,
     UnsupportedOperation,
 )
+from bridge.queues.messages import check_int
+from bridge.queues.params import check_types
 
 CONTENT_TYPE = "application/x-amz-json-1.0"
 TARGET_PREFIX = "AmazonSQS."
@@ -66,8 +70,12 @@ class SqsProtocol:
             params = _params(await request.read())
             result = await action(self, params, request)
         except SqsError as err:
-            self.log.debug("sqs_api.error", action=target, code=err.code, error=err.message)
+            self.log.info("sqs_api.error", action=target, code=err.code, error=err.message, request_id=rid)
             return error_response(err, rid)
+        except Exception as err:  # a bug, not a bad request: SQS's 500, logged once as one structured line
+            self.log.error("sqs_api.unexpected_error", action=target, request_id=rid,
+                           error=f"{type(err).__name__}: {err}"[:1024])
+            return error_response(InternalError(), rid)
         return web.Response(text=json.dumps(result), content_type=CONTENT_TYPE, headers={"x-amzn-RequestId": rid})
 
     def url(self, request: web.Request, name: str) -> str:
@@ -98,6 +106,8 @@ class SqsProtocol:
         names = self.engine.names(params.get("QueueNamePrefix") or "")
         start = _token_offset(params.get("NextToken"))
         limit = params.get("MaxResults")
+        if limit is not None:
+            check_int("MaxResults", limit, 1, 1000)
         page = names[start:start + int(limit)] if limit else names[start:]
         result: dict[str, Any] = {"QueueUrls": [self.url(request, name) for name in page]}
         if limit and start + int(limit) < len(names):
@@ -190,11 +200,14 @@ def require_int(params: dict[str, Any], name: str) -> Any:
 
 def _params(body: bytes) -> dict[str, Any]:
     try:
-        params = json.loads(body or b"{}")
+        params = bounded_json.loads(body or b"{}")
+    except bounded_json.TooDeep as err:
+        raise InvalidParameterValue(f"The request body is {err}; no SQS request nests that deep") from None
     except ValueError:
         raise InvalidParameterValue("The request body is not valid JSON (AWS JSON 1.0 protocol)") from None
     if not isinstance(params, dict):
         raise InvalidParameterValue("The request body must be a JSON object")
+    check_types(params)
     return params
 
 

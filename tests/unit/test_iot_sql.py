@@ -409,3 +409,9 @@ def test_throughput(capsys: pytest.CaptureFixture[str]) -> None:
     with capsys.disabled():
         print(f"\niot_sql: {rate:,.0f} evaluations/s of the example rule")
     assert rate > 10_000  # a guard against accidental quadratic work, not a benchmark
+
+
+@pytest.mark.parametrize("sql", ["SELECT", "SELECT VALUE", "select"])
+def test_a_statement_that_ends_early_is_an_expression_error(sql: str) -> None:
+    with pytest.raises(ExpressionError):
+        parse_rule(sql)

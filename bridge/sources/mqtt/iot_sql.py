@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from bridge.errors import BridgeError, ExpressionError
+from bridge.events import payload as bounded_json
 
 __all__ = ["NonJsonPayload", "Rule", "parse_rule", "topic_matches", "validate_topic_filter"]
 
@@ -126,7 +127,10 @@ def _decode(payload: bytes) -> tuple[Any, str | None]:
     if not payload:
         return {}, None
     try:
-        return _DECODER.decode(payload.decode("utf-8")), None
+        text = payload.decode("utf-8")
+        if bounded_json.depth(text) > bounded_json.MAX_DEPTH:  # carried on as text would be; here: not JSON
+            return _UNDEFINED, f"{len(payload)} bytes, JSON nested deeper than {bounded_json.MAX_DEPTH} levels"
+        return _DECODER.decode(text), None
     except (ValueError, RecursionError):
         return _UNDEFINED, f"{len(payload)} bytes, not UTF-8 JSON"
 
@@ -456,7 +460,7 @@ class _Parser:
         return _Statement(tuple(items), topic_filter, where)
 
     def select_list(self) -> list[_Item]:
-        after = self.tokens[self.index + 1]
+        after = self.tokens[min(self.index + 1, len(self.tokens) - 1)]  # "SELECT" alone: the end token
         if self.at_word("VALUE") and (after.kind in ("number", "string") or after.word not in _RESERVED):
             raise self.unsupported("SELECT VALUE", "select named items, e.g. SELECT color AS c")
         items = [self.select_item()]

@@ -202,6 +202,10 @@ class MqttSource:
         except NonJsonPayload as err:
             self.log.warning("mqtt.non_json_payload", topic=message.topic, bytes=len(message.payload), error=str(err))
             return None
+        except Exception as err:  # one message never stops the source: the rule fails for it alone (AWS: error action)
+            self.log.error("mqtt.rule_failed", topic=message.topic, bytes=len(message.payload),
+                           error=f"{type(err).__name__}: {err}"[:1024])
+            return None
         if result is None:
             return None
         payload = json.dumps(result, separators=(",", ":")).encode()

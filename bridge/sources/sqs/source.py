@@ -143,9 +143,15 @@ class SqsSource:
             raise
 
     async def _process(self, held: list[dict[str, Any]]) -> None:
-        client = self.client
-        records = [record_from_sqs_message(m, queue_arn=client.arn, region=client.region) for m in held]
-        verdicts = [self.matches(sqs_filter_view(r)) for r in records]
+        records, verdicts = [], []
+        for message in held:
+            try:
+                record = record_from_sqs_message(message, queue_arn=self.client.arn, region=self.client.region)
+                verdicts.append(self.matches(sqs_filter_view(record)))
+                records.append(record)
+            except Exception as err:  # one message never stops the source: it returns to the queue (redrive policy)
+                self.log.error("sqs.message_failed", message_id=message.get("MessageId"),
+                               error=f"{type(err).__name__}: {err}"[:1024])
         passing = [r for r, ok in zip(records, verdicts, strict=True) if ok]
         dropped = [r for r, ok in zip(records, verdicts, strict=True) if not ok]
         if dropped:
