@@ -95,3 +95,15 @@ class SamTemplateError(BridgeError):
     """A SAM template (or a ``sam-import`` option about it) cannot be imported; the message names file and line."""
 
     exit_code = 2
+
+
+class ClusterUnavailable(BridgeError):
+    """The cluster's SQS queue or DynamoDB table cannot be reached, or does not exist."""
+
+    exit_code = 2
+
+
+class NodeIdInUse(BridgeError):
+    """Another running daemon already holds this cluster node id."""
+
+    exit_code = 2

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bridge.cluster.dispatcher import ClusterDispatcher
 from bridge.config.model import Config
 from bridge.daemon.invoke_api import serve
 from bridge.daemon.systemd import Notifier
@@ -33,7 +34,8 @@ class Service:
         self.store = store
         self.metrics = Metrics()
         self.functions = Functions(config, self.metrics)
-        self.dispatcher = Dispatcher(store, self.functions, config, metrics=self.metrics)
+        self.dispatcher = (ClusterDispatcher if config.cluster else Dispatcher)(store, self.functions, config,
+                                                                                metrics=self.metrics)
         self.api_url: str | None = None
         self.sources: SourceRunner | None = None
         self.started = time.time()
