@@ -14,10 +14,12 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
+from bridge.cluster import messages
 from bridge.cluster.aws import with_retries
 from bridge.cluster.node import Node
-from bridge.cluster.table import Table
+from bridge.cluster.table import Claim, Table
 from bridge.log import get_logger
+from bridge.store import QueuedEvent
 
 Retry = Callable[[tuple[datetime, ...]], Awaitable[None]]
 MARGIN = 0.2  # seconds past a lease's end before claiming it (the holder's clock may run slightly behind)
@@ -43,28 +45,32 @@ class Claims:
         assert self.node.table is not None
         return self.node.table
 
-    async def claim(self, schedule: str, fires: Sequence[datetime], retry: Retry) -> tuple[datetime, ...]:
-        """The fires this node won; the others are watched and ``retry``-ed if their holder's lease runs out."""
+    async def claim(self, schedule: str, fires: Sequence[tuple[datetime, QueuedEvent]],
+                    retry: Retry) -> list[tuple[datetime, QueuedEvent]]:
+        """The fires this node won, each with the event to hand over (after a takeover: the first claimant's).
+
+        The others are watched and ``retry``-ed if their holder's lease runs out before it hands them over.
+        """
         won = []
-        for scheduled in fires:
+        for scheduled, event in fires:
             try:
-                claim = await with_retries(lambda t=scheduled: self._claim(schedule, t), what="claim",
+                claim = await with_retries(lambda t=scheduled, e=event: self._claim(schedule, t, e), what="claim",
                                            give_up_after=self.lease)
             except Exception as err:  # the table is out of reach: try again after a lease, fire nothing now
                 self.log.warning("cluster.claim_failed", source=schedule, scheduled=stamp(scheduled), error=str(err))
                 self._watch(schedule, scheduled, time.time() + self.lease, retry)
                 continue
             if claim.won:
-                won.append(scheduled)
+                won.append((scheduled, messages.decode(claim.body) if claim.body else event))
                 if claim.took_over:
                     self.log.info("cluster.claim_taken_over", source=schedule, scheduled=stamp(scheduled))
             elif claim.state == "claimed":
                 self._watch(schedule, scheduled, claim.lease_until, retry)
         return tuple(won)
 
-    async def _claim(self, schedule: str, scheduled: datetime) -> object:
+    async def _claim(self, schedule: str, scheduled: datetime, event: QueuedEvent) -> Claim:
         return await self.table.claim(schedule, stamp(scheduled), owner=self.node.id, session=self.node.session,
-                                      now=time.time(), lease=self.lease)
+                                      now=time.time(), lease=self.lease, body=messages.encode(event))
 
     async def handed(self, schedule: str, fires: Sequence[tuple[datetime, str]]) -> None:
         """The fires ``(scheduled, event_id)`` are durable in the shared queue: close their claims."""

@@ -41,7 +41,6 @@ ACCEPT_PATIENCE = 30.0  # seconds accept() keeps retrying an unreachable queue b
 SETTLE_PATIENCE = 60.0  # seconds an outcome is retried; after that the message reappears and is tried again
 SEND_ATTEMPTS = 5
 BATCH = 10  # SQS's batch limit for SendMessageBatch and ReceiveMessage
-LONG_POLL = 10  # seconds
 
 
 @dataclass(eq=False)
@@ -83,6 +82,10 @@ class ClusterDispatcher:
         self._handling = 0
         self._room = asyncio.Semaphore(self._capacity(config))
         self.lanes = {name: self._lane(name) for name in functions.names()}
+        # A killed node's open long polls go on at SQS and may still take a message that reappears after
+        # the visibility timeout: a poll shorter than a lease and than 2/3 of the visibility timeout ends
+        # before that, so failover stays within one visibility timeout.
+        self._long_poll = max(1, min(20, int(self.cluster.lease_seconds), self.cluster.visibility_timeout * 2 // 3))
 
     @staticmethod
     def _capacity(config: Config) -> int:
@@ -233,7 +236,7 @@ class ClusterDispatcher:
 
     async def _receive_once(self, count: int) -> list[Received]:
         response = await self.node.sqs.receive_message(
-            QueueUrl=self.cluster.async_queue, MaxNumberOfMessages=count, WaitTimeSeconds=LONG_POLL,
+            QueueUrl=self.cluster.async_queue, MaxNumberOfMessages=count, WaitTimeSeconds=self._long_poll,
             VisibilityTimeout=self.cluster.visibility_timeout)
         received = []
         for raw in response.get("Messages", []):

@@ -52,6 +52,7 @@ class Claim:
     owner: str
     lease_until: float
     took_over: bool = False
+    body: str | None = None  # the event to hand over (the first claimant's, after a takeover)
 
 
 class Table:
@@ -144,16 +145,23 @@ class Table:
     # --- schedule fire claims (the ledger) ----------------------------------------------------------
 
     async def claim(self, schedule: str, scheduled: str, *, owner: str, session: str, now: float,
-                    lease: float) -> Claim:
-        """Claim ``(schedule, scheduled)`` by a conditional write: new, or an expired lease not handed over."""
+                    lease: float, body: str) -> Claim:
+        """Claim ``(schedule, scheduled)`` by a conditional write: new, or an expired lease not handed over.
+
+        ``body`` (the event as a queue message) is kept with the first claim; a takeover gets the first
+        claimant's body back, so a fire handed over twice (its owner died between send and mark) is one
+        invocation delivered twice (same request id), as SQS's at-least-once allows, never two invocations.
+        """
         names = {"#st": "state", "#o": "owner", "#s": "session", "#ttl": TTL_ATTRIBUTE}
         values = {":claimed": {"S": "claimed"}, ":now": _enc(now), ":until": _enc(now + lease), ":o": _enc(owner),
-                  ":s": _enc(session), ":ttl": _enc(int(now + CLAIM_TTL)), ":zero": {"N": "0"}, ":one": {"N": "1"}}
+                  ":s": _enc(session), ":ttl": _enc(int(now + CLAIM_TTL)), ":zero": {"N": "0"}, ":one": {"N": "1"},
+                  ":body": {"S": body}}
         try:
             response = await self.ddb.update_item(
                 TableName=self.name, Key=item(pk=FIRE + schedule, sk=scheduled), ReturnValues="ALL_OLD",
                 UpdateExpression="SET #st = :claimed, #o = :o, #s = :s, lease_until = :until, claimed_at = :now, "
-                                 "#ttl = :ttl, claims = if_not_exists(claims, :zero) + :one",
+                                 "#ttl = :ttl, claims = if_not_exists(claims, :zero) + :one, "
+                                 "body = if_not_exists(body, :body)",
                 ConditionExpression="attribute_not_exists(pk) OR (#st = :claimed AND lease_until < :now)",
                 ExpressionAttributeNames=names, ExpressionAttributeValues=values)
         except Exception as err:
@@ -161,7 +169,8 @@ class Table:
                 raise
             held = await self._get(FIRE + schedule, scheduled)
             return Claim(False, str(held.get("state")), str(held.get("owner")), float(held.get("lease_until", 0)))
-        return Claim(True, "claimed", owner, now + lease, took_over=bool(response.get("Attributes")))
+        old = plain(response.get("Attributes", {}))
+        return Claim(True, "claimed", owner, now + lease, took_over=bool(old), body=old.get("body") or body)
 
     async def handed(self, schedule: str, scheduled: str, *, session: str, event_id: str, now: float) -> None:
         """The claimed fire is durable in the shared queue: mark it handed over (counted, for audits)."""

@@ -189,13 +189,14 @@ class ScheduleSource:
         self._cursor = max(self._cursor, plan.cursor)
 
     async def _enqueue(self, fires: tuple[datetime, ...]) -> None:
-        claims = self.ctx.extensions.get(CLAIMS_KEY)
-        if claims is not None:  # cluster: hand over only the times this node claimed first
-            fires = await claims.claim(self.name, fires, retry=self._enqueue)
-            if not fires:
-                return
         now = self.clock()
         events = [fire.queued_fire(self.cfg, self.ctx.config, t, now, self.rng) for t in fires]
+        claims = self.ctx.extensions.get(CLAIMS_KEY)
+        if claims is not None:  # cluster: hand over only the times this node claimed (the ledger's event)
+            won = await claims.claim(self.name, list(zip(fires, events, strict=True)), retry=self._enqueue)
+            if not won:
+                return
+            fires, events = tuple(t for t, _ in won), [e for _, e in won]
         record = fire.record_fires(self.name, [(t, e.id) for t, e in zip(fires, events, strict=True)],
                                             now.timestamp())
         try:
