@@ -367,3 +367,40 @@ def test_a_dead_letter_written_on_node_1_is_listed_and_redriven_from_node_3(make
     assert len(after) == 1 and after[0]["id"] != entries[0]["id"]
     purge = cluster.cli("n2", "cluster", "dlq", "purge", "--all")
     assert purge.returncode == 0 and "purged 1 entry" in purge.stdout
+
+
+# --- the table's conditional writes, one call at a time --------------------------------------------------
+
+
+async def test_a_claim_is_won_once_and_taken_over_only_after_its_lease(tmp_path: Path, moto_url: str) -> None:
+    from bridge.cluster.aws import Clients
+    from bridge.cluster.config import ClusterConfig
+    from bridge.cluster.table import Table
+    from bridge.errors import NodeIdInUse
+
+    cluster = Cluster(tmp_path, moto_url)
+    cluster.init()
+    config = ClusterConfig(node_id="a", async_queue=cluster.queue_url, table=cluster.table, endpoint_url=moto_url)
+    async with Clients(config, "us-east-1") as clients:
+        table = Table(clients.ddb, cluster.table)
+        now = time.time()
+        first = await table.claim("s", "t1", owner="a", session="sa", now=now, lease=5, body="A's event")
+        held = await table.claim("s", "t1", owner="b", session="sb", now=now + 1, lease=5, body="B's event")
+        assert first.won and not first.took_over and first.body == "A's event"
+        assert not held.won and held.owner == "a" and held.state == "claimed"
+        taken = await table.claim("s", "t1", owner="b", session="sb", now=now + 6, lease=5, body="B's event")
+        assert taken.won and taken.took_over and taken.body == "A's event"  # the same invocation, not a new one
+        with pytest.raises(Exception, match="ConditionalCheckFailed"):  # a's lease is gone: it cannot mark it
+            await table.handed("s", "t1", session="sa", event_id="e", now=now + 6)
+        await table.handed("s", "t1", session="sb", event_id="e", now=now + 6)
+        late = await table.claim("s", "t1", owner="c", session="sc", now=now + 60, lease=5, body="C's event")
+        assert not late.won and late.state == "handed"  # a handed-over fire is never claimed again
+        [entry] = await table.claims("s")
+        assert (entry["owner"], entry["handovers"], entry["claims"]) == ("b", 1, 2)
+
+        await table.join("x", "s1", "host-1", now, lease=5)
+        with pytest.raises(NodeIdInUse, match="in use by pid"):
+            await table.join("x", "s2", "host-2", now + 1, lease=5)
+        await table.join("x", "s2", "host-2", now + 6, lease=5)  # silent for a lease: free
+        with pytest.raises(NodeIdInUse, match="taken over"):
+            await table.heartbeat("x", "s1", now + 7)
