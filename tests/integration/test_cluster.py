@@ -404,3 +404,55 @@ async def test_a_claim_is_won_once_and_taken_over_only_after_its_lease(tmp_path:
         await table.join("x", "s2", "host-2", now + 6, lease=5)  # silent for a lease: free
         with pytest.raises(NodeIdInUse, match="taken over"):
             await table.heartbeat("x", "s1", now + 7)
+
+
+# --- MQTT: a shared subscription gives each message to one node ------------------------------------------
+
+
+def test_mqtt_messages_go_to_one_node_each_and_survive_kills(tmp_path: Path, moto_url: str) -> None:
+    from tests.integration.mosquitto import Mosquitto, Publisher
+
+    with Mosquitto(tmp_path / "broker") as broker:
+        source = {"name": "stream", "type": "mqtt", "broker": broker.url, "sql": "SELECT n FROM 'stream/#'",
+                  "function": "sink"}
+        cluster = Cluster(tmp_path, moto_url, sources=[source])
+        cluster.init()
+        try:
+            names = ["n1", "n2", "n3"]
+            for name in names:
+                cluster.start(name).wait_for("mqtt.subscribed")
+            assert all(d.find("mqtt.subscribed")[0]["topic_filter"] == "$share/lambda-bridge-stream/stream/#"
+                       for d in cluster.nodes.values())
+            with Publisher(broker.plain_port, client_id="stream") as pub:
+                calm = _publish(pub, range(100))
+                wait_until(lambda: _seen(cluster.sink) >= set(calm), timeout=60, interval=0.5)
+                # Without the shared subscription every node would take every message: three invocations each.
+                ids = _request_ids(cluster.sink)
+                assert all(len(ids[n]) == 1 for n in calm), {n: ids[n] for n in calm if len(ids[n]) != 1}
+                acknowledged = list(calm)
+                for round_, victim in enumerate(["n1", "n2", "n3", "n1"], start=2):
+                    acknowledged += _publish(pub, range(round_ * 50, round_ * 50 + 50))
+                    cluster.nodes[victim].kill()  # messages in flight at the victim: redelivered, none lost
+                    cluster.start(victim).wait_for("mqtt.subscribed")
+            wait_until(lambda: _seen(cluster.sink) >= set(acknowledged), timeout=90, interval=0.5)
+        finally:
+            cluster.stop_all()
+    twice = [n for n, rids in _request_ids(cluster.sink).items() if len(rids) > 1]
+    print(f"{len(acknowledged)} published, 4 kills, {len(twice)} taken again after a kill")
+
+
+def _publish(pub: Any, numbers: range) -> list[int]:
+    for n in numbers:
+        pub.publish("stream/data", json.dumps({"n": n})).wait_for_publish(timeout=10)
+    return list(numbers)
+
+
+def _seen(sink: Path) -> set[int]:
+    return {r["event"]["n"] for r in records(sink)}
+
+
+def _request_ids(sink: Path) -> dict[int, set[str]]:
+    ids: dict[int, set[str]] = {}
+    for r in records(sink):
+        ids.setdefault(r["event"]["n"], set()).add(r["request_id"])
+    return ids
