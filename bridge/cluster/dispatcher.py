@@ -28,7 +28,7 @@ from bridge.cluster.node import Node
 from bridge.config.model import AsyncConfig, Config
 from bridge.delivery import policy
 from bridge.delivery.destinations import SqsSender, dlq_attributes
-from bridge.delivery.dispatcher import new_event
+from bridge.delivery.dispatcher import Dispatcher, new_event
 from bridge.errors import ClusterUnavailable, InvocationRejected, PayloadTooLarge, RemoteUnavailable, Throttled
 from bridge.events.invocation_record import invocation_record
 from bridge.invokers.registry import Functions, Invoker
@@ -76,6 +76,8 @@ class ClusterDispatcher:
         self.metrics = metrics
         self.rng = rng or random.Random()
         self.node = Node(config.cluster, config.region)
+        # Host-local sources (a directory not on shared storage) keep the single-box queue in the local store.
+        self.local = Dispatcher(store, functions, config, rng=self.rng, metrics=metrics)
         self.sqs_sender = SqsSender(config.region)
         self.log = get_logger(node=self.cluster.node_id)
         self._stopping = asyncio.Event()
@@ -97,8 +99,14 @@ class ClusterDispatcher:
         return Lane(name, self.functions.get(name), cfg.async_, cfg.concurrency,
                     asyncio.Semaphore(max(1, cfg.concurrency)))
 
+    def for_source(self, source: Any) -> ClusterDispatcher | Dispatcher:
+        """The queue a source hands its events to: a directory's files exist on this host only (unless shared)."""
+        local = getattr(source, "type", None) == "directory" and not getattr(source, "shared", False)
+        return self.local if local else self
+
     def apply(self, config: Config, changed: set[str], removed: set[str]) -> None:
         """Reload: removed functions' messages are left for other nodes; changed ones get a fresh lane."""
+        self.local.apply(config, changed, removed)
         self.config = config
         for name in changed | removed:
             self.lanes.pop(name, None)
@@ -108,7 +116,8 @@ class ClusterDispatcher:
     @property
     def depth(self) -> int:
         """Events on the shared queue (SQS's approximate count at the last heartbeat), or those in hand."""
-        return self.node.queue_depth if self.node.queue_depth is not None else self._handling
+        shared = self.node.queue_depth if self.node.queue_depth is not None else self._handling
+        return shared + self.local.depth
 
     # --- intake -------------------------------------------------------------------------------------
 
@@ -175,6 +184,7 @@ class ClusterDispatcher:
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self.node.keep_alive(self._stopping))
+                group.create_task(self.local.run())
                 for _ in range(self.cluster.pollers):
                     group.create_task(self._poll(group))
         finally:
@@ -183,6 +193,7 @@ class ClusterDispatcher:
     def stop(self) -> None:
         """Stop receiving; messages not in hand stay on the queue for the other nodes."""
         self._stopping.set()
+        self.local.stop()
 
     async def _poll(self, group: asyncio.TaskGroup) -> None:
         while not self._stopping.is_set():

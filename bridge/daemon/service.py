@@ -55,13 +55,14 @@ class Service:
             add_routes(app)
         return app
 
-    def source_context(self, stats: SourceStats) -> SourceContext:
-        """What a source gets to work with."""
+    def source_context(self, stats: SourceStats, source: Any = None) -> SourceContext:
+        """What a source gets to work with (in a cluster, a host-local source gets the local queue)."""
         def ready() -> None:
             if self.sources is not None:
                 self.sources.changed.set()
 
-        return SourceContext(self.config, self.store, self.dispatcher, self.functions, stats,
+        dispatcher = self.dispatcher.for_source(source) if self.config.cluster else self.dispatcher
+        return SourceContext(self.config, self.store, dispatcher, self.functions, stats,
                              on_ready=ready, extensions=self.extensions)
 
     @contextlib.asynccontextmanager

@@ -456,3 +456,25 @@ def _request_ids(sink: Path) -> dict[int, set[str]]:
     for r in records(sink):
         ids.setdefault(r["event"]["n"], set()).add(r["request_id"])
     return ids
+
+
+# --- what stays per host ---------------------------------------------------------------------------------
+
+
+def test_a_directory_stays_on_its_host_unless_shared(tmp_path: Path, make_cluster) -> None:
+    here, shared = tmp_path / "here", tmp_path / "nfs"
+    here.mkdir()
+    shared.mkdir()
+    cluster = make_cluster(sources=[
+        {"name": "here", "type": "directory", "path": str(here), "function": "sink"},
+        {"name": "nfs", "type": "directory", "path": str(shared), "function": "sink", "shared": True}])
+    node = cluster.start("n1")
+    node.wait_for("directory.ready", source="here", timeout=60)
+    node.wait_for("directory.ready", source="nfs", timeout=60)
+    (here / "a.txt").write_text("a")
+    (shared / "b.txt").write_text("b")
+    wait_until(lambda: len(records(cluster.sink)) == 2, timeout=30)
+    by_key = {r["event"]["Records"][0]["s3"]["object"]["key"]: r["request_id"] for r in records(cluster.sink)}
+    deliveries = {e["request_id"]: e for e in node.wait_for("delivery.succeeded", count=2)}
+    assert "node" not in deliveries[by_key["a.txt"]]  # the local queue in this host's store
+    assert deliveries[by_key["b.txt"]]["node"] == "n1"  # the shared queue: any node could have delivered it
