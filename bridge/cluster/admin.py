@@ -28,7 +28,7 @@ def _cluster(config: Config) -> ClusterConfig:
 def queue_attributes(cluster: ClusterConfig) -> dict[str, str]:
     """The shared queue's settings: visibility as configured, the longest retention, long polling."""
     return {"VisibilityTimeout": str(cluster.visibility_timeout), "MessageRetentionPeriod": str(RETENTION),
-            "ReceiveMessageWaitTimeSeconds": "10", "MaximumMessageSize": str(262144)}
+            "ReceiveMessageWaitTimeSeconds": "10", "MaximumMessageSize": str(messages.MAX_BODY)}
 
 
 async def init(config: Config) -> list[str]:
