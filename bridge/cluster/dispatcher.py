@@ -24,6 +24,7 @@ from typing import Any
 
 from bridge.cluster import messages
 from bridge.cluster.aws import with_retries
+from bridge.cluster.batcher import Batcher
 from bridge.cluster.node import Node
 from bridge.config.model import AsyncConfig, Config
 from bridge.delivery import policy
@@ -87,6 +88,9 @@ class ClusterDispatcher:
         # A killed node's open long polls go on at SQS and may still take a message that reappears after
         # the visibility timeout: a poll shorter than a lease and than 2/3 of the visibility timeout ends
         # before that, so failover stays within one visibility timeout.
+        self._sends = {p: Batcher(lambda items, p=p: self._flush_sends(items, p))
+                       for p in (ACCEPT_PATIENCE, SETTLE_PATIENCE)}
+        self._deletes: Batcher[str] = Batcher(self._flush_deletes)
         self._long_poll = max(1, min(20, int(self.cluster.lease_seconds), self.cluster.visibility_timeout * 2 // 3))
 
     @staticmethod
@@ -156,10 +160,14 @@ class ClusterDispatcher:
             # The shared table decided the hand-over; this node's own record is bookkeeping only.
             self.log.info("cluster.local_record_exists")
 
-    async def _send_all(self, bodies: Sequence[str], delays: Sequence[int], patience: float | None) -> None:
-        for start in range(0, len(bodies), BATCH):
-            chunk = list(zip(bodies[start:start + BATCH], delays[start:start + BATCH], strict=True))
-            await with_retries(lambda chunk=chunk: self._send_batch(chunk), what="send", give_up_after=patience)
+    async def _send_all(self, bodies: Sequence[str], delays: Sequence[int], patience: float) -> None:
+        """Send each body; concurrent callers share SendMessageBatch requests (see batcher)."""
+        batcher = self._sends[patience]
+        await asyncio.gather(*(batcher.submit((b, d)) for b, d in zip(bodies, delays, strict=True)))
+
+    async def _flush_sends(self, items: list[tuple[str, int]], patience: float) -> None:
+        chunk = list(items)
+        await with_retries(lambda: self._send_batch(chunk), what="send", give_up_after=patience)
 
     async def _send_batch(self, chunk: list[tuple[str, int]]) -> None:
         """SendMessageBatch; entries SQS failed on its side are raised as one transient error (retried)."""
@@ -350,10 +358,18 @@ class ClusterDispatcher:
         await self._delete(message)
 
     async def _delete(self, message: Received) -> None:
-        async def delete() -> None:
-            await self.node.sqs.delete_message(QueueUrl=self.cluster.async_queue, ReceiptHandle=message.handle)
+        await self._deletes.submit(message.handle)
 
-        await with_retries(delete, what="delete", give_up_after=SETTLE_PATIENCE)
+    async def _flush_deletes(self, handles: list[str]) -> None:
+        """DeleteMessageBatch; an entry SQS refuses (its handle expired) reappears and is delivered again."""
+        entries = [{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(handles)]
+
+        async def delete() -> dict[str, Any]:
+            return await self.node.sqs.delete_message_batch(QueueUrl=self.cluster.async_queue, Entries=entries)
+
+        response = await with_retries(delete, what="delete", give_up_after=SETTLE_PATIENCE)
+        for failed in response.get("Failed", []):
+            self.log.warning("cluster.delete_failed", code=failed.get("Code"), error=failed.get("Message"))
 
     async def _finish(self, lane: Lane, event: QueuedEvent, decision: policy.Finish) -> None:
         destination = decision.destination

@@ -92,3 +92,26 @@ def test_a_wrong_cluster_section_names_the_path_and_the_fix(queue: str, table: s
 def test_without_a_cluster_section_nothing_changes() -> None:
     config = parse_config("functions: {f: {handler: app.handler, code: .}}")
     assert config.cluster is None
+
+
+async def test_concurrent_calls_share_batches_and_a_failed_batch_fails_only_its_callers() -> None:
+    import asyncio
+
+    from bridge.cluster.batcher import Batcher
+
+    batches: list[list[int]] = []
+
+    async def flush(items: list[int]) -> None:
+        batches.append(items)
+        await asyncio.sleep(0.01)
+        if 13 in items:
+            raise OSError("SQS said no")
+
+    batcher: Batcher[int] = Batcher(flush)
+    results = await asyncio.gather(*(batcher.submit(i) for i in range(25)), return_exceptions=True)
+    assert sorted(i for b in batches for i in b) == list(range(25))
+    assert len(batches) == 3 and max(len(b) for b in batches) == 10
+    failed = {i for i, r in enumerate(results) if isinstance(r, OSError)}
+    assert failed == set(next(b for b in batches if 13 in b))
+    await batcher.submit(99)  # a lone caller still gets through, alone
+    assert batches[-1] == [99]
