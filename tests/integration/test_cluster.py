@@ -244,9 +244,11 @@ class Sender(threading.Thread):
             if status == 202:
                 self.accepted.append(self.n)
             self.n += 1
+            self.stop.wait(PAUSE)
 
 
-KILLS = 12  # one node at a time; bounded for a shared 2-core box (each restart is a daemon start)
+KILLS = 20  # one node at a time
+PAUSE = 0.4  # seconds between a sender's events: moto delivers ~10 events/s here, so the backlog stays small
 
 
 def test_async_invokes_survive_nodes_killed_one_at_a_time(make_cluster) -> None:
@@ -268,7 +270,7 @@ def test_async_invokes_survive_nodes_killed_one_at_a_time(make_cluster) -> None:
         sender.stop.set()
         sender.join()
     accepted = [n for s in senders for n in s.accepted]
-    assert len(accepted) > 100, f"only {len(accepted)} events were accepted"
+    assert len(accepted) > 50, f"only {len(accepted)} events were accepted"
     delivered = wait_until(lambda: _all_delivered(cluster.sink, accepted), timeout=120, interval=0.5)
     print(f"{KILLS} kills in {time.monotonic() - started:.1f} s; {len(accepted)} accepted, "
           f"{len(delivered) - len(set(delivered))} delivered twice")
