@@ -101,3 +101,15 @@ class StateDirInUse(BridgeError):
     """Another lambda-bridge (or a worker one left behind) holds the lock on this state_dir."""
 
     exit_code = 2
+
+
+class ClusterUnavailable(BridgeError):
+    """The cluster's SQS queue or DynamoDB table cannot be reached, or does not exist."""
+
+    exit_code = 2
+
+
+class NodeIdInUse(BridgeError):
+    """Another running daemon already holds this cluster node id."""
+
+    exit_code = 2

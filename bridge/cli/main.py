@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Each feature's commands live in their own module with ``register(subparsers, common_parent)``; the
 # subparsers it adds set ``handler`` (a callable taking the parsed args and returning an exit code).
-COMMAND_MODULES = ("bridge.cli.dlq", "bridge.cli.schedules", "bridge.cli.queue", "bridge.cli.ops", "bridge.cli.sam")
+COMMAND_MODULES = ("bridge.cli.dlq", "bridge.cli.schedules", "bridge.cli.queue", "bridge.cli.ops", "bridge.cli.sam",
+                   "bridge.cli.cluster")
 
 
 def _command_modules() -> list[object]:

@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from bridge.cluster.config import ClusterConfig
 from bridge.config.base import Strict
 from bridge.config.errors import describe_errors
 from bridge.config.queues import QueueConfig, check_queues
@@ -247,6 +248,7 @@ class Config(Strict):
     functions: dict[str, FunctionConfig] = {}
     queues: dict[str, QueueConfig] = {}
     sources: list[SourceConfig] = []
+    cluster: ClusterConfig | None = None  # several daemons sharing SQS and DynamoDB (docs/cluster.md)
 
     @field_validator("region")
     @classmethod

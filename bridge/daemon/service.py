@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bridge.cluster.dispatcher import ClusterDispatcher
 from bridge.config.model import Config
 from bridge.daemon.http_errors import unexpected_errors
 from bridge.daemon.invoke_api import serve
@@ -35,7 +36,8 @@ class Service:
         self.store = store
         self.metrics = Metrics()
         self.functions = Functions(config, self.metrics, worker_fds=worker_fds)  # the state lock, see lifecycle
-        self.dispatcher = Dispatcher(store, self.functions, config, metrics=self.metrics)
+        self.dispatcher = (ClusterDispatcher if config.cluster else Dispatcher)(store, self.functions, config,
+                                                                                metrics=self.metrics)
         self.api_url: str | None = None
         self.sources: SourceRunner | None = None
         self.started = time.time()
@@ -55,13 +57,14 @@ class Service:
             add_routes(app)
         return app
 
-    def source_context(self, stats: SourceStats) -> SourceContext:
-        """What a source gets to work with."""
+    def source_context(self, stats: SourceStats, source: Any = None) -> SourceContext:
+        """What a source gets to work with (in a cluster, a host-local source gets the local queue)."""
         def ready() -> None:
             if self.sources is not None:
                 self.sources.changed.set()
 
-        return SourceContext(self.config, self.store, self.dispatcher, self.functions, stats,
+        dispatcher = self.dispatcher.for_source(source) if self.config.cluster else self.dispatcher
+        return SourceContext(self.config, self.store, dispatcher, self.functions, stats,
                              on_ready=ready, extensions=self.extensions)
 
     @contextlib.asynccontextmanager

@@ -14,7 +14,7 @@ from bridge.sources.base import SourceContext, SourceStats
 class SourceRunner:
     """The inner task group of the service: a source that raises takes the service down."""
 
-    def __init__(self, make_context: Callable[[SourceStats], SourceContext]) -> None:
+    def __init__(self, make_context: Callable[[SourceStats, Any], SourceContext]) -> None:
         self._make_context = make_context
         self._group = asyncio.TaskGroup()
         self.tasks: dict[str, asyncio.Task[None]] = {}
@@ -35,7 +35,7 @@ class SourceRunner:
     def start(self, config: Any) -> None:
         """Build and start the source for ``config``."""
         stats = SourceStats()
-        source = registry.create(config, self._make_context(stats))
+        source = registry.create(config, self._make_context(stats, config))
         self.configs[config.name], self.stats[config.name] = config, stats
         self.tasks[config.name] = self._group.create_task(self._run(config.name, source, stats),
                                                           name=f"source:{config.name}")

@@ -26,6 +26,7 @@ FORBIDDEN = {
     "bridge.config": ("bridge.daemon", "bridge.cli", "bridge.delivery", "bridge.invokers"),
     "bridge.daemon": ("bridge.cli",),
     "bridge.sam": ("bridge.daemon", "bridge.cli", "bridge.delivery", "bridge.invokers", "bridge.queues"),
+    "bridge.cluster": ("bridge.daemon", "bridge.cli", "bridge.sources"),
 }
 
 

@@ -22,6 +22,7 @@ class DirectorySourceConfig(SourceBase):
     prefix: str = ""
     suffix: str = ""
     invocation: Literal["async", "sync"] = "async"
+    shared: bool = False  # cluster mode: the directory is on shared storage, so its events use the shared queue
     ignore: list[str] = DEFAULT_IGNORE
     mode: Literal["inotify", "poll"] = "inotify"
     poll_interval: Annotated[float, Field(gt=0, le=3600)] = 2.0

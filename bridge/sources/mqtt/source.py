@@ -92,6 +92,11 @@ class MqttSource:
         self.ctx = ctx
         self.rule = parse_rule(config.sql)
         self.client_id = config.effective_client_id
+        self.topic_filter = self.rule.topic_filter
+        cluster = ctx.config.cluster
+        if cluster is not None:  # one message to one node: a shared subscription, a session per node
+            self.client_id = f"{self.client_id}-{cluster.node_id}"[:128]
+            self.topic_filter = f"$share/{config.effective_client_id}/{self.rule.topic_filter}"
         self.tls = config.tls.ssl_context() if config.address[2] else None
         self.room = asyncio.Semaphore(MAX_HANDLING)
         host, port, _ = config.address
@@ -130,15 +135,15 @@ class MqttSource:
             self.ctx.stats.extra["connected"] = False
 
     async def _subscribe(self, client: _Client) -> None:
-        granted = await client.subscribe(self.rule.topic_filter, qos=self.config.qos)
+        granted = await client.subscribe(self.topic_filter, qos=self.config.qos)
         if any(getattr(code, "is_failure", False) for code in granted):
-            raise aiomqtt.MqttError(f"the broker refused the subscription to {self.rule.topic_filter!r}; "
+            raise aiomqtt.MqttError(f"the broker refused the subscription to {self.topic_filter!r}; "
                                     "check the broker's ACL for this client id and user")
         self.subscribed = True
         self.ctx.stats.extra["connected"] = True
         self.ctx.stats.last_error = None
         self.log.info("mqtt.subscribed", broker=self.broker, client_id=self.client_id,
-                      topic_filter=self.rule.topic_filter, qos=self.config.qos)
+                      topic_filter=self.topic_filter, qos=self.config.qos)
         self.ctx.ready()
 
     def _before_retry(self, state: RetryCallState) -> None:

@@ -23,6 +23,7 @@ from bridge.sources.schedule.expressions import Schedule
 from bridge.sources.schedule.policy import Plan
 
 SCHEDULER_KEY = "schedule.scheduler"  # the shared scheduler's key in ctx.extensions
+CLAIMS_KEY = "cluster.claims"  # cluster mode: the claim hook (bridge.cluster.claims), absent on a single box
 # Python 3.11 has no clock-change notification (timerfd CANCEL_ON_SET arrives in 3.13) and APScheduler
 # sleeps on the monotonic clock, so once a minute it re-reads the wall clock: a forward jump is noticed
 # within a minute instead of only at the next fire.
@@ -112,6 +113,9 @@ class ScheduleSource:
         """Catch up after downtime, then fire on schedule until cancelled."""
         now = self._look()
         last = await self.ctx.store.call(self._prepare_store)
+        claims = self.ctx.extensions.get(CLAIMS_KEY)
+        if claims is not None:  # cluster: the shared ledger knows the newest fire of every node
+            last = max((t for t in (last, await claims.last_fire(self.name)) if t is not None), default=None)
         self._schedule = fire.effective_schedule(self.cfg, last, now)
         previous = await self.ctx.store.get_state(self.name, "watermark")
         if self.cfg.enabled:
@@ -187,6 +191,12 @@ class ScheduleSource:
     async def _enqueue(self, fires: tuple[datetime, ...]) -> None:
         now = self.clock()
         events = [fire.queued_fire(self.cfg, self.ctx.config, t, now, self.rng) for t in fires]
+        claims = self.ctx.extensions.get(CLAIMS_KEY)
+        if claims is not None:  # cluster: hand over only the times this node claimed (the ledger's event)
+            won = await claims.claim(self.name, list(zip(fires, events, strict=True)), retry=self._enqueue)
+            if not won:
+                return
+            fires, events = tuple(t for t, _ in won), [e for _, e in won]
         record = fire.record_fires(self.name, [(t, e.id) for t, e in zip(fires, events, strict=True)],
                                             now.timestamp())
         try:
@@ -196,6 +206,8 @@ class ScheduleSource:
             # state_dir): the whole batch was rolled back, and firing nothing is the safe answer.
             self.log.warning("schedule.already_fired", scheduled=[t.isoformat() for t in fires])
             return
+        if claims is not None:
+            await claims.handed(self.name, [(t, e.id) for t, e in zip(fires, events, strict=True)])
         self.ctx.stats.events += len(events)
         for t, event in zip(fires, events, strict=True):
             late = round(now.timestamp() - t.timestamp(), 3)

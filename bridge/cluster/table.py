@@ -1,0 +1,277 @@
+"""The cluster's DynamoDB table: membership, schedule fire claims (the ledger) and dead letters, in one table.
+
+Keys: ``pk`` (partition) and ``sk`` (sort), both strings. ``node``/NODE_ID holds a node's heartbeat;
+``fire#SCHEDULE``/ISO-TIME a claim on one scheduled time; ``dlq``/ID a dead letter. ``expires_at`` is the
+table's TTL attribute: heartbeats and claims clean themselves up; dead letters do not expire.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from bridge.errors import BridgeError, NodeIdInUse
+from bridge.store import DeadLetter
+
+NODE, DLQ, FIRE = "node", "dlq", "fire#"
+TTL_ATTRIBUTE = "expires_at"
+NODE_TTL = 7 * 86400.0  # a node's item outlives its last heartbeat by a week, so `status` shows who left
+CLAIM_TTL = 40 * 86400.0  # longer than the longest catch-up window (31 days of fire records)
+
+
+def _enc(value: Any) -> dict[str, str]:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return {"S": str(value)}
+    return {"N": repr(float(value)) if isinstance(value, float) else str(value)}
+
+
+def item(**fields: Any) -> dict[str, dict[str, str]]:
+    """A DynamoDB item from plain values (str -> S, numbers -> N); None values are left out."""
+    return {k: _enc(v) for k, v in fields.items() if v is not None}
+
+
+def plain(raw: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """A DynamoDB item as plain values."""
+    return {k: float(v["N"]) if "N" in v else v.get("S") for k, v in raw.items()}
+
+
+def conditional_failed(err: BaseException) -> bool:
+    """The write's condition did not hold (someone else got there first)."""
+    response = getattr(err, "response", None) or {}
+    return response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The outcome of claiming one scheduled time: ``won`` it, or someone else holds it until ``lease_until``."""
+
+    won: bool
+    state: str  # claimed | handed
+    owner: str
+    lease_until: float
+    took_over: bool = False
+    body: str | None = None  # the event to hand over (the first claimant's, after a takeover)
+
+
+class Table:
+    """Typed operations on the cluster table (one aiobotocore DynamoDB client)."""
+
+    def __init__(self, ddb: Any, name: str) -> None:
+        self.ddb = ddb
+        self.name = name
+
+    # --- setup --------------------------------------------------------------------------------------
+
+    async def create(self) -> bool:
+        """Create the table (on-demand billing) with TTL on ``expires_at``; False if it existed."""
+        try:
+            await self.ddb.create_table(
+                TableName=self.name, BillingMode="PAY_PER_REQUEST",
+                AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                      {"AttributeName": "sk", "AttributeType": "S"}],
+                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}])
+        except Exception as err:
+            if getattr(err, "response", {}).get("Error", {}).get("Code") != "ResourceInUseException":
+                raise
+            return False
+        waiter = self.ddb.get_waiter("table_exists")
+        await waiter.wait(TableName=self.name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+        await self.ddb.update_time_to_live(TableName=self.name, TimeToLiveSpecification={
+            "Enabled": True, "AttributeName": TTL_ATTRIBUTE})
+        return True
+
+    # --- membership ---------------------------------------------------------------------------------
+
+    async def join(self, node: str, session: str, host: str, now: float, lease: float) -> None:
+        """Register this process as ``node``; NodeIdInUse if a live process elsewhere holds the id."""
+        found = await self.ddb.get_item(TableName=self.name, Key=item(pk=NODE, sk=node), ConsistentRead=True)
+        old = plain(found["Item"]) if "Item" in found else None
+        if old is not None and not _free(old, host, now, lease):
+            age = now - float(old.get("heartbeat_at", 0))
+            raise NodeIdInUse(
+                f"cluster node id {node!r} is in use by pid {old.get('pid')} on host {old.get('host')} "
+                f"(heartbeat {age:.1f} s ago); give this daemon another cluster.node_id, or stop the other one "
+                f"(its id is free {lease:g} s after its last heartbeat)")
+        condition = "attribute_not_exists(pk)" if old is None else "#s = :old"
+        values = {} if old is None else {":old": {"S": str(old["session"])}}
+        names = {} if old is None else {"#s": "session"}
+        try:
+            await self.ddb.put_item(TableName=self.name, Item=self._node_item(node, session, host, now, now),
+                                    ConditionExpression=condition, **_extra(names, values))
+        except Exception as err:
+            if conditional_failed(err):
+                raise NodeIdInUse(f"cluster node id {node!r} was taken by another daemon starting at the same "
+                                  "time; give each daemon its own cluster.node_id") from None
+            raise
+
+    def _node_item(self, node: str, session: str, host: str, started: float, now: float) -> dict[str, Any]:
+        return item(pk=NODE, sk=node, session=session, host=host, pid=os.getpid(), started_at=started,
+                    heartbeat_at=now, state="running", **{TTL_ATTRIBUTE: int(now + NODE_TTL)})
+
+    async def heartbeat(self, node: str, session: str, now: float, **extra: Any) -> None:
+        """Renew this node's heartbeat; NodeIdInUse if another process took the id meanwhile."""
+        sets = ", ".join(f"#{k} = :{k}" for k in ["heartbeat_at", TTL_ATTRIBUTE, *extra])
+        fields = {"heartbeat_at": now, TTL_ATTRIBUTE: int(now + NODE_TTL), **extra}
+        try:
+            await self.ddb.update_item(
+                TableName=self.name, Key=item(pk=NODE, sk=node), UpdateExpression=f"SET {sets}",
+                ConditionExpression="#session = :session",
+                ExpressionAttributeNames={"#session": "session", **{f"#{k}": k for k in fields}},
+                ExpressionAttributeValues={":session": {"S": session}, **{f":{k}": _enc(v) for k, v in fields.items()}})
+        except Exception as err:
+            if conditional_failed(err):
+                raise NodeIdInUse(f"cluster node id {node!r} was taken over by another daemon; "
+                                  "each daemon needs its own cluster.node_id") from None
+            raise
+
+    async def leave(self, node: str, session: str, now: float) -> None:
+        """Mark this node stopped (a clean shutdown): its id is free at once."""
+        try:
+            await self.ddb.update_item(
+                TableName=self.name, Key=item(pk=NODE, sk=node), UpdateExpression="SET #st = :stopped, #h = :now",
+                ConditionExpression="#session = :session",
+                ExpressionAttributeNames={"#st": "state", "#h": "heartbeat_at", "#session": "session"},
+                ExpressionAttributeValues={":stopped": {"S": "stopped"}, ":now": _enc(now), ":session": {"S": session}})
+        except Exception as err:
+            if not conditional_failed(err):
+                raise
+
+    async def nodes(self) -> list[dict[str, Any]]:
+        """Every node item, by node id."""
+        return [plain(i) for i in await self._query(NODE)]
+
+    # --- schedule fire claims (the ledger) ----------------------------------------------------------
+
+    async def claim(self, schedule: str, scheduled: str, *, owner: str, session: str, now: float,
+                    lease: float, body: str) -> Claim:
+        """Claim ``(schedule, scheduled)`` by a conditional write: new, or an expired lease not handed over.
+
+        ``body`` (the event as a queue message) is kept with the first claim; a takeover gets the first
+        claimant's body back, so a fire handed over twice (its owner died between send and mark) is one
+        invocation delivered twice (same request id), as SQS's at-least-once allows, never two invocations.
+        """
+        names = {"#st": "state", "#o": "owner", "#s": "session", "#ttl": TTL_ATTRIBUTE}
+        values = {":claimed": {"S": "claimed"}, ":now": _enc(now), ":until": _enc(now + lease), ":o": _enc(owner),
+                  ":s": _enc(session), ":ttl": _enc(int(now + CLAIM_TTL)), ":zero": {"N": "0"}, ":one": {"N": "1"},
+                  ":body": {"S": body}}
+        try:
+            response = await self.ddb.update_item(
+                TableName=self.name, Key=item(pk=FIRE + schedule, sk=scheduled), ReturnValues="ALL_OLD",
+                UpdateExpression="SET #st = :claimed, #o = :o, #s = :s, lease_until = :until, claimed_at = :now, "
+                                 "#ttl = :ttl, claims = if_not_exists(claims, :zero) + :one, "
+                                 "body = if_not_exists(body, :body)",
+                ConditionExpression="attribute_not_exists(pk) OR (#st = :claimed AND lease_until < :now)",
+                ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+        except Exception as err:
+            if not conditional_failed(err):
+                raise
+            held = await self._get(FIRE + schedule, scheduled)
+            return Claim(False, str(held.get("state")), str(held.get("owner")), float(held.get("lease_until", 0)))
+        old = plain(response.get("Attributes", {}))
+        return Claim(True, "claimed", owner, now + lease, took_over=bool(old), body=old.get("body") or body)
+
+    async def handed(self, schedule: str, scheduled: str, *, session: str, event_id: str, now: float) -> None:
+        """The claimed fire is durable in the shared queue: mark it handed over (counted, for audits)."""
+        await self.ddb.update_item(
+            TableName=self.name, Key=item(pk=FIRE + schedule, sk=scheduled),
+            UpdateExpression="SET #st = :handed, handed_at = :now, event_id = :event ADD handovers :one",
+            ConditionExpression="#session = :session",
+            ExpressionAttributeNames={"#st": "state", "#session": "session"},
+            ExpressionAttributeValues={":handed": {"S": "handed"}, ":now": _enc(now), ":one": {"N": "1"},
+                                       ":session": {"S": session}, ":event": {"S": event_id}})
+
+    async def claims(self, schedule: str) -> list[dict[str, Any]]:
+        """Every claim of one schedule, oldest first."""
+        return [plain(i) for i in await self._query(FIRE + schedule)]
+
+    async def last_fire(self, schedule: str) -> str | None:
+        """The newest scheduled time (ISO) claimed for ``schedule`` anywhere in the cluster."""
+        response = await self.ddb.query(
+            TableName=self.name, KeyConditionExpression="pk = :pk", ScanIndexForward=False, Limit=1,
+            ExpressionAttributeValues={":pk": {"S": FIRE + schedule}}, ConsistentRead=True)
+        found = response.get("Items", [])
+        return str(plain(found[0])["sk"]) if found else None
+
+    # --- dead letters -------------------------------------------------------------------------------
+
+    async def put_dead_letter(self, entry: DeadLetter, node: str) -> None:
+        """Keep a dead letter (idempotent by id: a repeated write after a crash replaces itself)."""
+        attributes = json.dumps(entry.attributes) if entry.attributes else None
+        await self.ddb.put_item(TableName=self.name, Item=item(
+            pk=DLQ, sk=entry.id, function=entry.function, time=entry.time, condition=entry.condition,
+            reason=entry.reason, record=json.dumps(entry.record), attributes=attributes, node=node))
+
+    async def dead_letters(self, function: str | None = None) -> list[DeadLetter]:
+        """Dead letters not yet redriven, oldest first, optionally of one function."""
+        entries = [_dead_letter(plain(i)) for i in await self._query(DLQ) if "redriven_at" not in i]
+        return sorted((e for e in entries if function is None or e.function == function), key=lambda e: e.time)
+
+    async def dead_letter(self, entry_id: str) -> DeadLetter:
+        """One dead letter by id; a clear error when there is none."""
+        found = await self._get(DLQ, entry_id)
+        if not found:
+            raise BridgeError(f"no dead letter with id {entry_id!r}; `lambda-bridge cluster dlq list` shows the ids")
+        return _dead_letter(found)
+
+    async def mark_redriven(self, entry_id: str, now: float) -> None:
+        """The entry's event is queued again."""
+        await self.ddb.update_item(TableName=self.name, Key=item(pk=DLQ, sk=entry_id),
+                                   UpdateExpression="SET redriven_at = :now",
+                                   ExpressionAttributeValues={":now": _enc(now)})
+
+    async def delete_dead_letter(self, entry_id: str) -> None:
+        """Delete an entry for good."""
+        await self.ddb.delete_item(TableName=self.name, Key=item(pk=DLQ, sk=entry_id))
+
+    # --- plumbing -----------------------------------------------------------------------------------
+
+    async def _get(self, pk: str, sk: str) -> dict[str, Any]:
+        found = await self.ddb.get_item(TableName=self.name, Key=item(pk=pk, sk=sk), ConsistentRead=True)
+        return plain(found["Item"]) if "Item" in found else {}
+
+    async def _query(self, pk: str) -> list[dict[str, dict[str, str]]]:
+        items: list[dict[str, dict[str, str]]] = []
+        kwargs: dict[str, Any] = {"TableName": self.name, "KeyConditionExpression": "pk = :pk",
+                                  "ExpressionAttributeValues": {":pk": {"S": pk}}, "ConsistentRead": True}
+        while True:
+            response = await self.ddb.query(**kwargs)
+            items += response.get("Items", [])
+            if "LastEvaluatedKey" not in response:
+                return items
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+def _free(old: dict[str, Any], host: str, now: float, lease: float) -> bool:
+    """A node id is free when its holder stopped, went silent for a lease, or was this host's dead process."""
+    if old.get("state") == "stopped" or now - float(old.get("heartbeat_at", 0)) > lease:
+        return True
+    return old.get("host") == host and not _alive(int(float(old.get("pid") or 0)))
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _extra(names: dict[str, str], values: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if names:
+        out["ExpressionAttributeNames"] = names
+    if values:
+        out["ExpressionAttributeValues"] = values
+    return out
+
+
+def _dead_letter(raw: dict[str, Any]) -> DeadLetter:
+    attributes = json.loads(raw["attributes"]) if raw.get("attributes") else None
+    return DeadLetter(str(raw["sk"]), str(raw["function"]), float(raw["time"]), str(raw["condition"]),
+                      str(raw["reason"]), json.loads(raw["record"]), attributes)
