@@ -101,3 +101,9 @@ class StateDirInUse(BridgeError):
     """Another lambda-bridge (or a worker one left behind) holds the lock on this state_dir."""
 
     exit_code = 2
+
+
+class ListenError(BridgeError):
+    """The HTTP API cannot listen on ``api.listen`` (address in use, not local, privileged port)."""
+
+    exit_code = 2

@@ -12,17 +12,27 @@ MODELS = config_models()
 SourceConfig = Annotated[Union[tuple(MODELS)], Field(discriminator="type")]  # noqa: UP007 -- built at run time
 
 
-def check_sources(sources: list[Any], functions: dict[str, Any], queues: dict[str, Any]) -> list[str]:
-    """Cross-source rules: unique names, known functions, and each type's own rules (queues, S3 overlaps)."""
+def check_sources(sources: list[Any], functions: Any, queues: Any) -> list[str]:
+    """Cross-source rules: unique names, known functions, and each type's own rules (queues, S3 overlaps).
+
+    ``sources`` may hold raw mappings (entries that failed validation, so that ``check`` still reports their
+    references in the same pass); each type's own rules run on the validated entries only.
+    """
     problems = []
     seen: set[str] = set()
     for i, source in enumerate(sources):
-        if source.name in seen:
-            problems.append(f"sources[{i}].name: {source.name!r} is used by another source; names are unique")
-        seen.add(source.name)
-        if source.function not in functions:
-            problems.append(f"sources[{i}].function: {source.function!r} is not a configured function; "
+        name, function = _field(source, "name"), _field(source, "function")
+        if isinstance(name, str) and name in seen:
+            problems.append(f"sources[{i}].name: {name!r} is used by another source; names are unique")
+        if isinstance(name, str):
+            seen.add(name)
+        if isinstance(function, str) and function not in functions:
+            problems.append(f"sources[{i}].function: {function!r} is not a configured function; "
                             f"configured: {', '.join(functions) or '(none)'}")
     for model in MODELS:
         problems += model.check([(i, s) for i, s in enumerate(sources) if isinstance(s, model)], queues)
     return problems
+
+
+def _field(source: Any, key: str) -> Any:
+    return source.get(key) if isinstance(source, dict) else getattr(source, key, None)
