@@ -50,8 +50,8 @@ async def run(
             delivery = background.create_task(service.dispatcher.run())
             async with service.intake():
                 helpers = _start_helpers(service, background, reload_requests, runtime.on_reload)
+                runtime.publish()  # before READY=1: whoever waits for READY finds the daemon at once
                 await _announce_ready(service)
-                runtime.publish()
                 if on_ready:
                     on_ready(service)
                 await (shutdown_trigger or asyncio.get_running_loop().create_future)()

@@ -81,6 +81,6 @@ def listen_error(listen: str, err: OSError) -> ListenError:
     hints = {errno.EADDRINUSE: "another process listens there: stop it, or change api.listen",
              errno.EADDRNOTAVAIL: "it is not an address of this machine: change api.listen",
              errno.EACCES: "ports below 1024 need privileges: change api.listen"}
-    reason = err.strerror or str(err)
+    reason = os.strerror(err.errno) if err.errno else str(err)
     return ListenError(f"api.listen: cannot listen on {listen}: {reason.lower()}; "
                        f"{hints.get(err.errno or 0, 'change api.listen')}")
