@@ -6,12 +6,16 @@ import json
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import click
 
 from bridge.cli.context import State, emit_json, global_options, pass_state
 from bridge.config.model import Config, LocalFunctionConfig
 from bridge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from bridge.invokers.worker import FunctionSpec
 
 IMPORT_TIMEOUT = 10.0  # seconds one handler module may take to import
 MARKER = "\x1elambda-bridge-check "  # \x1e: no module prints it by chance (str.splitlines splits at it)
@@ -93,10 +97,10 @@ def handler_problems(config: Config) -> list[str]:
             if verdict]
 
 
-def _probe(spec: object) -> str | None:
+def _probe(spec: FunctionSpec) -> str | None:
     """Import one handler; the reason it cannot be loaded, or None when it can."""
-    cfg = spec.config  # type: ignore[attr-defined]
-    env = spec.environment("127.0.0.1:9", "check")  # type: ignore[attr-defined]  # no Runtime API is contacted
+    cfg = spec.config
+    env = spec.environment("127.0.0.1:9", "check")  # the probe never contacts a Runtime API
     try:
         done = subprocess.run([sys.executable, "-c", PROBE, cfg.handler], cwd=cfg.code, env=env,
                               capture_output=True, timeout=IMPORT_TIMEOUT, stdin=subprocess.DEVNULL, check=False)

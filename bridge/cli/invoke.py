@@ -8,7 +8,6 @@ from pathlib import Path
 
 import click
 
-from bridge import log
 from bridge.cli.context import State, global_options, pass_state
 from bridge.errors import UsageError
 
@@ -37,7 +36,6 @@ def invoke(state: State, function: str, payload: str | None, payload_file: Path 
 
     if payload is not None and payload_file is not None:
         raise UsageError("give --payload or --payload-file, not both")
-    log.configure("warning", sys.stderr)
     body = _read_payload(payload, payload_file)
     return asyncio.run(invoke_command(state, function, body, invocation_type, log_type == "Tail"))
 

@@ -11,7 +11,7 @@ from bridge.config.model import Config
 from bridge.errors import UsageError
 from bridge.sources.schedule import fire as schedule_fire
 from bridge.sources.schedule.config import ScheduleSourceConfig
-from bridge.store import connect, event_row, insert_events, store_path, transaction
+from bridge.store import QueuedEvent, connect, event_row, insert_events, store_path, transaction
 
 
 def schedule_sources(config: Config) -> list[ScheduleSourceConfig]:
@@ -87,7 +87,7 @@ def fire(state: State, name: str) -> int:
     return 0
 
 
-def _report_fire(state: State, cfg: ScheduleSourceConfig, when: datetime, event: object) -> None:
+def _report_fire(state: State, cfg: ScheduleSourceConfig, when: datetime, event: QueuedEvent) -> None:
     daemon = state.daemon()
     if daemon is not None:
         went = f"queued; the running daemon (pid {daemon.pid}) delivers it to {cfg.function!r} within seconds"
@@ -95,8 +95,8 @@ def _report_fire(state: State, cfg: ScheduleSourceConfig, when: datetime, event:
         went = (f"queued in {state.state_dir()}; no daemon is running, so it waits for the next start "
                 f"(lambda-bridge run) and then goes to {cfg.function!r}")
     report = {"schedule": cfg.name, "expression": cfg.schedule, "style": cfg.style,
-              "scheduled_time": when.isoformat().replace("+00:00", "Z"), "event_id": event.id,  # type: ignore[attr-defined]
-              "request_id": event.request_id, "function": cfg.function,  # type: ignore[attr-defined]
+              "scheduled_time": when.isoformat().replace("+00:00", "Z"), "event_id": event.id,
+              "request_id": event.request_id, "function": cfg.function,
               "daemon_running": daemon is not None, "delivery": went}
     if state.json:
         emit_json(report)
