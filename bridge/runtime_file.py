@@ -98,9 +98,18 @@ class RunningDaemon:
         return None
 
 
+def is_bridge(pid: int) -> bool:
+    """False when the pid now belongs to another program (the daemon was killed and the pid reused)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # cannot tell (another user's process under hidepid): trust the pid
+    return b"bridge" in cmdline
+
+
 def find(state_dir: Path) -> RunningDaemon | None:
     """The daemon using ``state_dir``, from its runtime file, when its process is alive."""
     info = read(state_dir)
-    if info is None or not pid_alive(info.get("pid")):
+    if info is None or not pid_alive(info.get("pid")) or not is_bridge(info["pid"]):
         return None
     return RunningDaemon(info["pid"], info.get("api_url"), info.get("config"), info.get("config_sha256"), info)

@@ -37,8 +37,8 @@ def status(state: State) -> int:
     daemon = state.daemon(quiet=True)
     api_url = state.api_url()
     report = asyncio.run(_fetch_status(api_url)) if api_url else None
-    if report is None:
-        report = _offline_status(state.state_dir(), daemon is not None)
+    if report is None:  # a daemon without an API still runs; one whose API does not answer does not
+        report = _offline_status(state.state_dir(), daemon is not None and daemon.api_url is None)
     if daemon is not None:
         report |= {"pid": daemon.pid, "api_url": daemon.api_url, "config_note": daemon.drift()}
     if state.json:
