@@ -60,3 +60,19 @@ def test_drift_says_why_the_file_is_not_what_runs(tmp_path: Path) -> None:
                "reload": {"result": "applied", "needs_restart": ["api"]}}
     drift = runtime_file.RunningDaemon(os.getpid(), None, str(config), restart["config_sha256"], restart).drift()
     assert "previous api settings" in drift and "restart" in drift
+
+
+def test_a_bind_error_inside_the_task_groups_becomes_one_line() -> None:
+    """When the port is taken between the pre-check and aiohttp's bind, `run` still prints one line."""
+    import errno
+
+    from bridge.cli.run import _start_error
+    from bridge.errors import ListenError
+
+    inner = OSError(errno.EADDRINUSE, "error while attempting to bind on address ('127.0.0.1', 9001): in use")
+    group = BaseExceptionGroup("unhandled errors in a TaskGroup", [ExceptionGroup("inner", [inner])])
+    error = _start_error(group, "127.0.0.1:9001")
+    assert isinstance(error, ListenError) and error.exit_code == 2
+    assert str(error) == ("api.listen: cannot listen on 127.0.0.1:9001: address already in use; another process "
+                          "listens there: stop it, or change api.listen")
+    assert _start_error(BaseExceptionGroup("x", [RuntimeError("other")]), "127.0.0.1:9001") is None
