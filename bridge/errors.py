@@ -113,3 +113,9 @@ class NodeIdInUse(BridgeError):
     """Another running daemon already holds this cluster node id."""
 
     exit_code = 2
+
+
+class ListenError(BridgeError):
+    """The HTTP API cannot listen on ``api.listen`` (address in use, not local, privileged port)."""
+
+    exit_code = 2

@@ -9,6 +9,7 @@ import sys
 import aiohttp
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_random_exponential
 
+from bridge.cli.context import State, note
 from bridge.config.model import Config
 from bridge.delivery.deadletters import enqueue_offline
 from bridge.errors import DaemonUnavailable, FunctionNotFound, PayloadTooLarge, Throttled, UsageError
@@ -17,17 +18,36 @@ from bridge.model import ASYNC_LIMIT, SYNC_LIMIT, Invocation, InvokeResult
 from bridge.store import connect, store_path
 
 
-async def invoke_command(config: Config, name: str, payload: bytes, kind: str, tail: bool) -> int:
+async def invoke_command(state: State, name: str, payload: bytes, kind: str, tail: bool) -> int:
     """Run ``lambda-bridge invoke``: print the response; exit 1 on a function error."""
     _check_payload(payload, kind)
-    try:
-        result = await invoke_via_daemon(config, name, payload, kind, tail)
-    except DaemonUnavailable:
-        if kind == "Event":
-            result = queue_offline(config, name, payload)
-        else:
-            result = await invoke_in_process(config, name, payload, kind, tail)
+    api_url = state.api_url()
+    result = None
+    if api_url is not None:
+        try:
+            result = await invoke_via_daemon(api_url, name, payload, kind, tail)
+        except DaemonUnavailable:
+            result = None
+    if result is None:
+        result = await _without_daemon(state, name, payload, kind, tail, api_url)
     return _print_result(result, kind)
+
+
+async def _without_daemon(state: State, name: str, payload: bytes, kind: str, tail: bool,
+                          api_url: str | None) -> InvokeResult:
+    """No daemon answers: say so on stderr, then queue the event (Event) or run the function here."""
+    config = state.config()
+    daemon = state.daemon()
+    if daemon is not None and api_url is None:
+        why = f"the daemon (pid {daemon.pid}) has no API (api.listen is not set)"
+    else:
+        why = "no daemon is running" + (f" (nothing answers at {api_url})" if api_url else "")
+    if kind == "Event":
+        when = "the running daemon delivers it within seconds" if daemon else "it is delivered when the daemon starts"
+        note(f"{why}: queued the event in {config.state_dir}; {when}")
+        return queue_offline(config, name, payload)
+    note(f"{why}: running {name} in this process")
+    return await invoke_in_process(config, name, payload, kind, tail)
 
 
 def _check_payload(payload: bytes, kind: str) -> None:
@@ -41,12 +61,9 @@ def _check_payload(payload: bytes, kind: str) -> None:
             raise UsageError(f"the payload is not valid JSON: {err}") from None
 
 
-async def invoke_via_daemon(config: Config, name: str, payload: bytes, kind: str, tail: bool) -> InvokeResult:
+async def invoke_via_daemon(api_url: str, name: str, payload: bytes, kind: str, tail: bool) -> InvokeResult:
     """POST to the daemon's Invoke API; raises DaemonUnavailable when nothing listens there."""
-    if config.api.address is None:
-        raise DaemonUnavailable("api.listen is not set")
-    host, port = config.api.address
-    url = f"http://{host}:{port}/2015-03-31/functions/{name}/invocations"
+    url = f"{api_url}/2015-03-31/functions/{name}/invocations"
     headers = {"X-Amz-Invocation-Type": kind, "X-Amz-Log-Type": "Tail" if tail else "None"}
     retrying = AsyncRetrying(retry=retry_if_exception_type(Throttled), stop=stop_after_delay(60),
                              wait=wait_random_exponential(0.05, 2), reraise=True)

@@ -2,83 +2,123 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
-import sys
+from collections.abc import Callable
 from typing import Any
 
+import click
 
-def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    """Add ``cluster init|check|status|dlq``."""
-    cluster = sub.add_parser("cluster", help="cluster mode: the shared SQS queue and DynamoDB table")
-    actions = cluster.add_subparsers(dest="action", required=True, metavar="ACTION")
-    actions.add_parser("init", parents=[common], help="create the shared queue and table (TTL on the ledger)")
-    actions.add_parser("check", parents=[common], help="the queue and the table exist and answer (exit 2 if not)")
-    status = actions.add_parser("status", parents=[common], help="nodes, heartbeats, schedule leases, queue")
-    status.add_argument("--json", action="store_true")
-    dlq = actions.add_parser("dlq", help="the cluster's dead letters, from any node")
-    dlq_actions = dlq.add_subparsers(dest="dlq_action", required=True, metavar="ACTION")
-    listing = dlq_actions.add_parser("list", parents=[common], help="entries not yet redriven")
-    listing.add_argument("--function")
-    listing.add_argument("--json", action="store_true")
-    show = dlq_actions.add_parser("show", parents=[common], help="one entry's AWS invocation record")
-    show.add_argument("id")
-    for name, text in (("redrive", "queue the original events again"), ("purge", "delete entries for good")):
-        action = dlq_actions.add_parser(name, parents=[common], help=text)
-        action.add_argument("ids", nargs="*", metavar="ID")
-        action.add_argument("--all", action="store_true")
-        action.add_argument("--function")
-    cluster.set_defaults(handler=run)
+from bridge.cli.context import State, emit_json, global_options, pass_state
 
 
-def run(args: argparse.Namespace) -> int:
-    """Dispatch one ``cluster`` action; returns the exit code (errors go through main's handler)."""
-    from bridge.cli.main import load
-    from bridge.cluster import admin
+@click.group("cluster", short_help="cluster mode: the shared SQS queue and DynamoDB table")
+@global_options
+def cluster() -> None:
+    """Cluster mode: create and check the shared queue and table, see the nodes, handle dead letters."""
 
-    config = load(args)
-    if args.action in ("init", "check"):
-        lines = asyncio.run(admin.init(config) if args.action == "init" else admin.check(config))
-        print("\n".join(lines))
+
+def _admin() -> Any:
+    from bridge.cluster import admin  # aiobotocore is imported only for cluster commands
+
+    return admin
+
+
+@cluster.command("init")
+@global_options
+@pass_state
+def init(state: State) -> int:
+    """Create the shared queue and the table (TTL on the ledger) when the credentials allow it."""
+    click.echo("\n".join(asyncio.run(_admin().init(state.config()))))
+    return 0
+
+
+@cluster.command("check")
+@global_options
+@pass_state
+def check(state: State) -> int:
+    """The queue and the table exist and answer (exit 2 if not)."""
+    click.echo("\n".join(asyncio.run(_admin().check(state.config()))))
+    return 0
+
+
+@cluster.command("status")
+@global_options
+@pass_state
+def status(state: State) -> int:
+    """Nodes and their last heartbeat, schedule leases, the shared queue (--json: the whole document)."""
+    doc = asyncio.run(_admin().status(state.config()))
+    if state.json:
+        emit_json(doc)
         return 0
-    if args.action == "status":
-        return _status(asyncio.run(admin.status(config)), args.json)
-    return _dlq(args, config, admin)
-
-
-def _status(doc: dict[str, Any], as_json: bool) -> int:
-    if as_json:
-        print(json.dumps(doc, indent=2))
-        return 0
-    print(f"this node: {doc['node']}; queue: {doc['queue']}; dead letters: {doc['dead_letters']}")
+    click.echo(f"this node: {doc['node']}; queue: {doc['queue']}; dead letters: {doc['dead_letters']}")
     for n in doc["nodes"]:
-        print(f"  node {n['node_id']:<20} {n['state']:<8} host {n['host']} pid {n['pid']}  "
-              f"last heartbeat {n['last_heartbeat_s']} s ago")
+        click.echo(f"  node {n['node_id']:<20} {n['state']:<8} host {n['host']} pid {n['pid']}  "
+                   f"last heartbeat {n['last_heartbeat_s']} s ago")
     for lease in doc["leases"]:
-        print(f"  lease {lease['schedule']} @ {lease['scheduled']} held by {lease['owner']}, "
-              f"expires in {lease['expires_in_s']} s")
+        click.echo(f"  lease {lease['schedule']} @ {lease['scheduled']} held by {lease['owner']}, "
+                   f"expires in {lease['expires_in_s']} s")
     return 0
 
 
-def _dlq(args: argparse.Namespace, config: Any, admin: Any) -> int:
-    action = args.dlq_action
-    if action == "list":
-        entries = asyncio.run(admin.dead_letters(config, args.function))
-        if args.json:
-            print(json.dumps([e.to_json() for e in entries], indent=2))
-        elif not entries:
-            print("the cluster's dead-letter store is empty", file=sys.stderr)
-        for e in [] if args.json else entries:
-            print(f"{e.id}  {e.function}  {e.to_json()['time']}  {e.condition}  {e.reason[:80]}")
+@cluster.group("dlq")
+@global_options
+def dlq() -> None:
+    """The cluster's dead letters (in the table), from any node."""
+
+
+@dlq.command("list")
+@click.option("--function", metavar="NAME", help="only entries of this function")
+@global_options
+@pass_state
+def list_(state: State, function: str | None) -> int:
+    """Entries not yet redriven (--json: the full entries)."""
+    entries = asyncio.run(_admin().dead_letters(state.config(), function))
+    if state.json:
+        emit_json([e.to_json() for e in entries])
         return 0
-    if action == "show":
-        print(json.dumps(asyncio.run(admin.dead_letter(config, args.id)).to_json(), indent=2))
-        return 0
-    if action == "redrive":
-        sent = asyncio.run(admin.redrive(config, args.ids, args.all, args.function))
-        print(f"redrove {len(sent)} event(s) into the shared queue; any node delivers them")
-        return 0
-    count = asyncio.run(admin.purge(config, args.ids, args.all, args.function))
-    print(f"purged {count} entr{'y' if count == 1 else 'ies'}")
+    if not entries:
+        click.echo("the cluster's dead-letter store is empty", err=True)
+    for e in entries:
+        click.echo(f"{e.id}  {e.function}  {e.to_json()['time']}  {e.condition}  {e.reason[:80]}")
     return 0
+
+
+@dlq.command("show")
+@click.argument("entry_id", metavar="ID")
+@global_options
+@pass_state
+def show(state: State, entry_id: str) -> int:
+    """Print one entry with its AWS invocation record, as JSON."""
+    emit_json(asyncio.run(_admin().dead_letter(state.config(), entry_id)).to_json())
+    return 0
+
+
+def _selection(command: Callable[..., int]) -> Callable[..., int]:
+    command = click.option("--function", metavar="NAME", help="only entries of this function")(command)
+    command = click.option("--all", "all_", is_flag=True, help="every entry (with --function: all of it)")(command)
+    return click.argument("ids", nargs=-1, metavar="[ID]...")(command)
+
+
+@dlq.command("redrive")
+@_selection
+@global_options
+@pass_state
+def redrive(state: State, ids: tuple[str, ...], all_: bool, function: str | None) -> int:
+    """Send the original events of the entries ID... (or --all) to the shared queue again."""
+    sent = asyncio.run(_admin().redrive(state.config(), list(ids), all_, function))
+    click.echo(f"redrove {len(sent)} event(s) into the shared queue; any node delivers them")
+    return 0
+
+
+@dlq.command("purge")
+@_selection
+@global_options
+@pass_state
+def purge(state: State, ids: tuple[str, ...], all_: bool, function: str | None) -> int:
+    """Delete the entries ID... (or --all) for good."""
+    count = asyncio.run(_admin().purge(state.config(), list(ids), all_, function))
+    click.echo(f"purged {count} entr{'y' if count == 1 else 'ies'}")
+    return 0
+
+
+COMMANDS = (cluster,)

@@ -2,66 +2,110 @@
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
+from collections.abc import Callable
+from typing import Any
 
+import click
+
+from bridge.cli.context import State, emit_json, global_options, pass_state
 from bridge.delivery import deadletters
 from bridge.store import DeadLetter, connect, store_path
 
 
-def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    """Add ``dlq list|show|redrive|purge``."""
-    dlq = sub.add_parser("dlq", help="inspect, redrive and purge the dead-letter store")
-    actions = dlq.add_subparsers(dest="action", required=True, metavar="ACTION")
-    listing = actions.add_parser("list", parents=[common], help="entries not yet redriven")
-    listing.add_argument("--function")
-    listing.add_argument("--json", action="store_true", help="a JSON array instead of a table")
-    show = actions.add_parser("show", parents=[common], help="one entry's full AWS invocation record")
-    show.add_argument("id")
-    for name, text in (("redrive", "queue the original events again"), ("purge", "delete entries for good")):
-        action = actions.add_parser(name, parents=[common], help=text)
-        action.add_argument("ids", nargs="*", metavar="ID")
-        action.add_argument("--all", action="store_true")
-        action.add_argument("--function")
-    dlq.set_defaults(handler=run)
+@click.group("dlq", short_help='list, show, redrive and purge dead letters')
+@global_options
+def dlq() -> None:
+    """Inspect, redrive and purge the dead-letter store (works while the daemon runs, and with an invalid
+    config on disk: only state_dir is read from it)."""
 
 
-def run(args: argparse.Namespace) -> int:
-    """Dispatch one ``dlq`` action; returns the exit code."""
-    from bridge.cli.main import load
-
-    conn = connect(store_path(load(args).state_dir))
+def _with_store(state: State, action: Callable[[Any], int]) -> int:
+    conn = connect(store_path(state.state_dir()))
     try:
-        if args.action == "list":
-            return _list(deadletters.list_entries(conn, args.function), args.json)
-        if args.action == "show":
-            print(json.dumps(deadletters.get_entry(conn, args.id).to_json(), indent=2))
-            return 0
-        entries = deadletters.select(conn, args.ids, args.all, args.function)
-        if args.action == "redrive":
-            events = deadletters.redrive(conn, entries)
-            print(f"redrove {len(events)} event(s); the daemon delivers them within seconds")
-        else:
-            print(f"purged {deadletters.purge(conn, entries)} entr{'y' if len(entries) == 1 else 'ies'}")
-        return 0
+        return action(conn)
     finally:
         conn.close()
 
 
+@dlq.command("list")
+@click.option("--function", metavar="NAME", help="only entries of this function")
+@global_options
+@pass_state
+def list_(state: State, function: str | None) -> int:
+    """Entries not yet redriven, newest last (--json: the full entries)."""
+    return _with_store(state, lambda conn: _list(deadletters.list_entries(conn, function), state.json))
+
+
+@dlq.command("show")
+@click.argument("entry_id", metavar="ID")
+@global_options
+@pass_state
+def show(state: State, entry_id: str) -> int:
+    """Print the dead-letter entry ID (from `dlq list`) with its full AWS invocation record, as JSON."""
+    return _with_store(state, lambda conn: _emit(deadletters.get_entry(conn, entry_id).to_json()))
+
+
+def _emit(value: Any) -> int:
+    emit_json(value)
+    return 0
+
+
+def _selection(command: Callable[..., int]) -> Callable[..., int]:
+    command = click.option("--function", metavar="NAME", help="only entries of this function")(command)
+    command = click.option("--all", "all_", is_flag=True, help="every entry (with --function: all of it)")(command)
+    return click.argument("ids", nargs=-1, metavar="[ID]...")(command)
+
+
+@dlq.command("redrive")
+@_selection
+@global_options
+@pass_state
+def redrive(state: State, ids: tuple[str, ...], all_: bool, function: str | None) -> int:
+    """Queue the original events of the entries ID... (or --all) again; the daemon delivers them."""
+    def act(conn: Any) -> int:
+        events = deadletters.redrive(conn, deadletters.select(conn, list(ids), all_, function))
+        _done(state, {"redriven": [e.id for e in events]},
+              f"redrove {len(events)} event(s); the daemon delivers them within seconds")
+        return 0
+
+    return _with_store(state, act)
+
+
+@dlq.command("purge")
+@_selection
+@global_options
+@pass_state
+def purge(state: State, ids: tuple[str, ...], all_: bool, function: str | None) -> int:
+    """Delete the entries ID... (or --all) for good."""
+    def act(conn: Any) -> int:
+        entries = deadletters.select(conn, list(ids), all_, function)
+        count = deadletters.purge(conn, entries)
+        _done(state, {"purged": count}, f"purged {count} entr{'y' if count == 1 else 'ies'}")
+        return 0
+
+    return _with_store(state, act)
+
+
+def _done(state: State, value: dict[str, Any], text: str) -> None:
+    if state.json:
+        emit_json(value)
+    else:
+        click.echo(text)
+
+
 def _list(entries: list[DeadLetter], as_json: bool) -> int:
     if as_json:
-        print(json.dumps([e.to_json() for e in entries], indent=2))
+        emit_json([e.to_json() for e in entries])
         return 0
     if not entries:
-        print("the dead-letter store is empty", file=sys.stderr)
+        click.echo("the dead-letter store is empty", err=True)
         return 0
     rows = [(e.id, e.function, e.to_json()["time"], e.condition,
              str(e.record["requestContext"]["approximateInvokeCount"]), _error(e)) for e in entries]
     header = ("ID", "FUNCTION", "TIME", "CONDITION", "INVOKES", "ERROR")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(5)]
     for row in [header, *rows]:
-        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:5])) + "  " + row[5])
+        click.echo("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:5])) + "  " + row[5])
     return 0
 
 
@@ -70,3 +114,6 @@ def _error(entry: DeadLetter) -> str:
     if isinstance(payload, dict) and "errorMessage" in payload:
         return f"{payload.get('errorType', 'Error')}: {payload['errorMessage']}"[:80]
     return entry.reason[:80]
+
+
+COMMANDS = (dlq,)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import re
@@ -11,78 +10,80 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bridge.errors import UsageError
-from bridge.function_logs import Entry, entries, history, log_path, split_lines
+import click
 
+from bridge.cli.context import State, emit_json, global_options, pass_state
+from bridge.errors import UsageError
+from bridge.function_logs import Entry, as_text, entries, history, log_path, split_lines
+
+STATUS_PATH = "/bridge/status"  # the daemon's status endpoint (bridge.daemon.ops_api)
 SINCE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    """Add ``status`` and ``logs``."""
-    status = sub.add_parser("status", parents=[common], help="sources, functions, queue and dead letters")
-    status.add_argument("--json", action="store_true")
-    status.set_defaults(handler=cmd_status)
-    logs = sub.add_parser("logs", parents=[common], help="a function's log (state_dir/logs/FUNCTION.log)")
-    logs.add_argument("function")
-    logs.add_argument("--follow", "-f", action="store_true", help="keep printing new lines")
-    logs.add_argument("--since", help="only lines newer than this: 30s, 10m, 2h, 1d or an ISO time")
-    logs.add_argument("--request-id", help="only lines of this invocation")
-    logs.set_defaults(handler=cmd_logs)
 
 
 # --- status ------------------------------------------------------------------------------------------
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    """Print the daemon's status (table, or JSON with --json); exit 1 when the daemon is not reachable."""
-    from bridge.cli.main import load
+@click.command("status", short_help='what the running daemon is doing')
+@global_options
+@pass_state
+def status(state: State) -> int:
+    """Sources, functions, the async queue and dead letters of the running daemon (exit 1 when none runs).
 
-    config = load(args)
-    report = asyncio.run(_fetch_status(config.api.address))
-    if report is None:
-        report = _offline_status(config)
-    if args.json:
-        print(json.dumps(report, indent=2))
+    Works while the config file on disk is invalid: the daemon is found by its runtime file in state_dir,
+    and the status says when the file differs from what the daemon runs.
+    """
+    daemon = state.daemon(quiet=True)
+    api_url = state.api_url()
+    report = asyncio.run(_fetch_status(api_url)) if api_url else None
+    if report is None:  # a daemon without an API still runs; one whose API does not answer does not
+        report = _offline_status(state.state_dir(), daemon is not None and daemon.api_url is None)
+    if daemon is not None:
+        report |= {"pid": daemon.pid, "api_url": daemon.api_url, "config_note": daemon.drift()}
+    if state.json:
+        emit_json(report)
     else:
-        print(render_status(report))
+        click.echo(render_status(report))
     return 0 if report.get("running", True) else 1
 
 
-async def _fetch_status(address: tuple[str, int] | None) -> dict[str, Any] | None:
+async def _fetch_status(api_url: str) -> dict[str, Any] | None:
     import aiohttp
 
-    from bridge.daemon.ops_api import STATUS_PATH
-
-    if address is None:
-        return None
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session, \
-                session.get(f"http://{address[0]}:{address[1]}{STATUS_PATH}") as resp:
+                session.get(f"{api_url}{STATUS_PATH}") as resp:
             return {"running": True, **await resp.json()}
     except (aiohttp.ClientError, TimeoutError):
         return None
 
 
-def _offline_status(config: Any) -> dict[str, Any]:
-    """What the store alone can tell when the daemon does not answer."""
+def _offline_status(state_dir: Path, alive: bool) -> dict[str, Any]:
+    """What the store alone can tell when the daemon does not answer (``alive``: it runs without an API)."""
     from bridge.store import connect, store_path
 
-    conn = connect(store_path(config.state_dir))
+    conn = connect(store_path(state_dir))
     try:
         depth, oldest = conn.execute("SELECT COUNT(*), MIN(received_at) FROM async_events").fetchone()
         dead = conn.execute("SELECT COUNT(*) FROM dead_letters WHERE redriven_at IS NULL").fetchone()[0]
     finally:
         conn.close()
     age = round(time.time() - oldest, 3) if oldest else 0.0
-    return {"running": False, "sources": [], "functions": [], "queue": {"depth": depth, "oldest_age_s": age},
+    return {"running": alive, "sources": [], "functions": [], "queue": {"depth": depth, "oldest_age_s": age},
             "dead_letters": dead}
 
 
 def render_status(report: dict[str, Any]) -> str:
     """The status as tables a person reads."""
-    running = f"running, up {report.get('uptime_s')} s" if report.get("running") else "NOT RUNNING"
+    running = "NOT RUNNING"
+    if report.get("running"):
+        where = f", API {report['api_url']}" if report.get("api_url") else ""
+        pid = f" (pid {report['pid']})" if report.get("pid") else ""
+        up = f", up {report['uptime_s']} s" if report.get("uptime_s") is not None else ""
+        running = f"running{pid}{up}{where}"
     lines = [f"daemon: {running}"]
+    if report.get("config_note"):
+        lines.append(f"config: {report['config_note']}")
     lines += _table("SOURCES", ["name", "type", "function", "state", "events", "last_error"], report["sources"])
     lines += _table("FUNCTIONS", ["name", "workers", "limit", "in_flight", "invocations", "errors"],
                     report["functions"])
@@ -118,32 +119,48 @@ def parse_since(text: str | None, now: float) -> str | None:
     raise UsageError(f"--since {text!r}: use 30s, 10m, 2h, 1d or an ISO time like 2026-11-23T15:00:00")
 
 
-def cmd_logs(args: argparse.Namespace) -> int:
-    """Print (and with --follow, keep printing) a function's log lines."""
-    from bridge.cli.main import load
+@click.command("logs", short_help="print (or follow) a function's log")
+@click.argument("function")
+@click.option("--follow", "-f", is_flag=True, help="keep printing new lines as the function writes them")
+@click.option("--since", metavar="WHEN", help="only lines newer than this: 30s, 10m, 2h, 1d or an ISO time")
+@click.option("--request-id", metavar="ID", help="only the lines of this invocation")
+@global_options
+@pass_state
+def logs(state: State, function: str, follow: bool, since: str | None, request_id: str | None) -> int:
+    """Print FUNCTION's log (state_dir/logs/FUNCTION.log, rotated files first): START, its output, END, REPORT.
 
-    config = load(args)
-    if args.function not in config.functions:
-        raise UsageError(f"function {args.function!r} is not configured; configured: {', '.join(config.functions)}")
-    path = log_path(config.state_dir, args.function)
-    since = parse_since(args.since, time.time())
+    With --json, one JSON object per line: {"time", "request_id", "message"}.
+    """
+    config = state.valid_config()
+    if config is not None and function not in config.functions:
+        raise UsageError(f"function {function!r} is not configured; configured: {', '.join(config.functions)}")
+    path = log_path(state.state_dir(), function)
+    if config is None and not path.exists() and not follow:
+        state.config()  # no log to show and no valid config to say why: show the config's problems
+    show = _printer(state.json, parse_since(since, time.time()), request_id)
     for entry in history(path):
-        _print_if(entry, since, args.request_id)
-    if args.follow:
+        show(entry)
+    if follow:
         try:
-            asyncio.run(_follow(path, since, args.request_id))
+            asyncio.run(_follow(path, show))
         except KeyboardInterrupt:
             return 0
     return 0
 
 
-def _print_if(entry: Entry, since: str | None, request_id: str | None) -> None:
-    if (since is None or entry.time >= since) and (request_id is None or entry.request_id == request_id):
-        sys.stdout.write(entry.render() + "\n")
-        sys.stdout.flush()
+def _printer(as_json: bool, since: str | None, request_id: str | None) -> Any:
+    """A function printing one log entry if it passes the filters: a runtime record (``\\r``-joined lines)
+    stays one entry, shown as the multi-line text it is."""
+    def show(entry: Entry) -> None:
+        if (since is None or entry.time >= since) and (request_id is None or entry.request_id == request_id):
+            record = {"time": entry.time, "request_id": entry.request_id, "message": as_text(entry.text)}
+            sys.stdout.write((json.dumps(record) if as_json else entry.render()) + "\n")
+            sys.stdout.flush()
+
+    return show
 
 
-async def _follow(path: Path, since: str | None, request_id: str | None) -> None:
+async def _follow(path: Path, show: Any) -> None:
     """Print lines as they are appended; a rotation (file renamed away) starts over on the new file."""
     from asyncinotify import Inotify, Mask
 
@@ -159,7 +176,7 @@ async def _follow(path: Path, since: str | None, request_id: str | None) -> None
                 continue
             if now_inode != inode or size < position:
                 inode, position = now_inode, 0
-            position = _print_from(path, position, since, request_id)
+            position = _print_from(path, position, show)
 
 
 def _ensure_dir(path: Path) -> None:
@@ -175,11 +192,14 @@ def _file_state(path: Path) -> tuple[int | None, int]:
     return stat.st_ino, stat.st_size
 
 
-def _print_from(path: Path, position: int, since: str | None, request_id: str | None) -> int:
+def _print_from(path: Path, position: int, show: Any) -> int:
     with path.open("rb") as handle:
         handle.seek(position)
         data = handle.read()
     lines, used = split_lines(data)  # a line still being written waits for its newline
     for entry in entries(lines):
-        _print_if(entry, since, request_id)
+        show(entry)
     return position + used
+
+
+COMMANDS = (status, logs)

@@ -2,65 +2,95 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
-import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
+import click
+
+from bridge.cli.context import State, emit_json, global_options, note, pass_state
 from bridge.config.model import Config
 from bridge.errors import UsageError
 
 
-def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    """Add ``queue send|list|purge``."""
-    queue = sub.add_parser("queue", help="send to, list and purge the embedded queues")
-    actions = queue.add_subparsers(dest="action", required=True, metavar="ACTION")
-    send = actions.add_parser("send", parents=[common], help="send one message (durable when this returns)")
-    send.add_argument("name")
-    send.add_argument("body")
-    send.add_argument("--group", help="MessageGroupId (FIFO queues)")
-    send.add_argument("--dedup-id", help="MessageDeduplicationId (FIFO queues without content-based dedup)")
-    send.add_argument("--delay", type=int, help="DelaySeconds (standard queues)")
-    send.add_argument("--attributes", help='message attributes as JSON: {"k": "text", "n": 1} or the SQS shape')
-    actions.add_parser("list", parents=[common], help="queues with visible / in-flight / delayed counts")
-    purge = actions.add_parser("purge", parents=[common], help="delete every message of a queue")
-    purge.add_argument("name")
-    queue.set_defaults(handler=run)
+@click.group("queue", short_help='send to, list and purge the embedded queues')
+@global_options
+def queue() -> None:
+    """Send to, list and purge the embedded queues: through the running daemon's SQS endpoint, else
+    directly on the store file."""
 
 
-def run(args: argparse.Namespace) -> int:
-    """Dispatch one ``queue`` action; returns the exit code."""
-    from bridge.cli.main import load
+@queue.command("send")
+@click.argument("name")
+@click.argument("body")
+@click.option("--group", metavar="ID", help="MessageGroupId (FIFO queues)")
+@click.option("--dedup-id", metavar="ID", help="MessageDeduplicationId (FIFO queues without content-based dedup)")
+@click.option("--delay", type=int, metavar="SECONDS", help="DelaySeconds (standard queues)")
+@click.option("--attributes", metavar="JSON", help='message attributes: {"k": "text", "n": 1} or the SQS shape')
+@global_options
+@pass_state
+def send(state: State, name: str, body: str, group: str | None, dedup_id: str | None, delay: int | None,
+         attributes: str | None) -> int:
+    """Send BODY (the message text) to the queue NAME; durable when this returns. Prints SendMessage's
+    result (MessageId, MD5OfMessageBody, ...) as JSON."""
+    entry = _entry(body, group, dedup_id, delay, attributes)
+    return asyncio.run(_run(state, lambda backend: _send(backend, name, entry)))
 
-    config = load(args)
-    return asyncio.run(_run(config, args))
+
+@queue.command("list")
+@global_options
+@pass_state
+def list_(state: State) -> int:
+    """Each queue with its visible, in-flight and delayed message counts (--json: a list of objects)."""
+    return asyncio.run(_run(state, lambda backend: _list(state, backend)))
 
 
-async def _run(config: Config, args: argparse.Namespace) -> int:
-    async with _backend(config) as backend:
-        if args.action == "send":
-            entry = _entry(args)
-            result = await backend.send(args.name, entry)
-            print(json.dumps(result))
-        elif args.action == "purge":
-            await backend.purge(args.name)
-            print(f"purged {args.name}")
-        else:
-            _table(await backend.list())
+@queue.command("purge")
+@click.argument("name")
+@global_options
+@pass_state
+def purge(state: State, name: str) -> int:
+    """Delete every message of the queue NAME."""
+    return asyncio.run(_run(state, lambda backend: _purge(state, backend, name)))
+
+
+async def _run(state: State, action: Any) -> int:
+    async with _backend(state) as backend:
+        await action(backend)
     return 0
 
 
-def _entry(args: argparse.Namespace) -> dict[str, Any]:
-    entry: dict[str, Any] = {"MessageBody": args.body}
-    for key, value in (("MessageGroupId", args.group), ("MessageDeduplicationId", args.dedup_id),
-                       ("DelaySeconds", args.delay)):
+async def _send(backend: Any, name: str, entry: dict[str, Any]) -> None:
+    click.echo(json.dumps(await backend.send(name, entry)))
+
+
+async def _purge(state: State, backend: Any, name: str) -> None:
+    await backend.purge(name)
+    if state.json:
+        emit_json({"purged": name})
+    else:
+        click.echo(f"purged {name}")
+
+
+async def _list(state: State, backend: Any) -> None:
+    rows = await backend.list()
+    if state.json:
+        keys = ("queue", "visible", "in_flight", "delayed")
+        emit_json([dict(zip(keys, row, strict=True)) for row in rows])
+    else:
+        _table(rows)
+
+
+def _entry(body: str, group: str | None, dedup_id: str | None, delay: int | None,
+           attributes: str | None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"MessageBody": body}
+    for key, value in (("MessageGroupId", group), ("MessageDeduplicationId", dedup_id), ("DelaySeconds", delay)):
         if value is not None:
             entry[key] = value
-    if args.attributes:
-        entry["MessageAttributes"] = parse_attributes(args.attributes)
+    if attributes:
+        entry["MessageAttributes"] = parse_attributes(attributes)
     return entry
 
 
@@ -85,34 +115,38 @@ def _attribute(value: Any) -> dict[str, Any]:
 
 def _table(rows: list[tuple[str, int, int, int]]) -> None:
     if not rows:
-        print("no queues", file=sys.stderr)
+        click.echo("no queues", err=True)
         return
     header = ("QUEUE", "VISIBLE", "IN-FLIGHT", "DELAYED")
     width = max(len(r[0]) for r in [header, *rows])
     for row in [header, *rows]:
-        print(f"{row[0]:<{width}}  {row[1]!s:>8}  {row[2]!s:>9}  {row[3]!s:>8}")
+        click.echo(f"{row[0]:<{width}}  {row[1]!s:>8}  {row[2]!s:>9}  {row[3]!s:>8}")
 
 
 @contextlib.asynccontextmanager
-async def _backend(config: Config) -> AsyncIterator[Any]:
-    """The daemon's endpoint when it answers, else the store file directly."""
-    address = config.api.address
-    if address is not None:
-        remote = _Remote(f"http://{address[0]}:{address[1]}", config)
+async def _backend(state: State) -> AsyncIterator[Any]:
+    """The daemon's endpoint when it answers, else the store file directly (that needs a valid config)."""
+    api_url = state.api_url()
+    if api_url is not None:
+        config = state.valid_config()
+        remote = _Remote(api_url, config.region if config else "us-east-1")
         async with remote:
             if await remote.reachable():
                 yield remote
                 return
-    async with _Local(config) as local:
+    daemon = state.daemon()
+    if daemon is not None:
+        note(f"the daemon (pid {daemon.pid}) has no API to reach; working on the store file directly")
+    async with _Local(state.config()) as local:
         yield local
 
 
 class _Remote:
     """The queue commands over SQS's API at the running daemon (aiobotocore)."""
 
-    def __init__(self, endpoint: str, config: Config) -> None:
+    def __init__(self, endpoint: str, region: str) -> None:
         self.endpoint = endpoint
-        self.config = config
+        self.region = region
         self._stack = contextlib.AsyncExitStack()
         self.client: Any = None
 
@@ -121,7 +155,7 @@ class _Remote:
         from botocore.config import Config as BotoConfig
 
         boto = BotoConfig(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=30)
-        creator = get_session().create_client("sqs", region_name=self.config.region, endpoint_url=self.endpoint,
+        creator = get_session().create_client("sqs", region_name=self.region, endpoint_url=self.endpoint,
                                               config=boto, aws_access_key_id="local", aws_secret_access_key="local")
         self.client = await self._stack.enter_async_context(creator)
         return self
@@ -209,3 +243,6 @@ class _Local:
 
     async def list(self) -> list[tuple[str, int, int, int]]:
         return [(name, *(await self.engine.counts(name))) for name in self.engine.names()]
+
+
+COMMANDS = (queue,)

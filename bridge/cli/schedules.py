@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 from datetime import UTC, datetime
 
+import click
+
+from bridge.cli.context import State, emit_json, global_options, pass_state
 from bridge.config.model import Config
 from bridge.errors import UsageError
 from bridge.sources.schedule import fire as schedule_fire
 from bridge.sources.schedule.config import ScheduleSourceConfig
-from bridge.store import connect, event_row, insert_events, store_path, transaction
-
-
-def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    """Add ``schedules`` and ``fire``."""
-    listing = sub.add_parser("schedules", parents=[common], help="list each schedule with its next fire times")
-    listing.add_argument("--next", type=int, default=5, metavar="N", help="fire times per schedule (default 5)")
-    listing.add_argument("--json", action="store_true", help='a JSON list of {"name", "next": [ISO-8601 times]}')
-    listing.set_defaults(handler=cmd_schedules)
-    fire = sub.add_parser("fire", parents=[common], help="fire one schedule now (queued for the daemon)")
-    fire.add_argument("name", help="the schedule source's name")
-    fire.set_defaults(handler=cmd_fire)
+from bridge.store import QueuedEvent, connect, event_row, insert_events, store_path, transaction
 
 
 def schedule_sources(config: Config) -> list[ScheduleSourceConfig]:
@@ -44,37 +34,44 @@ def upcoming(config: Config, count: int, now: datetime) -> list[dict]:
         conn.close()
 
 
-def cmd_schedules(args: argparse.Namespace) -> int:
-    """Print the upcoming fires as a table, or as JSON with ``--json``."""
-    from bridge.cli.main import load
-
-    if args.next < 1:
-        raise UsageError("--next takes a whole number of at least 1")
-    config = load(args)
-    rows = upcoming(config, args.next, datetime.now(UTC))
-    if args.json:
-        print(json.dumps(rows, indent=2))
+@click.command("schedules", short_help='list the schedules and their next fire times')
+@click.option("--next", "count", type=click.IntRange(min=1), default=5, show_default=True, metavar="N",
+              help="fire times to show per schedule")
+@global_options
+@pass_state
+def schedules(state: State, count: int) -> int:
+    """List each schedule source with its next fire times (--json: [{"name", "next": [ISO-8601 times]}])."""
+    config = state.config()
+    rows = upcoming(config, count, datetime.now(UTC))
+    if state.json:
+        emit_json(rows)
         return 0
     by_name = {cfg.name: cfg for cfg in schedule_sources(config)}
     for row in rows:
         cfg = by_name[row["name"]]
-        state = "" if cfg.enabled else "  (disabled)"
-        print(f"{cfg.name}  {cfg.schedule}  [{cfg.timezone}]  -> {cfg.function}{state}")
-        for fire in row["next"]:
-            print(f"    {fire}")
+        disabled = "" if cfg.enabled else "  (disabled)"
+        click.echo(f"{cfg.name}  {cfg.schedule}  [{cfg.timezone}]  -> {cfg.function}{disabled}")
+        for when in row["next"]:
+            click.echo(f"    {when}")
     return 0
 
 
-def cmd_fire(args: argparse.Namespace) -> int:
-    """Queue one fire of a schedule, timed now, into the durable queue; print its event id."""
-    from bridge.cli.main import load
+@click.command("fire", short_help='fire a schedule now and say where its event went')
+@click.argument("name")
+@global_options
+@pass_state
+def fire(state: State, name: str) -> int:
+    """Fire the schedule source NAME now: queue its event for its function, timed now.
 
-    config = load(args)
+    Prints the schedule, the time, the event and request ids, and where the event went: to the running
+    daemon, or into the queue in state_dir to wait for the daemon's next start.
+    """
+    config = state.config()
     by_name = {cfg.name: cfg for cfg in schedule_sources(config)}
-    cfg = by_name.get(args.name)
+    cfg = by_name.get(name)
     if cfg is None:
         known = ", ".join(by_name) or "(none configured)"
-        raise UsageError(f"no schedule source named {args.name!r}; schedule sources: {known}")
+        raise UsageError(f"no schedule source named {name!r}; schedule sources: {known}")
     now = datetime.now(UTC).replace(microsecond=0)
     # A manual fire is not a scheduled time: it gets a fresh id and is not recorded as a fire, so it
     # changes nothing about catch-up. The running daemon picks the row up within seconds (or on start).
@@ -86,5 +83,26 @@ def cmd_fire(args: argparse.Namespace) -> int:
             insert_events(conn, [event_row(event)])
     finally:
         conn.close()
-    print(event.id)
+    _report_fire(state, cfg, now, event)
     return 0
+
+
+def _report_fire(state: State, cfg: ScheduleSourceConfig, when: datetime, event: QueuedEvent) -> None:
+    daemon = state.daemon()
+    if daemon is not None:
+        went = f"queued; the running daemon (pid {daemon.pid}) delivers it to {cfg.function!r} within seconds"
+    else:
+        went = (f"queued in {state.state_dir()}; no daemon is running, so it waits for the next start "
+                f"(lambda-bridge run) and then goes to {cfg.function!r}")
+    report = {"schedule": cfg.name, "expression": cfg.schedule, "style": cfg.style,
+              "scheduled_time": when.isoformat().replace("+00:00", "Z"), "event_id": event.id,
+              "request_id": event.request_id, "function": cfg.function,
+              "daemon_running": daemon is not None, "delivery": went}
+    if state.json:
+        emit_json(report)
+        return
+    click.echo(f"fired {cfg.name} ({cfg.schedule}, {cfg.style}) at {report['scheduled_time']}\n"
+               f"  event id:   {report['event_id']}\n  request id: {report['request_id']}\n  {went}")
+
+
+COMMANDS = (schedules, fire)

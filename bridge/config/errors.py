@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import types
 import typing
 from typing import Any, Literal, Union, get_args, get_origin
@@ -26,6 +27,8 @@ def describe_errors(err: ValidationError, root: type[BaseModel], lines: dict[Loc
         loc = _data_loc(item["loc"], root)
         if item["type"] == "union_tag_invalid":
             loc = (*loc, item.get("ctx", {}).get("discriminator", "'type'").strip("'"))
+        if item["type"] == "at_key":  # raised by a rule on the whole mapping about one of its keys
+            loc = (*loc, item["ctx"]["key"])
         line = _nearest_line(loc, lines)
         prefix = f"line {line}: " if line else ""
         where = f"{format_path(loc)}: " if loc else ""
@@ -34,12 +37,15 @@ def describe_errors(err: ValidationError, root: type[BaseModel], lines: dict[Loc
 
 
 def _message(item: dict[str, Any], loc: Loc, root: type[BaseModel]) -> str:
-    kind, ctx, value = item["type"], item.get("ctx", {}), item.get("input")
+    kind, ctx = item["type"], item.get("ctx", {})
+    value: Any = _Hidden() if is_secret(root, loc) else item.get("input")
     if kind == "extra_forbidden":
-        keys = allowed_keys(root, loc[:-1])
-        return f"unknown key; expected one of: {', '.join(keys)}" if keys else "unknown key"
+        # The raw loc still names the union member (local or remote function), so only its keys are listed.
+        return unknown_key(str(loc[-1]) if loc else "", allowed_keys(root, tuple(item["loc"][:-1])))
     if kind == "missing":
         return "required key is missing"
+    if kind == "at_key":
+        return str(ctx["message"]).rstrip(": ")
     if kind in ("greater_than_equal", "greater_than"):
         return f"{value!r} is below the minimum {ctx.get('ge', ctx.get('gt'))}"
     if kind in ("less_than_equal", "less_than"):
@@ -51,12 +57,40 @@ def _message(item: dict[str, Any], loc: Loc, root: type[BaseModel]) -> str:
     if kind == "literal_error":
         return f"unknown {value!r}; expected one of: {', '.join(map(str, literal_choices(root, loc)))}"
     if kind == "value_error":
-        return str(ctx.get("error", item["msg"]))
+        return str(ctx.get("error", item["msg"])).rstrip(": ")
     if kind.endswith("_type") or kind.endswith("_parsing"):
         return f"expected {_expected(kind)}, got {value!r}"
     if kind == "string_pattern_mismatch":
         return f"{value!r} does not match the pattern {ctx.get('pattern')}"
     return str(item["msg"])
+
+
+class _Hidden:
+    """Stands for a secret's value in a message: the journal must never see a password."""
+
+    def __repr__(self) -> str:
+        return "the value (not shown: it is a secret)"
+
+
+def unknown_key(key: str, keys: list[str]) -> str:
+    """``unknown key; did you mean 'handler'? expected one of: ...`` (the suggestion only when one is close)."""
+    if not keys:
+        return "unknown key"
+    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown key; {hint}expected one of: {', '.join(keys)}"
+
+
+def is_secret(root: type[BaseModel], loc: Loc) -> bool:
+    """True when the key at ``loc`` holds a secret (a field declared with ``repr=False``)."""
+    if not loc:
+        return False
+    for member in _members(_type_at(root, loc[:-1]) or object):
+        if isinstance(member, type) and issubclass(member, BaseModel):
+            field = _field(member, loc[-1])
+            if field is not None and field.repr is False:
+                return True
+    return False
 
 
 def _tags(expected: str) -> str:
@@ -114,6 +148,9 @@ def _tag_annotation(model: type[BaseModel]) -> str | None:
 
 def _step(tp: Any, part: Any) -> Any:
     """The type found at ``tp[part]``, ``_TAG`` when ``part`` names a union member, or None."""
+    # A tag first: ``schedule`` is both the schedule source's tag and one of its keys.
+    if len(_members(tp)) > 1 and _member_for_tag(tp, part) is not None:
+        return _TAG
     for member in _members(tp):
         origin = get_origin(member)
         if isinstance(member, type) and issubclass(member, BaseModel) and (field := _field(member, part)):
@@ -153,8 +190,9 @@ def _tags_of(model: type[BaseModel]) -> tuple[Any, ...]:
 def _type_at(root: type[BaseModel], loc: Loc) -> Any:
     tp: Any = root
     for part in loc:
-        tp = _step(tp, part)
-        if tp is None or tp is _TAG:
+        nxt = _step(tp, part)
+        tp = _member_for_tag(tp, part) if nxt is _TAG else nxt
+        if tp is None:
             return None
     return tp
 

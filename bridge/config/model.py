@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
+import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -12,6 +14,7 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    TypeAdapter,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -20,7 +23,7 @@ from pydantic import (
 
 from bridge.cluster.config import ClusterConfig
 from bridge.config.base import Strict
-from bridge.config.errors import describe_errors
+from bridge.config.errors import describe_errors, format_path
 from bridge.config.queues import QueueConfig, check_queues
 from bridge.config.sources import SourceConfig, check_sources
 from bridge.errors import ConfigError
@@ -49,7 +52,8 @@ class ApiConfig(Strict):
     @classmethod
     def _listen(cls, value: str | None) -> str | None:
         if value is not None:
-            parse_listen(value)
+            host, _ = parse_listen(value)
+            _resolvable(host, value)
         return value
 
     @property
@@ -65,6 +69,20 @@ def parse_listen(value: str) -> tuple[str, int]:
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"{value!r} is not HOST:PORT with a port 1-65535 (e.g. 127.0.0.1:9001)")
     return host, int(port)
+
+
+def _resolvable(host: str, value: str) -> None:
+    """A host name must resolve now, or the daemon fails at start; an IP literal needs no lookup."""
+    try:
+        ipaddress.ip_address(host)
+        return
+    except ValueError:
+        pass
+    try:
+        socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as err:
+        raise ValueError(f"{value!r}: the host {host!r} does not resolve ({getattr(err, 'strerror', err)}); "
+                         "use an address such as 127.0.0.1 or a name in /etc/hosts") from None
 
 
 DESTINATION = re.compile(r"^(dlq|function:[A-Za-z0-9_-]{1,64}|sqs:https?://\S+)$")
@@ -229,6 +247,12 @@ def _env_value(key: Any, item: Any) -> str:
     raise ValueError(f"environment.{key}: expected a string, got {type(item).__name__}")
 
 
+def default_state_dir() -> Path:
+    """systemd's ``$STATE_DIRECTORY`` (its first entry), else ``var/state`` under the working directory."""
+    systemd_dir = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return Path(systemd_dir or "var/state").resolve()
+
+
 def resolve_path(value: Path, info: ValidationInfo) -> Path:
     """Relative paths resolve against the config file's directory."""
     base = Path((info.context or {}).get("base_dir", "."))
@@ -271,8 +295,18 @@ class Config(Strict):
             return resolve_path(Path(value), info)
         if value is not None:
             return value
-        systemd_dir = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
-        return Path(systemd_dir or "var/state").resolve()
+        return default_state_dir()
+
+    @field_validator("state_dir")
+    @classmethod
+    def _state_dir_usable(cls, value: Path) -> Path:
+        for path in (value, *value.parents):  # the first part that exists must be a directory
+            if path.exists():
+                if not path.is_dir():
+                    raise ValueError(f"{str(path)!r} is a file, not a directory; point state_dir at a directory "
+                                     "(it is created if missing)")
+                break
+        return value
 
     @field_validator("functions")
     @classmethod
@@ -291,14 +325,44 @@ class Config(Strict):
 
     def problems(self) -> list[str]:
         """Rules that span sections: destinations, source targets, queues, overlapping S3 rules."""
-        found = check_queues(self.queues) + check_sources(self.sources, self.functions, self.queues)
-        for name, fn in self.functions.items():
-            for key in ("on_success", "on_failure"):
-                target = getattr(fn.async_, key) or ""
-                if target.startswith("function:") and target[9:] not in self.functions:
-                    found.append(f"functions.{name}.async.{key}: {target!r} names no configured function; "
-                                 f"configured: {', '.join(self.functions)}")
-        return found + destination_loops(self.functions)
+        destinations = {name: (fn.async_.on_success, fn.async_.on_failure) for name, fn in self.functions.items()}
+        return (check_queues(self.queues) + cross_references(destinations, self.queues, list(self.sources))
+                + destination_loops(self.functions))
+
+
+def cross_references(destinations: dict[str, tuple[Any, Any]], queues: Any, sources: list[Any]) -> list[str]:
+    """Names that must exist elsewhere in the file: destination functions, source functions and queues."""
+    found = check_sources(sources, destinations, queues)
+    for name, targets in destinations.items():
+        for key, target in zip(("on_success", "on_failure"), targets, strict=True):
+            if isinstance(target, str) and target.startswith("function:") and target[9:] not in destinations:
+                found.append(f"functions.{name}.async.{key}: {target!r} names no configured function; "
+                             f"configured: {', '.join(destinations)}")
+    return found
+
+
+def partial_problems(data: dict[str, Any], context: dict[str, Any]) -> list[str]:
+    """The cross-section rules on a file that failed validation: each entry that validates alone is checked
+    as usual, the others by the names they give, so one pass reports schema and reference errors together."""
+    functions = data.get("functions") if isinstance(data.get("functions"), dict) else {}
+    destinations = {str(name): _raw_destinations(fn) for name, fn in functions.items()}
+    queues = data.get("queues") if isinstance(data.get("queues"), dict) else {}
+    raw_sources = data.get("sources") if isinstance(data.get("sources"), list) else []
+    adapter: TypeAdapter[Any] = TypeAdapter(SourceConfig)
+    sources = []
+    for raw in raw_sources:
+        try:
+            sources.append(adapter.validate_python(raw, context=context))
+        except ValidationError:
+            sources.append(raw)
+    return cross_references(destinations, queues, sources)
+
+
+def _raw_destinations(fn: Any) -> tuple[Any, Any]:
+    settings = fn.get("async") if isinstance(fn, dict) else None
+    if not isinstance(settings, dict):
+        return None, None
+    return settings.get("on_success"), settings.get("on_failure", "dlq")
 
 
 def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = None) -> Config:
@@ -314,21 +378,25 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
 def parse_config(
     text: str, *, source: str = "config", base_dir: Path | None = None, environ: dict[str, str] | None = None
 ) -> Config:
-    """Validate config text; relative paths resolve against ``base_dir``."""
-    data, lines = _load_yaml(text, source)
+    """Validate config text; relative paths resolve against ``base_dir``. Every problem is found in one pass."""
+    data, lines, problems = _load_yaml(text, source)
     _require_content(data, source)
-    problems: list[str] = []
-    data = substitute_env(data, os.environ if environ is None else environ, (), problems)
-    if problems:
-        raise ConfigError([_at_line(p, path, lines) for path, p in problems], source=source)
+    unset: list[tuple[tuple[Any, ...], str]] = []
+    data = substitute_env(data, os.environ if environ is None else environ, (), unset)
+    problems += [_at_line(p, path, lines) for path, p in unset]
     context = {"base_dir": base_dir or Path.cwd()}
     try:
-        config = Config.model_validate(data, context=context)
+        config: Config | None = Config.model_validate(data, context=context)
     except ValidationError as err:
-        raise ConfigError(describe_errors(err, Config, lines), source=source) from None
-    problems = config.problems()
-    if problems:
-        raise ConfigError([_at_line(p, _loc_of(p), lines, prefixed=True) for p in problems], source=source)
+        config = None
+        empty = {format_path(path) for path, _ in unset}  # an unset variable is the error, not the empty value
+        problems += [p for p in describe_errors(err, Config, lines) if _path_of(p) not in empty]
+        cross = partial_problems(data, context)
+    else:
+        cross = config.problems()
+    problems += [_at_line(p, _loc_of(p), lines, prefixed=True) for p in cross]
+    if problems or config is None:
+        raise ConfigError(sorted(problems, key=_line_number), source=source)
     return config
 
 
@@ -339,14 +407,24 @@ def _require_content(data: dict[str, Any], source: str) -> None:
                            "(`functions: {}` for none yet); see config/example.yaml"], source=source)
 
 
+def _line_number(problem: str) -> int:
+    match = re.match(r"line (\d+): ", problem)
+    return int(match.group(1)) if match else 0
+
+
+def _path_of(problem: str) -> str:
+    """``line 3: functions.f.code: ...`` -> ``functions.f.code``."""
+    return re.sub(r"^line \d+: ", "", problem).split(": ", 1)[0]
+
+
 def _loc_of(message: str) -> tuple[Any, ...]:
     """``sources[2].function: ...`` -> ("sources", 2, "function")."""
     path = message.split(":", 1)[0]
     return tuple(int(p) if p.isdigit() else p for p in re.findall(r"[^.\[\]]+", path))
 
 
-def _load_yaml(text: str, source: str) -> tuple[dict[str, Any], dict[tuple[Any, ...], int]]:
-    """Parse YAML into data plus a map from each key path to its 1-based line."""
+def _load_yaml(text: str, source: str) -> tuple[dict[str, Any], dict[tuple[Any, ...], int], list[str]]:
+    """Parse YAML into data, a map from each key path to its 1-based line, and duplicate-key problems."""
     try:
         node, data = _compose_and_construct(text)
     except yaml.YAMLError as err:
@@ -358,8 +436,9 @@ def _load_yaml(text: str, source: str) -> tuple[dict[str, Any], dict[tuple[Any, 
     if not isinstance(data, dict):
         raise ConfigError(["the file must be a mapping of keys (region:, functions:, ...)"], source=source)
     lines: dict[tuple[Any, ...], int] = {}
-    _index_lines(node, (), lines)
-    return data, lines
+    duplicates: list[str] = []
+    _index_lines(node, (), lines, duplicates)
+    return data, lines, duplicates
 
 
 def _compose_and_construct(text: str) -> tuple[yaml.Node | None, Any]:
@@ -372,16 +451,23 @@ def _compose_and_construct(text: str) -> tuple[yaml.Node | None, Any]:
         loader.dispose()
 
 
-def _index_lines(node: yaml.Node | None, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> None:
+def _index_lines(node: yaml.Node | None, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int],
+                 duplicates: list[str]) -> None:
+    """Record each key's line; a key given twice in one mapping is a problem (YAML would keep the last)."""
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = key_node.value
-            lines[(*path, key)] = key_node.start_mark.line + 1
-            _index_lines(value_node, (*path, key), lines)
+            line = key_node.start_mark.line + 1
+            if (*path, key) in lines:
+                duplicates.append(f"line {line}: {format_path((*path, key))}: duplicate key (also on line "
+                                  f"{lines[(*path, key)]}); YAML keeps only the last one, so remove or rename one")
+                continue
+            lines[(*path, key)] = line
+            _index_lines(value_node, (*path, key), lines, duplicates)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             lines[(*path, index)] = item.start_mark.line + 1
-            _index_lines(item, (*path, index), lines)
+            _index_lines(item, (*path, index), lines, duplicates)
 
 
 def substitute_env(

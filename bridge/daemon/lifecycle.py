@@ -13,6 +13,7 @@ from bridge.config.model import Config
 from bridge.daemon.invoke_api import InvokeApi
 from bridge.daemon.ops_api import OpsApi
 from bridge.daemon.reload import ConfigWatcher, Reloader, watchdog
+from bridge.daemon.runtime import RuntimePublisher, check_listen
 from bridge.daemon.service import Service
 from bridge.daemon.state_lock import StateLock
 from bridge.daemon.systemd import Notifier
@@ -34,9 +35,12 @@ async def run(
     async with contextlib.AsyncExitStack() as stack:
         lock = await StateLock(config.state_dir).acquire()  # first: a second daemon must not touch the store
         stack.callback(lock.release)  # last, after every worker has stopped
+        check_listen(config)  # after the lock: a second daemon hears "state_dir in use", the clearer reason
         store = await stack.enter_async_context(Store(store_path(config.state_dir)))
         assert lock.fd is not None
         service = Service(config, notifier or Notifier(), store, config_path, worker_fds=(lock.fd,))
+        runtime = RuntimePublisher(service)
+        stack.callback(runtime.withdraw)
         stack.push_async_callback(service.functions.close)
         service.route_adders += [InvokeApi(service.functions, service.accept_async).add_routes,
                                  OpsApi(service).add_routes]
@@ -45,11 +49,13 @@ async def run(
         async with asyncio.TaskGroup() as background:
             delivery = background.create_task(service.dispatcher.run())
             async with service.intake():
-                helpers = _start_helpers(service, background, reload_requests)
+                helpers = _start_helpers(service, background, reload_requests, runtime.on_reload)
+                runtime.publish()  # before READY=1: whoever waits for READY finds the daemon at once
                 await _announce_ready(service)
                 if on_ready:
                     on_ready(service)
                 await (shutdown_trigger or asyncio.get_running_loop().create_future)()
+                runtime.withdraw()
                 service.notifier.notify("STOPPING=1", "STATUS=stopping: draining in-flight invocations")
                 service.log.info("service.stopping")
                 deadline = asyncio.get_running_loop().time() + service.config.shutdown_timeout
@@ -62,10 +68,10 @@ async def run(
     service.log.info("service.stopped")
 
 
-def _start_helpers(service: Service, group: asyncio.TaskGroup,
-                   reload_requests: asyncio.Queue[str] | None) -> list[asyncio.Task[None]]:
+def _start_helpers(service: Service, group: asyncio.TaskGroup, reload_requests: asyncio.Queue[str] | None,
+                   on_reload: Callable[[dict], None] | None = None) -> list[asyncio.Task[None]]:
     """Watchdog pings and reload handling, which live as long as intake does."""
-    reloader = Reloader(service)
+    reloader = Reloader(service, on_result=on_reload)
     reload_requests = reload_requests or asyncio.Queue()
     tasks = [group.create_task(reloader.serve(reload_requests)), group.create_task(watchdog(service.notifier))]
     if service.config_path is not None:

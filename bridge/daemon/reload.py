@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -77,10 +78,11 @@ def plan(old: Config, new: Config) -> tuple[Plan, Config]:
 class Reloader:
     """Applies reload requests one at a time, keeping the running config when the new one is invalid."""
 
-    def __init__(self, service: Reloadable) -> None:
+    def __init__(self, service: Reloadable, on_result: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.service = service
         self.log = get_logger()
         self._digest = _digest(service.config_path)
+        self.on_result = on_result  # told each outcome (the runtime file records it for the CLI)
 
     async def serve(self, requests: asyncio.Queue[str]) -> None:
         """Handle reload requests until cancelled; bursts (an editor's save) coalesce into one reload."""
@@ -111,6 +113,9 @@ class Reloader:
         changes, effective = plan(service.config, new)
         await self._apply(changes, effective)
         service.metrics.reloads.labels("applied").inc()
+        if self.on_result:
+            self.on_result({"result": "applied", "config_sha256": self._digest,
+                            "needs_restart": list(changes.needs_restart)})
         self.log.info("reload.applied", reason=reason, ms=round((time.perf_counter() - started) * 1000, 1),
                       needs_restart=list(changes.needs_restart), **changes.summary())
         service.notifier.notify("READY=1", service.status_line())
@@ -119,6 +124,8 @@ class Reloader:
     def _rejected(self, err: ConfigError) -> bool:
         service = self.service
         service.metrics.reloads.labels("invalid").inc()
+        if self.on_result:
+            self.on_result({"result": "invalid", "config_sha256": self._digest, "problems": err.problems})
         for problem in err.problems:
             self.log.error("reload.invalid", problem=problem, config=str(service.config_path))
         first = err.problems[0] if err.problems else str(err)

@@ -172,6 +172,8 @@ def test_sigkill_of_the_daemon_loses_nothing(tmp_path: Path, broker: Mosquitto) 
 
 def test_tls_and_credentials(tmp_path: Path, broker: Mosquitto) -> None:
     certs = broker.certs
+    secret = tmp_path / "mqtt-password"  # as systemd's LoadCredential= would provide it
+    secret.write_text(PASSWORD + "\n")
     sources = [
         source("tls-ok", broker.tls_url, "SELECT n, topic() AS t FROM 'secure/ok'", tls={"ca_file": str(certs.ca)}),
         source("tls-wrong-ca", broker.tls_url, "SELECT n FROM 'secure/wrong'", tls={"ca_file": str(certs.other_ca)}),
@@ -180,18 +182,21 @@ def test_tls_and_credentials(tmp_path: Path, broker: Mosquitto) -> None:
         source("auth-ok", broker.auth_url, "SELECT n, topic() AS t FROM 'auth/ok'", username=USER,
                password="${MQTT_PASSWORD}"),
         source("auth-bad", broker.auth_url, "SELECT n FROM 'auth/bad'", username=USER, password="not-the-password"),
+        source("auth-file", broker.auth_url, "SELECT n, topic() AS t FROM 'auth/file'", username=USER,
+               password_file=str(secret)),
     ]
     config = daemon_config(tmp_path, sources, ["sink"])
     with Daemon(config, env={"MQTT_PASSWORD": PASSWORD}) as daemon:
-        daemon.wait_for("mqtt.subscribed", count=3)
+        daemon.wait_for("mqtt.subscribed", count=4)
         for name in ("tls-wrong-ca", "auth-bad"):  # refused again and again, with a clear reason; no crash
             daemon.wait_for("mqtt.connect_failed", count=3, source=name, timeout=60)
         with Publisher(broker.plain_port) as pub:
-            for n, topic in enumerate(("secure/ok", "secure/insecure", "auth/ok", "secure/wrong", "auth/bad")):
+            for n, topic in enumerate(("secure/ok", "secure/insecure", "auth/ok", "secure/wrong", "auth/bad",
+                                       "auth/file")):
                 pub.send(topic, json.dumps({"n": n}))
-        wait_until(lambda: len(events(tmp_path, "sink")) >= 3, timeout=30)
+        wait_until(lambda: len(events(tmp_path, "sink")) >= 4, timeout=30)
         assert daemon.proc is not None and daemon.proc.poll() is None, "the daemon keeps running"
-    assert sorted(e["t"] for e in events(tmp_path, "sink")) == ["auth/ok", "secure/insecure", "secure/ok"]
+    assert sorted(e["t"] for e in events(tmp_path, "sink")) == ["auth/file", "auth/ok", "secure/insecure", "secure/ok"]
     [tls_error] = daemon.find("mqtt.connect_failed", source="tls-wrong-ca")[:1]
     assert "CERTIFICATE_VERIFY_FAILED" in tls_error["error"] and "tls.ca_file" in tls_error["hint"]
     [auth_error] = daemon.find("mqtt.connect_failed", source="auth-bad")[:1]

@@ -59,7 +59,7 @@ def test_at_and_fire_deliver_eventbridge_events_in_both_styles(tmp_path: Path) -
     with Daemon(config) as daemon:
         daemon.wait_for("schedule.armed", count=5)
         assert time.time() < due, "the daemon must be armed before the fire time (machine too slow?)"
-        fired = cli(config, "fire", "manual")
+        fired = cli(config, "fire", "manual", "--json")
         assert fired.returncode == 0, fired.stderr
         fired_rule = cli(config, "fire", "manual-rule")
         events = wait_seen(tmp_path, 5)
@@ -74,7 +74,7 @@ def test_at_and_fire_deliver_eventbridge_events_in_both_styles(tmp_path: Path) -
     assert rule["resources"] == ["arn:aws:events:eu-west-1:123456789012:rule/rule-at"]
     assert sched["source"] == "aws.scheduler" and sched["detail"] == "{}"
     assert sched["resources"] == ["arn:aws:scheduler:eu-west-1:123456789012:schedule/default/sched-at"]
-    assert by_source["manual"]["id"] == fired.stdout.strip(), "fire prints the event id"
+    assert by_source["manual"]["id"] == json.loads(fired.stdout)["event_id"], "fire prints the event id"
     assert by_source["constant"] == {"mode": "full"} and fired_rule.returncode == 0
     assert by_source["sched-input"] == {
         "arn": "arn:aws:scheduler:eu-west-1:123456789012:schedule/default/sched-input", "at": iso_z(due),
@@ -105,7 +105,7 @@ def test_restart_around_fire_times_never_duplicates_and_honours_catch_up(tmp_pat
         assert time.time() < early, "the daemon must be armed before the first fire (machine too slow?)"
         wait_seen(tmp_path, 1)
     assert time.time() < missed, "the daemon must be down before the second fire time (machine too slow?)"
-    manual = cli(config, "fire", "skip").stdout.strip()  # queued while the daemon is down
+    manual = json.loads(cli(config, "fire", "skip", "--json").stdout)["event_id"]  # queued while the daemon is down
     wait_until(lambda: time.time() > missed + 1.5, timeout=30)
 
     with Daemon(config) as daemon:

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from bridge.config.base import SourceBase, Strict
+from bridge.config.base import SourceBase, Strict, error_at
 from bridge.errors import ExpressionError
 
 
@@ -61,6 +61,9 @@ class MqttSourceConfig(SourceBase):
     client_id: str | None = None
     username: str | None = None
     password: str | None = Field(default=None, repr=False)
+    # A file holding the password (e.g. ${CREDENTIALS_DIRECTORY}/mqtt-password under systemd's
+    # LoadCredential=), read at each connect so the secret never sits in the config file.
+    password_file: Path | None = None
     tls: TlsConfig = TlsConfig()
     sql: str
     qos: Literal[0, 1] = 1
@@ -81,6 +84,52 @@ class MqttSourceConfig(SourceBase):
         if parts.path.strip("/") or parts.query:
             raise ValueError(f"{value!r}: give only mqtt[s]://HOST[:PORT], without a path or query")
         return value
+
+    @field_validator("password", mode="before")
+    @classmethod
+    def _password(cls, value: Any) -> Any:
+        # YAML reads `password: 12345` as a number; the user meant the text (and it must never be echoed).
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        return value
+
+    @field_validator("password_file", mode="before")
+    @classmethod
+    def _password_file(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, str):
+            return value
+        path = (Path((info.context or {}).get("base_dir", ".")) / Path(value).expanduser()).resolve()
+        if not path.is_file():
+            raise ValueError(f"file {str(path)!r} does not exist; write the password into it, or use password")
+        return path
+
+    @model_validator(mode="after")
+    def _credentials(self) -> MqttSourceConfig:
+        if self.password is not None and self.password_file is not None:
+            raise error_at("password_file", "give either password or password_file, not both")
+        if (self.password is not None or self.password_file is not None) and self.username is None:
+            key = "password" if self.password is not None else "password_file"
+            raise error_at(key, "a password needs a username (MQTT sends no password without one); add username")
+        return self
+
+    def read_password(self) -> str | None:
+        """The password: given inline, or read from ``password_file`` (trailing newline dropped)."""
+        if self.password_file is None:
+            return self.password
+        return self.password_file.read_text().rstrip("\r\n")
+
+    @classmethod
+    def check(cls, indexed: list[tuple[int, Any]], queues: dict[str, Any]) -> list[str]:
+        """Two sources with one client id on one broker would keep taking each other's session over."""
+        problems, seen = [], {}
+        for i, source in indexed:
+            key = (source.address[:2], source.effective_client_id)
+            if key in seen:
+                problems.append(f"sources[{i}].client_id: {source.effective_client_id!r} is also the client id of "
+                                f"sources[{seen[key]}] on the same broker; the broker would disconnect one for the "
+                                "other: give each source its own client_id")
+            seen.setdefault(key, i)
+        return problems
 
     @field_validator("sql")
     @classmethod

@@ -118,8 +118,12 @@ class MqttSource:
 
     def _client(self) -> _Client:
         host, port, _ = self.config.address
+        try:
+            password = self.config.read_password()
+        except OSError as err:  # retried with backoff, like a broker that cannot be reached
+            raise aiomqtt.MqttError(f"cannot read password_file: {err.strerror}") from None
         return _Client(host, port, identifier=self.client_id, username=self.config.username,
-                       password=self.config.password, clean_session=False, keepalive=self.config.keepalive,
+                       password=password, clean_session=False, keepalive=self.config.keepalive,
                        tls_context=self.tls, protocol=aiomqtt.ProtocolVersion.V311)
 
     async def _session(self, retry_state: RetryCallState) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from bridge.config.base import SourceBase, Strict
+from bridge.config.base import SourceBase, Strict, error_at
 from bridge.errors import ExpressionError
 
 
@@ -42,7 +42,9 @@ class ScheduleSourceConfig(SourceBase):
             parse_schedule(self.schedule, timezone=self.timezone, start_date=self.start_date,
                            end_date=self.end_date)
         except ExpressionError as err:
-            raise ValueError(str(err)) from None
+            text = str(err)
+            key = next((k for k in ("timezone", "start_date", "end_date") if k in text), "schedule")
+            raise error_at("timezone" if "time zone" in text else key, text) from None
         return self
 
 
