@@ -1,6 +1,5 @@
 """An S3-triggered handler written exactly as for AWS Lambda: reports what it would thumbnail."""
 
-import json
 import logging
 import os
 from urllib.parse import unquote_plus

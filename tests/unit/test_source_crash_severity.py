@@ -20,7 +20,7 @@ async def test_a_crashed_source_is_an_error(monkeypatch) -> None:
     monkeypatch.setattr(runner_module.registry, "create", lambda config, ctx: Crashing())
     config = SimpleNamespace(name="uploads", type="directory", function="thumbnails")
     with capture_logs() as logs, pytest.raises(ExceptionGroup):
-        async with runner_module.SourceRunner(lambda stats: SimpleNamespace(stats=stats)) as sources:
+        async with runner_module.SourceRunner(lambda stats, config: SimpleNamespace(stats=stats)) as sources:
             sources.start(config)
             await asyncio.wait({sources.tasks["uploads"]})  # it crashes at its first step
     [crash] = [e for e in logs if e["event"] == "source.crashed"]
