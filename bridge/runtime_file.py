@@ -58,7 +58,8 @@ def read(state_dir: Path) -> dict[str, Any] | None:
 
 
 def pid_alive(pid: Any) -> bool:
-    """True when a process with this pid exists (it may belong to another user)."""
+    """True when a process with this pid runs (it may be another user's); a zombie (killed, not yet reaped)
+    does not."""
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:
@@ -66,7 +67,12 @@ def pid_alive(pid: Any) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
+        return True  # another user's process
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
         return True
+    return state not in ("Z", "X")
     return True
 
 

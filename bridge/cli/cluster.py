@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 import click
 
 from bridge.cli.context import State, emit_json, global_options, pass_state
+from bridge.cli.dlq import selection
 
 
 @click.group("cluster", short_help="cluster mode: the shared SQS queue and DynamoDB table")
@@ -93,14 +93,8 @@ def show(state: State, entry_id: str) -> int:
     return 0
 
 
-def _selection(command: Callable[..., int]) -> Callable[..., int]:
-    command = click.option("--function", metavar="NAME", help="only entries of this function")(command)
-    command = click.option("--all", "all_", is_flag=True, help="every entry (with --function: all of it)")(command)
-    return click.argument("ids", nargs=-1, metavar="[ID]...")(command)
-
-
 @dlq.command("redrive")
-@_selection
+@selection
 @global_options
 @pass_state
 def redrive(state: State, ids: tuple[str, ...], all_: bool, function: str | None) -> int:
@@ -111,7 +105,7 @@ def redrive(state: State, ids: tuple[str, ...], all_: bool, function: str | None
 
 
 @dlq.command("purge")
-@_selection
+@selection
 @global_options
 @pass_state
 def purge(state: State, ids: tuple[str, ...], all_: bool, function: str | None) -> int:

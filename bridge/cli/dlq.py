@@ -50,14 +50,15 @@ def _emit(value: Any) -> int:
     return 0
 
 
-def _selection(command: Callable[..., int]) -> Callable[..., int]:
+def selection(command: Callable[..., int]) -> Callable[..., int]:
+    """ID..., --all and --function: which dead letters a redrive or purge takes (cluster dlq shares it)."""
     command = click.option("--function", metavar="NAME", help="only entries of this function")(command)
     command = click.option("--all", "all_", is_flag=True, help="every entry (with --function: all of it)")(command)
     return click.argument("ids", nargs=-1, metavar="[ID]...")(command)
 
 
 @dlq.command("redrive")
-@_selection
+@selection
 @global_options
 @pass_state
 def redrive(state: State, ids: tuple[str, ...], all_: bool, function: str | None) -> int:
@@ -72,7 +73,7 @@ def redrive(state: State, ids: tuple[str, ...], all_: bool, function: str | None
 
 
 @dlq.command("purge")
-@_selection
+@selection
 @global_options
 @pass_state
 def purge(state: State, ids: tuple[str, ...], all_: bool, function: str | None) -> int:

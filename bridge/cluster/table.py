@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.errors import BridgeError, NodeIdInUse
+from bridge.runtime_file import pid_alive
 from bridge.store import DeadLetter
 
 NODE, DLQ, FIRE = "node", "dlq", "fire#"
@@ -247,18 +248,9 @@ def _free(old: dict[str, Any], host: str, now: float, lease: float) -> bool:
     """A node id is free when its holder stopped, went silent for a lease, or was this host's dead process."""
     if old.get("state") == "stopped" or now - float(old.get("heartbeat_at", 0)) > lease:
         return True
-    return old.get("host") == host and not _alive(int(float(old.get("pid") or 0)))
+    return old.get("host") == host and not pid_alive(int(float(old.get("pid") or 0)))
 
 
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True
 
 

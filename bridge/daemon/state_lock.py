@@ -11,6 +11,7 @@ from pathlib import Path
 
 from bridge.errors import StateDirInUse
 from bridge.private import private_dir, private_file
+from bridge.runtime_file import pid_alive
 
 LOCK_NAME = "daemon.lock"
 # A daemon killed with SIGKILL leaves its workers to die by their parent-death signal a moment later; they
@@ -78,20 +79,8 @@ def _recorded_pid(fd: int) -> int | None:
 
 
 def _alive(pid: int | None) -> bool:
-    """True for a running process; a zombie (killed, not yet reaped by its parent) is gone."""
-    if pid is None or pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state not in ("Z", "X")
+    """True for a running process other than this one."""
+    return pid != os.getpid() and pid_alive(pid)
 
 
 def holders_of(path: Path) -> list[int]:
