@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 from bridge.config.model import LocalFunctionConfig
 from bridge.invokers.runtime_api import Pending, RuntimeApi
+from bridge.log import get_logger
 from bridge.model import Invocation, error_body
 
 INIT_TIMEOUT = 10.0  # Lambda's init phase limit for on-demand functions
@@ -30,11 +31,21 @@ def pdeathsig_launcher() -> tuple[str, ...]:
     """``setpriv --pdeathsig KILL --``: the worker is SIGKILLed when the daemon dies, even by SIGKILL.
 
     setpriv (util-linux) sets PR_SET_PDEATHSIG and execs the worker: one extra exec, while Popen keeps its
-    vfork fast path (a ``preexec_fn`` would force a full fork of the daemon). Without setpriv, no launcher:
-    an orphaned worker then still exits once its Runtime API is gone, and holds the state lock meanwhile.
+    vfork fast path (a ``preexec_fn`` would force a full fork of the daemon). setpriv also re-applies the
+    capability sets (capset), which a seccomp filter may refuse (systemd's ``SystemCallFilter=~@privileged``
+    without ``capset``): it is probed once per function, and where it cannot run there is no launcher. An
+    orphaned worker then still exits once its Runtime API is gone, and holds the state lock meanwhile.
     """
-    setpriv = shutil.which("setpriv")
-    return (setpriv, "--pdeathsig", "KILL", "--") if setpriv else ()
+    setpriv, true = shutil.which("setpriv"), shutil.which("true")
+    if setpriv is None or true is None:
+        return ()
+    launcher = (setpriv, "--pdeathsig", "KILL", "--")
+    probe = subprocess.run([*launcher, true], capture_output=True, text=True, check=False)
+    if probe.returncode != 0:
+        get_logger().warning("worker.no_pdeathsig", error=probe.stderr.strip()[:200],
+                             fix="allow capset (SystemCallFilter=capset) so workers die with the daemon")
+        return ()
+    return launcher
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,7 @@ echo 'a picture' >/srv/inbox/cat.jpg
 step watched poll 30 test -f /srv/inbox/done/cat.jpg.txt   # .txt: not a .jpg, so not an event again
 step invoke_boom invoke boom boom.json
 step invoke_ok invoke ok ok.json
+cp /var/lib/lambda-bridge/logs/*.log "$R/" 2>/dev/null || true   # the functions' own logs, for a failing run
 
 show watchdog-1.txt
 pings=0 last=$(systemctl show -p WatchdogTimestampMonotonic --value lambda-bridge)
