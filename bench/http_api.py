@@ -1,21 +1,14 @@
 """Benchmark the http source: one FastAPI app (a) under uvicorn, (b) behind the http source through Mangum,
 (c) python-lambda-local per request; requests/s and p50/p99 at concurrency 1 and 16, 2 workers each."""
 
-# ruff: noqa: E402 -- the path fix below must run before anything imports the standard library's http
 from __future__ import annotations
-
-import os
-import sys
-
-# Run as ``python bench/http.py``, this file's folder comes first on sys.path and its name would shadow the
-# standard library's ``http`` package (which aiohttp and urllib import): take the folder off the path.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
 
 import argparse
 import asyncio
 import json
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -149,7 +142,7 @@ def main() -> None:
               f"(b) req/s = {100 * b['per_s'] / a['per_s']:.0f} % of (a)")
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
-    (out / "http.json").write_text(json.dumps(rows, indent=2))
+    (out / "http_api.json").write_text(json.dumps(rows, indent=2))
 
 
 if __name__ == "__main__":
