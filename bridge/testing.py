@@ -13,7 +13,7 @@ import tempfile
 import textwrap
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,30 @@ def write_config(path: Path, config: dict[str, Any]) -> Path:
     """Write ``config`` as YAML to ``path``."""
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+@contextlib.contextmanager
+def moto_server(command: list[str], cwd: Path | None = None) -> Iterator[str]:
+    """moto in server mode as a subprocess (``command`` ends with its port); yields its URL once it answers."""
+    port = command[command.index("-p") + 1]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: answers(f"{url}/moto-api/"), timeout=30)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def answers(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01) -> Any:

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import urllib.request
 from collections.abc import Iterator
 
 import boto3
 import pytest
 from hypothesis import HealthCheck, settings
 
-from bridge.testing import free_port, wait_until
+from bridge.testing import free_port, moto_server
 
 # Property-based fuzz tests: bounded so the suite stays fast; `HYPOTHESIS_PROFILE=long pytest -k fuzz --timeout 3600`
 # by hand runs a hundred times more examples. Deadlines are off: the daemon tests time a real HTTP round trip.
@@ -31,27 +29,11 @@ def fake_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(key, value)
 
 
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="session")
 def moto_url() -> Iterator[str]:
     """moto in server mode, as a subprocess on a free port (its SQS and Lambda speak the real wire protocols)."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: _answers(f"{url}/moto-api/"), timeout=30)
+    with moto_server([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(free_port())]) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.fixture

@@ -25,8 +25,8 @@ from typing import Any
 import boto3
 import pytest
 
-from bridge.testing import Daemon, free_port, wait_until, write_config, write_handler
-from tests.conftest import FAKE_AWS, _answers
+from bridge.testing import Daemon, free_port, moto_server, wait_until, write_config, write_handler
+from tests.conftest import FAKE_AWS
 from tests.integration import moto_atomic
 
 # Records every invocation; the first attempt of an event asking to "hang" sleeps (a node to kill mid-call).
@@ -142,16 +142,8 @@ def _base_env() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
     """moto's server with atomic DynamoDB writes (see moto_atomic: moto's own server races on them)."""
-    port = free_port()
-    proc = subprocess.Popen(moto_atomic.command(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            cwd=Path(__file__).parents[2])
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: _answers(f"{url}/moto-api/"), timeout=30)
+    with moto_server(moto_atomic.command(free_port()), cwd=Path(__file__).parents[2]) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.fixture
