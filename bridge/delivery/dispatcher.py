@@ -26,6 +26,7 @@ from bridge.store import DeadLetter, QueuedEvent, Store, StoreOp
 
 FETCH = 256  # events read from the store per query for one function
 RESCAN = 2.0  # seconds: how soon rows written by another process (dlq redrive, offline invoke) are seen
+REFETCH = 0.5  # seconds: a lane fed from intake still reads the store this often (retries now due, RESCAN's rows)
 SEND_ATTEMPTS = 5
 
 
@@ -35,6 +36,10 @@ class Lane:
 
     ``width`` consumers deliver from one shared buffer (one per unit of concurrency), so an event costs no
     task of its own; ``fetching`` lets one of them at a time refill the buffer from the store.
+
+    ``caught_up``: the last read of the store found every due event, so fresh events go from intake
+    straight into the buffer once they are committed, and the store is read again only when the buffer
+    runs dry or every REFETCH seconds (for retries that became due meanwhile).
     """
 
     name: str
@@ -47,6 +52,17 @@ class Lane:
     handling: set[str] = field(default_factory=set)
     buffer: deque[QueuedEvent] = field(default_factory=deque)
     stopped: bool = False
+    caught_up: bool = False
+    fetched_at: float = 0.0  # time.monotonic() of the last read of the store
+
+    def take(self, event: QueuedEvent, now: float) -> None:
+        """Buffer a freshly committed event when the store holds nothing older for this lane."""
+        if not self.caught_up or event.next_at > now or len(self.buffer) >= FETCH:
+            self.caught_up = False  # it waits in the store for the next read, in its turn
+        elif event.id not in self.handling:
+            self.handling.add(event.id)
+            self.buffer.append(event)
+        self.wake.set()
 
 
 class Dispatcher:
@@ -108,11 +124,12 @@ class Dispatcher:
         """
         await self._wait_for_room(len(events))
         added = await self.store.enqueue(events, also=also)
-        self._depth += added
-        for name in {e.function for e in events}:
-            if name in self.lanes:
-                self.lanes[name].wake.set()
-        return added
+        self._depth += len(added)
+        now = time.time()
+        for event in added:
+            if (lane := self.lanes.get(event.function)) is not None:
+                lane.take(event, now)
+        return len(added)
 
     async def _wait_for_room(self, count: int) -> None:
         """Backpressure: past max_queued_events, intake pauses (and says so) until delivery makes room."""
@@ -227,22 +244,26 @@ class Dispatcher:
     async def _next(self, lane: Lane) -> QueuedEvent | None:
         """The next due event of this lane, waiting for one to become due, to arrive, or for stop."""
         while not (self._stopping.is_set() or lane.stopped):
+            if lane.buffer and time.monotonic() - lane.fetched_at < REFETCH:
+                return lane.buffer.popleft()
+            async with lane.fetching:  # one consumer reads the store; the others find the buffer full after it
+                if not lane.buffer or time.monotonic() - lane.fetched_at >= REFETCH:
+                    await self._fetch(lane)
             if lane.buffer:
                 return lane.buffer.popleft()
-            async with lane.fetching:  # one consumer refills; the others find the buffer full after it
-                if not lane.buffer:
-                    await self._fetch(lane)
         return None
 
     async def _fetch(self, lane: Lane) -> None:
         lane.wake.clear()
+        lane.fetched_at = time.monotonic()
         due = await self.store.due(lane.name, time.time(), lane.handling, FETCH)
+        lane.caught_up = len(due) < FETCH
         # After a reload two lanes of one function may query at once: never take an event twice.
         due = [e for e in due if e.id not in lane.handling]
         if due:
             lane.handling.update(e.id for e in due)
             lane.buffer.extend(due)
-        elif not (self._stopping.is_set() or lane.stopped):
+        elif not (lane.buffer or self._stopping.is_set() or lane.stopped):
             await self._sleep_until_due(lane)
 
     async def _sleep_until_due(self, lane: Lane) -> None:
