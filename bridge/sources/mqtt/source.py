@@ -26,7 +26,8 @@ from bridge.sources.mqtt.config import MqttSourceConfig
 from bridge.sources.mqtt.iot_sql import NonJsonPayload, parse_rule
 
 UNKNOWN_PUBLISHER = "n/a"  # clientid(): MQTT never tells a subscriber who published; AWS says "n/a" then
-MAX_HANDLING = 1024  # messages being made durable at once; the broker's in-flight window is usually smaller
+MAX_BATCH = 256  # messages made durable in one commit: the first one and those that arrived meanwhile
+MAX_BATCHES = 4  # batches being made durable at once (so at most 1,024 messages; a broker's window is smaller)
 BACKOFF = wait_random_exponential(multiplier=0.5, max=30)  # seconds: U(0, 0.5), U(0, 1), ... capped at 30
 PACKETS_TABLE = """CREATE TABLE IF NOT EXISTS mqtt_packets (
     source TEXT NOT NULL, mid INTEGER NOT NULL, event_id TEXT NOT NULL, PRIMARY KEY (source, mid))"""
@@ -55,6 +56,13 @@ class _Client(aiomqtt.Client):
     def ack(self, mid: int) -> None:
         """Send the PUBACK for QoS 1 message ``mid`` (a no-op when the connection is gone)."""
         self._client.ack(mid, 1)
+
+    def queued(self, limit: int) -> list[paho.MQTTMessage]:
+        """Up to ``limit`` messages already received and waiting, without waiting for more."""
+        waiting: list[paho.MQTTMessage] = []
+        while len(waiting) < limit and not self._queue.empty():
+            waiting.append(cast(paho.MQTTMessage, self._queue.get_nowait()))
+        return waiting
 
 
 @dataclass(eq=False, slots=True)
@@ -98,7 +106,7 @@ class MqttSource:
             self.client_id = f"{self.client_id}-{cluster.node_id}"[:128]
             self.topic_filter = f"$share/{config.effective_client_id}/{self.rule.topic_filter}"
         self.tls = config.tls.ssl_context() if config.address[2] else None
-        self.room = asyncio.Semaphore(MAX_HANDLING)
+        self.room = asyncio.Semaphore(MAX_BATCHES)
         host, port, _ = config.address
         self.log = get_logger(source=config.name, function=config.function)
         self.broker = f"{host}:{port}"
@@ -169,36 +177,50 @@ class MqttSource:
         raise error
 
     async def _read(self, client: _Client, window: _AckWindow, handlers: asyncio.TaskGroup) -> aiomqtt.MqttError:
+        """Take messages in batches: the next one, and those that arrived while the last batch was committing.
+
+        Under load a batch grows to what the broker sent during one commit, so a message costs a share of a
+        commit and of a task instead of one each; when messages are sparse, a batch is one message.
+        """
         try:
             async for received in client.messages:
-                message = cast(paho.MQTTMessage, received)
                 await self.room.acquire()
-                slot = window.open(message.mid) if message.qos > 0 else None
-                handlers.create_task(self._handle(message, window, slot))
+                batch = [cast(paho.MQTTMessage, received), *client.queued(MAX_BATCH - 1)]
+                slots = [window.open(m.mid) if m.qos > 0 else None for m in batch]
+                handlers.create_task(self._handle(batch, window, slots))
         except aiomqtt.MqttError as err:
             return err
         return aiomqtt.MqttError("the message stream ended")  # aiomqtt ends it only by raising
 
-    async def _handle(self, message: paho.MQTTMessage, window: _AckWindow, slot: _Slot | None) -> None:
-        """Make the message durable (or decide to skip it), then let the ack window acknowledge it."""
+    async def _handle(self, batch: list[paho.MQTTMessage], window: _AckWindow, slots: list[_Slot | None]) -> None:
+        """Make the batch durable (or decide to skip its messages), then let the ack window acknowledge it."""
         try:
-            await self._process(message)
+            await self._process(batch)
         finally:
             self.room.release()
-        if slot is not None:
-            window.settle(slot)  # only after success: an error or a cancel leaves it to the broker to resend
+        for slot in slots:  # only after success: an error or a cancel leaves it to the broker to resend
+            if slot is not None:
+                window.settle(slot)
 
-    async def _process(self, message: paho.MQTTMessage) -> None:
-        self.ctx.stats.extra["received"] += 1
-        payload = self._evaluate(message)
-        if payload is None:
-            self.ctx.stats.extra["skipped"] += 1
-            return
-        if message.qos == 0:  # at most once: nothing to recognise a redelivery by
-            await self.ctx.dispatcher.accept(self.config.function, payload)
-        else:
-            await self._accept_once(message, payload)
-        self.ctx.stats.events += 1
+    async def _process(self, batch: list[paho.MQTTMessage]) -> None:
+        """One commit for the batch's events and, for QoS 1, the ids a redelivery must reuse."""
+        stats = self.ctx.stats
+        stats.extra["received"] += len(batch)
+        events, packets = [], []
+        for message in batch:
+            payload = self._evaluate(message)
+            if payload is None:
+                stats.extra["skipped"] += 1
+            elif message.qos == 0:  # at most once: nothing to recognise a redelivery by
+                events.append(new_event(self.config.function, payload))
+            else:
+                event_id = await self._event_id(message)
+                events.append(new_event(self.config.function, payload, event_id=event_id,
+                                        request_id=request_id_for(event_id)))
+                packets.append((self.name, message.mid, event_id))
+        if events:
+            await self.ctx.dispatcher.accept_many(events, also=functools.partial(_remember, packets))
+        stats.events += len(events)
 
     def _evaluate(self, message: paho.MQTTMessage) -> bytes | None:
         """The event for this message, or None when the rule does not fire (logged when it is a surprise)."""
@@ -224,13 +246,6 @@ class MqttSource:
             return None
         return payload
 
-    async def _accept_once(self, message: paho.MQTTMessage, payload: bytes) -> None:
-        """Queue the event under an id a redelivery of the same message gets again; remember the id by mid."""
-        event_id = await self._event_id(message)
-        event = new_event(self.config.function, payload, event_id=event_id, request_id=request_id_for(event_id))
-        remember = functools.partial(_remember, self.name, message.mid, event_id)
-        await self.ctx.dispatcher.accept_many([event], also=remember)
-
     async def _event_id(self, message: paho.MQTTMessage) -> str:
         """A redelivery (DUP) of a message we queued reuses its id; any other message gets a new one."""
         base = fingerprint(self.client_id, message.topic, message.mid, message.payload)
@@ -254,10 +269,16 @@ def request_id_for(event_id: str) -> str:
     return str(uuid.UUID(bytes=hashlib.sha256(event_id.encode()).digest()[:16], version=4))
 
 
-def _remember(source: str, mid: int, event_id: str, conn: sqlite3.Connection) -> None:
-    # Runs in the enqueue's transaction: the event and the id a redelivery must reuse are durable together.
-    conn.execute("INSERT OR REPLACE INTO mqtt_packets (source, mid, event_id) VALUES (?, ?, ?)",
-                 (source, mid, event_id))
+def _remember(packets: list[tuple[str, int, str]], conn: sqlite3.Connection) -> None:
+    """(source, mid, event id) of QoS 1 messages: the id a redelivery (DUP) of each must reuse.
+
+    Runs in the enqueue's transaction, so the events and these ids are durable together; one statement for
+    the batch (a mid appears once in it: the broker reuses a mid only after its PUBACK).
+    """
+    if packets:
+        rows = ",".join(["(?,?,?)"] * len(packets))
+        conn.execute(f"INSERT OR REPLACE INTO mqtt_packets (source, mid, event_id) VALUES {rows}",
+                     [value for packet in packets for value in packet])
 
 
 def _recall(source: str, mid: int, conn: sqlite3.Connection) -> str | None:
