@@ -150,8 +150,11 @@ def test_sigkill_loses_nothing_acknowledged(tmp_path: Path) -> None:
         sqs = client(port)
         url = sqs.get_queue_url(QueueName="jobs")["QueueUrl"]
         for i in range(300):
-            sqs.send_message(QueueUrl=url, MessageBody=f"m{i}")
-            acknowledged.add(f"m{i}")
+            # The second half takes the handler 20 ms a message, so the kill surely comes mid-consumption
+            # however fast the daemon consumes (the first half alone once kept pace with the sender).
+            body = f"m{i}" if i <= 150 else json.dumps({"m": i, "sleep": 0.02})
+            sqs.send_message(QueueUrl=url, MessageBody=body)
+            acknowledged.add(body)
             if i == 150:
                 wait_until(lambda: bodies(record), timeout=30)
         daemon.kill()  # SIGKILL, mid-consumption
