@@ -18,7 +18,7 @@ from typing import Any
 
 from asyncinotify import Inotify, Mask
 
-from bridge.testing import Daemon, wait_until, write_config, write_handler
+from bridge.testing import PRODUCTION_LOGS, Daemon, wait_until, write_config, write_handler
 
 # Records when the handler started, per key (the first thing it does), appended in one write.
 STAMP = """
@@ -40,7 +40,7 @@ def daemon_for(work: Path, root: Path, state: Path, concurrency: int) -> tuple[D
               "functions": {"stamp": {"handler": "app.handler", "code": str(code), "reserved_concurrency": concurrency,
                                       "environment": {"RECORD_FILE": str(record)}}},
               "sources": [{"name": "bench", "type": "directory", "path": str(root), "function": "stamp"}]}
-    return Daemon(write_config(work / "config.yaml", config)), record
+    return Daemon(write_config(work / "config.yaml", config), env=PRODUCTION_LOGS), record
 
 
 def handled(record: Path) -> dict[str, float]:

@@ -22,7 +22,7 @@ from bridge.config.model import parse_config
 from bridge.invokers.local import LocalFunction
 from bridge.invokers.worker import FunctionSpec
 from bridge.model import Invocation
-from bridge.testing import Daemon, free_port, write_config, write_handler
+from bridge.testing import PRODUCTION_LOGS, Daemon, free_port, write_config, write_handler
 
 NOOP = "def handler(event, context):\n    return {'ok': True}\n"
 EVENT = b'{"key": "value"}'
@@ -129,7 +129,8 @@ def idle_rss(root: Path, code: Path) -> float:
     port = free_port()
     config = {"state_dir": str(root / "state"), "api": {"listen": f"127.0.0.1:{port}"},
               "functions": {"noop": {"handler": "app.handler", "code": str(code)}}}
-    with Daemon(write_config(root / "idle.yaml", config), env={"PYTHONWARNINGS": "ignore"}) as daemon:
+    env = {"PYTHONWARNINGS": "ignore", **PRODUCTION_LOGS}
+    with Daemon(write_config(root / "idle.yaml", config), env=env) as daemon:
         return _rss_mb(daemon.proc.pid)
 
 
@@ -144,7 +145,7 @@ async def http_bench(root: Path, code: Path, n: int) -> dict[str, float]:
     port = free_port()
     config = {"state_dir": str(root / "state"), "api": {"listen": f"127.0.0.1:{port}"},
               "functions": {"noop": {"handler": "app.handler", "code": str(code), "reserved_concurrency": 1}}}
-    daemon = Daemon(write_config(root / "http.yaml", config)).start()
+    daemon = Daemon(write_config(root / "http.yaml", config), env=PRODUCTION_LOGS).start()
     try:
         return await http_latency(f"http://127.0.0.1:{port}", n)
     finally:

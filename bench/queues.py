@@ -17,7 +17,7 @@ from typing import Any
 from aiobotocore.session import get_session
 from botocore.config import Config as BotoConfig
 
-from bridge.testing import Daemon, free_port, wait_until, write_config, write_handler
+from bridge.testing import PRODUCTION_LOGS, Daemon, free_port, wait_until, write_config, write_handler
 
 NOOP = "def handler(event, context):\n    return None\n"
 CREDS = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench"}
@@ -88,7 +88,7 @@ async def latency(endpoint: str, queue_url: str, n: int) -> dict[str, float]:
 def embedded(root: Path, n: int, n_latency: int) -> dict[str, dict[str, float]]:
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
-    with Daemon(_config(root / "embedded", port, "bench", None)):
+    with Daemon(_config(root / "embedded", port, "bench", None), env=PRODUCTION_LOGS):
         base = f"{endpoint}/000000000000"
         asyncio.run(throughput(endpoint, f"{base}/bench", 100))  # warm the worker and the path
         rows = {"embedded queue -> no-op handler, batch 10": asyncio.run(throughput(endpoint, f"{base}/bench", n))}
@@ -104,7 +104,7 @@ def moto(root: Path, n: int) -> dict[str, dict[str, float]]:
     try:
         wait_until(lambda: _answers(endpoint), timeout=30)
         url = asyncio.run(_create(endpoint, "bench"))
-        with Daemon(_config(root / "moto", free_port(), url, endpoint), env=_fake_env()):
+        with Daemon(_config(root / "moto", free_port(), url, endpoint), env=_fake_env() | PRODUCTION_LOGS):
             asyncio.run(throughput(endpoint, url, 100))
             return {"moto server -> no-op handler, batch 10 (peer)": asyncio.run(throughput(endpoint, url, n))}
     finally:

@@ -14,7 +14,7 @@ from pathlib import Path
 import boto3
 from botocore.config import Config as BotoConfig
 
-from bridge.testing import Daemon, free_port, wait_until, write_config, write_handler
+from bridge.testing import PRODUCTION_LOGS, Daemon, free_port, wait_until, write_config, write_handler
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests package holds the recorder handler
 from tests.integration.test_async_delivery import RECORDER, records
@@ -58,7 +58,7 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-reload-"))
     port = free_port()
     path = write_config(root / "config.yaml", make_config(root, port, 0))
-    daemon = Daemon(path).start(timeout=60)
+    daemon = Daemon(path, env=PRODUCTION_LOGS).start(timeout=60)
     sender = Sender(port)
     sender.start()
     timings = []

@@ -18,7 +18,7 @@ from bridge import log
 from bridge.config.model import RemoteFunctionConfig, parse_config
 from bridge.invokers.remote import RemoteFunction
 from bridge.model import Invocation
-from bridge.testing import Daemon, free_port, write_config, write_handler
+from bridge.testing import PRODUCTION_LOGS, Daemon, free_port, write_config, write_handler
 
 NOOP = "def handler(event, context):\n    return {'ok': True}\n"
 EVENT = b'{"key": "value"}'
@@ -95,7 +95,7 @@ def run(root: Path, seconds: float) -> dict[str, dict[str, float]]:
               "functions": {"noop": {"handler": "app.handler", "code": str(code), "reserved_concurrency": 16}}}
     url = f"http://127.0.0.1:{port}"
     rows: dict[str, dict[str, float]] = {}
-    with Daemon(write_config(root / "bench.yaml", config)):
+    with Daemon(write_config(root / "bench.yaml", config), env=PRODUCTION_LOGS):
         for concurrency in (1, 16):
             rows[f"bridge RemoteFunction, concurrency {concurrency}"] = asyncio.run(
                 bridge_client(url, concurrency, seconds))

@@ -14,7 +14,7 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bridge.testing import Daemon, free_port, wait_until, write_config, write_handler
+from bridge.testing import PRODUCTION_LOGS, Daemon, free_port, wait_until, write_config, write_handler
 
 RECORD = """
     import json, os, time
@@ -65,7 +65,7 @@ def lateness(root: Path, fires: int, spread: int, workers: int) -> dict:
     config = write_config(root / "lateness.yaml", {
         "state_dir": str(root / "lateness"), "api": {"listen": f"127.0.0.1:{port}"},
         "functions": {"fn": _function(root, workers)}, "sources": sources})
-    with Daemon(config) as daemon:
+    with Daemon(config, env=PRODUCTION_LOGS) as daemon:
         _warm(port, workers)
         if time.time() >= first:
             raise SystemExit("start-up and warm-up took longer than the 6 s lead; the machine is too busy")
@@ -91,7 +91,7 @@ def startup(root: Path, count: int) -> dict:
     config = write_config(root / "startup.yaml", {
         "state_dir": str(root / "startup"), "functions": {"fn": _function(root, 1)}, "sources": sources})
     begin = time.monotonic()
-    daemon = Daemon(config).start(timeout=300)
+    daemon = Daemon(config, env=PRODUCTION_LOGS).start(timeout=300)
     try:
         ready = time.monotonic() - begin
         wait_until(lambda: len(daemon.find("schedule.armed")) >= count, timeout=300, interval=0.25)
