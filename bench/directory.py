@@ -34,7 +34,8 @@ STAMP = """
 
 def daemon_for(work: Path, root: Path, state: Path, concurrency: int) -> tuple[Daemon, Path]:
     """A daemon with one directory source on ``root`` invoking the STAMP handler asynchronously."""
-    record = work / "handled.txt"
+    record = work / "out" / "handled.txt"  # not beside config.yaml: the daemon watches that directory for edits
+    record.parent.mkdir(parents=True, exist_ok=True)
     code = write_handler(work, "stamp", STAMP)
     config = {"state_dir": str(state),
               "functions": {"stamp": {"handler": "app.handler", "code": str(code), "reserved_concurrency": concurrency,

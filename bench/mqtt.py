@@ -47,7 +47,8 @@ class Bench:
 
     def __init__(self, root: Path, inflight: int, workers: int) -> None:
         self.root = root
-        self.record = root / "record.txt"
+        self.record = root / "out" / "record.txt"  # not beside config.yaml: the daemon watches that directory
+        self.record.parent.mkdir()
         self.broker = Mosquitto(root / "broker", extra_config=f"max_inflight_messages {inflight}").start()
         code = write_handler(root, "noop", HANDLER)
         self.config = write_config(root / "config.yaml", {
