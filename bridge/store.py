@@ -474,15 +474,20 @@ def _counters(e: QueuedEvent) -> tuple[Any, ...]:
 ROWS_PER_STATEMENT = 500  # well under SQLite's 32,766 bound variables (11 per event row)
 
 
-def insert_events(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> int:
-    """Insert event rows (an id already queued is ignored); returns how many were new.
+def statement_chunks(items: list[T]) -> Iterator[list[T]]:
+    """``items`` in slices of ROWS_PER_STATEMENT: one multi-row statement each.
 
-    One multi-row statement per 500 rows, not executemany: every statement step lets go of the GIL and
-    must wait for the event loop to get it back, so a step per row would stretch a commit many times over.
+    A statement step lets go of the GIL, and the store's thread must then wait for the busy event loop to
+    hand it back; so rows go to SQLite many per statement, never one statement (or one step) per row.
     """
+    for start in range(0, len(items), ROWS_PER_STATEMENT):
+        yield items[start:start + ROWS_PER_STATEMENT]
+
+
+def insert_events(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> int:
+    """Insert event rows (an id already queued is ignored); returns how many were new."""
     before = conn.total_changes
-    for start in range(0, len(rows), ROWS_PER_STATEMENT):
-        chunk = rows[start:start + ROWS_PER_STATEMENT]
+    for chunk in statement_chunks(rows):
         values = ",".join(["(?,?,?,?,?,?,?,?,?,?,?)"] * len(chunk))
         conn.execute(f"INSERT OR IGNORE INTO async_events ({EVENT_COLUMNS}) VALUES {values}",
                      [value for row in chunk for value in row])
@@ -492,17 +497,15 @@ def insert_events(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> int:
 def existing_ids(conn: sqlite3.Connection, ids: list[str]) -> set[str]:
     """Which of ``ids`` are queued now (usually none: one statement step per 500 ids)."""
     found: set[str] = set()
-    for start in range(0, len(ids), ROWS_PER_STATEMENT):
-        chunk = ids[start:start + ROWS_PER_STATEMENT]
+    for chunk in statement_chunks(ids):
         sql = f"SELECT id FROM async_events WHERE id IN ({','.join('?' * len(chunk))})"
         found.update(row[0] for row in conn.execute(sql, chunk))
     return found
 
 
 def delete_events(conn: sqlite3.Connection, ids: list[str]) -> None:
-    """Delete events by id, one statement per 500 (see ``insert_events``: a step per row would be slow)."""
-    for start in range(0, len(ids), ROWS_PER_STATEMENT):
-        chunk = ids[start:start + ROWS_PER_STATEMENT]
+    """Delete events by id, one statement per 500 ids."""
+    for chunk in statement_chunks(ids):
         conn.execute(f"DELETE FROM async_events WHERE id IN ({','.join('?' * len(chunk))})", chunk)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from bridge.events.s3 import make_sequencer
 from bridge.sources.directory.tree import Version
-from bridge.store import Store, StoreOp
+from bridge.store import Store, StoreOp, statement_chunks
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS directory_objects (source TEXT NOT NULL, key BLOB NOT NULL, size INTEGER NOT NULL,"
@@ -17,8 +17,8 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS directory_sources (source TEXT PRIMARY KEY, root BLOB NOT NULL,"
     " counter INTEGER NOT NULL)",
 )
-UPSERT = "INSERT OR REPLACE INTO directory_objects (source, key, size, mtime_ns, ino) VALUES (?, ?, ?, ?, ?)"
-DELETE = "DELETE FROM directory_objects WHERE source=? AND key=?"
+UPSERT = "INSERT OR REPLACE INTO directory_objects (source, key, size, mtime_ns, ino) VALUES "
+DELETE = "DELETE FROM directory_objects WHERE source=? AND key IN "
 
 
 class Snapshot:
@@ -97,5 +97,9 @@ class Snapshot:
 
 
 def _write(conn: sqlite3.Connection, source: str, changes: dict[bytes, Version | None]) -> None:
-    conn.executemany(UPSERT, [(source, k, v.size, v.mtime_ns, v.ino) for k, v in changes.items() if v is not None])
-    conn.executemany(DELETE, [(source, k) for k, v in changes.items() if v is None])
+    puts = [(source, k, v.size, v.mtime_ns, v.ino) for k, v in changes.items() if v is not None]
+    gone = [k for k, v in changes.items() if v is None]
+    for rows in statement_chunks(puts):
+        conn.execute(UPSERT + ",".join(["(?,?,?,?,?)"] * len(rows)), [value for row in rows for value in row])
+    for keys in statement_chunks(gone):
+        conn.execute(DELETE + f"({','.join('?' * len(keys))})", [source, *keys])
