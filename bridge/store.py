@@ -176,6 +176,7 @@ class Store:
         self._synchronous = "FULL"
         self._wake = asyncio.Event()
         self._linger: asyncio.TimerHandle | None = None
+        self._delete_batch: asyncio.Future[None] | None = None  # the future the lingering deletes share
         self._writer: asyncio.Task[None] | None = None
         self.log = get_logger()
         self.commits = 0
@@ -237,17 +238,20 @@ class Store:
 
     async def delete_event(self, event_id: str) -> None:
         """Remove a delivered event (see ``delete_soon``); returns once the delete is committed."""
-        await self.delete_soon(event_id)
+        await asyncio.shield(self.delete_soon(event_id))  # shared: a cancelled caller must not cancel it
 
     def delete_soon(self, event_id: str) -> asyncio.Future[None]:
         """Remove a delivered event; the future resolves once the delete is committed, never before.
 
         Deletes linger up to LINGER_S (or until LINGER_MAX wait) so that the settles of the moment, across
         all functions, share one commit, without fsync: a delete lost to a power cut repeats one delivery.
+        The deletes of one commit share one future (one wake-up for the batch, not one per event); await
+        it through ``asyncio.shield``.
         """
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue_delete(event_id, future)
-        return future
+        if self._delete_batch is None:
+            self._delete_batch = asyncio.get_running_loop().create_future()
+        self._queue_delete(event_id, self._delete_batch)
+        return self._delete_batch
 
     def _queue_delete(self, event_id: str, future: asyncio.Future[Any]) -> None:
         self._deletes.append((event_id, future))
@@ -266,6 +270,7 @@ class Store:
                 self._linger = None
             batch, self._pending = self._pending, []
             deletes, self._deletes = self._deletes, []
+            self._delete_batch = None  # deletes from now on wait for the next commit
             durable, self._durable_pending = self._durable_pending, False
             if not (batch or deletes):
                 continue

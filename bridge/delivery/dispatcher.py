@@ -82,7 +82,8 @@ class Dispatcher:
         self._depth = 0
         self._room = asyncio.Event()  # set when delivery removed events while intake waits for room
         self._paused = 0  # intake callers waiting for room: only then does a removal need to wake anyone
-        self._settling: set[asyncio.Future[None]] = set()  # deletes of delivered events not yet committed
+        # Deletes of delivered events not yet committed: the store's future for a commit, and its events.
+        self._settling: dict[asyncio.Future[None], list[tuple[Lane, QueuedEvent, policy.Finish]]] = {}
         self.summary = Summary(self.log, lambda: self._depth)
         self.lanes = {name: self._lane(name) for name in functions.names()}
 
@@ -206,20 +207,22 @@ class Dispatcher:
                 group.create_task(self._settle_then_release(lane, event, decision))
 
     def _delete(self, lane: Lane, event: QueuedEvent, decision: policy.Finish) -> None:
-        """The common outcome, with no task of its own: the delete's commit reports it (a callback)."""
+        """The common outcome, with no task of its own: the delete's commit reports it (one callback a commit)."""
         done = self.store.delete_soon(event.id)
-        self._settling.add(done)
-        done.add_done_callback(lambda future: self._deleted(future, lane, event, decision))
+        waiting = self._settling.get(done)
+        if waiting is None:
+            waiting = self._settling[done] = []
+            done.add_done_callback(self._deleted)
+        waiting.append((lane, event, decision))
 
-    def _deleted(self, future: asyncio.Future[None], lane: Lane, event: QueuedEvent,
-                 decision: policy.Finish) -> None:
-        self._settling.discard(future)
-        lane.handling.discard(event.id)
-        if future.cancelled() or future.exception() is not None:
-            return  # not committed: the event stays queued and is delivered again
-        self._removed()
-        self._count(lane, decision)
-        self._report(lane, event, decision)
+    def _deleted(self, future: asyncio.Future[None]) -> None:
+        committed = not future.cancelled() and future.exception() is None
+        for lane, event, decision in self._settling.pop(future):
+            lane.handling.discard(event.id)
+            if committed:  # otherwise the event stays queued and is delivered again
+                self._removed()
+                self._count(lane, decision)
+                self._report(lane, event, decision)
 
     async def _settle_then_release(self, lane: Lane, event: QueuedEvent, decision: policy.Decision) -> None:
         async def settle() -> bool:
