@@ -117,6 +117,14 @@ def test_bad_route_and_listen_and_format_rules(base: Path) -> None:
                                                             "routes": [{"route": "GET /x", "function": "app"}]})
 
 
+def test_a_source_on_the_api_address_is_refused(base: Path) -> None:
+    text = yaml.safe_load(_config(base, {"name": "a", "type": "http", "listen": "127.0.0.1:9001", "function": "app"}))
+    text["api"] = {"listen": "127.0.0.1:9001"}
+    with pytest.raises(ConfigError) as err:
+        parse_config(yaml.safe_dump(text), base_dir=base)
+    assert "sources[0].listen: 127.0.0.1:9001 is api.listen, where the daemon's own API listens" in err.value.render()
+
+
 # --- events ------------------------------------------------------------------------------------------------
 
 def _api(fmt: str) -> Api:
