@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bridge.testing import Daemon, free_port, write_config, write_handler
+from bridge.testing import Daemon, free_port, wait_until, write_config, write_handler
 
 HANDLER = """
 import pathlib, time
@@ -70,6 +70,14 @@ def _cli(command: str, path: Path) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=60)
 
 
+def _refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
 def _in_use(port: int) -> str:
     return (f"sources[0].listen: cannot listen on 127.0.0.1:{port} (source 'api'): address already in use; "
             f"another program listens there (`ss -ltnp 'sport = :{port}'` names it): stop it, or give this "
@@ -89,6 +97,31 @@ async def test_routes_added_and_removed_while_requests_flow(tmp_path: Path) -> N
         stop.set()
         counts = await asyncio.gather(*flows)
     assert sum(counts) > 20
+    assert failures == []
+
+
+async def test_removal_takes_effect_when_the_reload_is_applied(tmp_path: Path) -> None:
+    """A removed route, a removed source and a listener's last source go at once; in-flight requests finish."""
+    port, solo = free_port(), free_port()
+    path = write_config(tmp_path / "config.yaml", _config(
+        tmp_path, port, ["GET /a", "GET /b"], _source("extra", port, ["GET /c"], "slow"),
+        _source("solo", solo, ["GET /s"], "slow")))
+    base = f"http://127.0.0.1:{port}"
+    with Daemon(path) as daemon:
+        stop, failures = asyncio.Event(), []
+        flows = [asyncio.create_task(_hammer(base + "/a", stop, failures)) for _ in range(3)]
+        markers = [tmp_path / "c.started", tmp_path / "s.started"]
+        slow = [asyncio.create_task(_get(f"{url}?sleep=1.5&marker={marker}")) for url, marker in
+                zip((base + "/c", f"http://127.0.0.1:{solo}/s"), markers, strict=True)]
+        await asyncio.to_thread(wait_until, lambda: all(m.exists() for m in markers), 15)
+        await asyncio.to_thread(_reload, daemon, path, _config(tmp_path, port, ["GET /a"]), 1)
+        assert await _get(base + "/b") == (404, NOT_FOUND)  # at once, not after a linger
+        assert await _get(base + "/c") == (404, NOT_FOUND)
+        assert _refused(solo)
+        assert await asyncio.gather(*slow) == [(200, "GET /c"), (200, "GET /s")]
+        stop.set()
+        counts = await asyncio.gather(*flows)
+    assert sum(counts) > 10
     assert failures == []
 
 

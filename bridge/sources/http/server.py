@@ -1,11 +1,16 @@
 """One listener per address, shared by the http sources on it; routes swap atomically, so reloads drop nothing.
 
 The hub owns the listeners. Before the sources start, and before a reload stops any, ``claim`` binds every
-address the new config needs, so that a taken port refuses the start or the reload before anything changed.
-A reload stops a changed source and starts it again; its listener is not closed in between, and a departing
-source's routes stay served ("lingering") for ``LINGER`` seconds or until a source of the same name attaches
-again, so a request that arrives in the gap still finds its route. A listener that has no routes left and
-that the config no longer names stops listening; in-flight requests finish.
+address the new config needs, so that a taken port refuses the start or the reload before anything changed,
+and records which sources each address expects. A source attaches its routes when it runs and detaches them
+when it stops:
+
+- a source expected back (a reload changed it) keeps its old routes answering until its new generation
+  attaches, so a request that arrives in the stop -> start gap still finds its route;
+- a source not expected back (a reload removed it) takes its routes away at once: new requests get the
+  unmatched answer (REST 403, HTTP API 404), in-flight ones finish;
+- a listener left with no source, and none expected, stops listening at once (connection refused) and lets
+  its in-flight requests finish in the background (at most ``grace`` seconds: its sources' longest timeout).
 
 The socket is bound exclusively (SO_REUSEADDR, no SO_REUSEPORT): with SO_REUSEPORT another program of the
 same user (a second daemon on the default port) could bind the port too, and the kernel would split the
@@ -29,7 +34,7 @@ from bridge.sources.http.events import decode_path
 from bridge.sources.http.routes import Route, Router
 
 HUB = "http.listeners"  # ctx.extensions key of the shared ListenerHub
-LINGER = 5.0  # seconds a stopped source's routes keep answering, covering a reload's stop -> start gap
+LINGER = 5.0  # at most this long a changed source's old routes answer while its new generation has not attached
 KEEPALIVE_CAP = 300.0  # aiohttp's own idle limit; the guard closes idle connections at header_timeout, sooner
 
 
@@ -278,6 +283,7 @@ class ListenerHub:
             self._expected[address] = self._expected.get(address, frozenset()) | {api.name}
         listener.unlinger(api.name)
         listener.active[api.name] = api
+        self._drop_unexpected(listener)
         listener.rebuild()
         try:
             yield listener
@@ -287,20 +293,25 @@ class ListenerHub:
                 self._detached(listener, api)
 
     def _detached(self, listener: Listener, api: Api) -> None:
-        """A source stopped: its routes answer LINGER seconds more, or until its next generation attaches."""
-        timer = asyncio.get_running_loop().call_later(LINGER, self._expire, listener, api)
-        listener.linger(api, timer)
+        """A source stopped: its routes stay while it (or, on an address left empty, a newcomer) is expected."""
+        expected = self._expected.get(listener.address, frozenset())
+        if api.name in expected or (expected and not listener.active):
+            timer = asyncio.get_running_loop().call_later(LINGER, self._expire, listener, api)
+            listener.linger(api, timer)
         listener.rebuild()
+        self._settle(listener)
 
     def _drop_unexpected(self, listener: Listener) -> None:
-        """Lingering routes go when nothing is expected on the address any more (the daemon stops)."""
-        if not self._expected.get(listener.address):
-            for name in list(listener.lingering):
+        """Lingering routes of sources the config no longer has go, once another source serves the address
+        (or nothing is expected on it at all)."""
+        expected = self._expected.get(listener.address, frozenset())
+        if listener.active or not expected:
+            for name in [n for n in listener.lingering if n not in expected]:
                 listener.unlinger(name)
             listener.rebuild()
 
     def _expire(self, listener: Listener, api: Api) -> None:
-        """LINGER passed and no new generation replaced ``api``: drop its routes."""
+        """LINGER passed and no new generation replaced ``api`` (it failed to start): drop its routes."""
         if listener.lingering.get(api.name) is api:
             listener.unlinger(api.name)
             listener.rebuild()
