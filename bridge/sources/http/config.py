@@ -134,7 +134,8 @@ class HttpSourceConfig(SourceBase):
 
     @classmethod
     def check(cls, indexed: list[tuple[int, Any]], queues: dict[str, Any]) -> list[str]:
-        """Sources on one listen address form one API: one format, and no two routes of the same shape."""
+        """Sources on one listen address form one API: one format, one ``header_timeout`` (it governs the
+        connection before a request is routed to a source), and no two routes of the same shape."""
         problems: list[str] = []
         for (host, port), group in _by_address(indexed).items():
             first_i, first = group[0]
@@ -149,6 +150,8 @@ class HttpSourceConfig(SourceBase):
 # Settings of the listener, not of one source: sources sharing an address must agree on them.
 LISTENER_KEYS = {
     "format": "sources sharing a listen address are one API of one format",
+    "header_timeout": "it is the connection's deadline, before a request reaches a source: give the sources on "
+                      "one address the same value (or different addresses)",
 }
 
 

@@ -216,15 +216,24 @@ class Listener:
             raise web.HTTPServiceUnavailable()
         path = decode_path(request.raw_path.split("?", 1)[0])
         if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
-            for api in apis:
-                answer = await api.preflight(request)
-                if answer is not None:
-                    return answer
+            answer = await self._preflight(request, path, apis)
+            if answer is not None:
+                return answer
         found = self.router.match(request.method, path)
         if found is None:
             return apis[0].unmatched(request)
         route, api, params = found
         return await api.handle(request, route, params)
+
+    async def _preflight(self, request: web.BaseRequest, path: str, apis: list[Api]) -> web.StreamResponse | None:
+        """The CORS of the source whose route the preflighted request would reach; for a path no route
+        matches, the first source's with CORS (an HTTP API answers preflights on any path)."""
+        found = self.router.match(request.headers["Access-Control-Request-Method"].strip().upper(), path)
+        for api in ([found[1]] if found is not None else apis):
+            answer = await api.preflight(request)
+            if answer is not None:
+                return answer
+        return None
 
 
 class ListenerHub:
