@@ -1,17 +1,32 @@
 """Benchmark the http source: one FastAPI app (a) under uvicorn, (b) behind the http source through Mangum,
-(c) python-lambda-local per request; requests/s and p50/p99 at concurrency 1 and 16, 2 workers each."""
+(c) python-lambda-local per request; requests/s and p50/p99 at concurrency 1 and 16, 2 workers each.
+
+(a) and (b) are driven by the same client in the same way: aiohttp, one keep-alive connection per concurrent
+client, all opened during the warm-up (the run counts any opened later), TCP_NODELAY set as aiohttp sets it.
+
+Why (a) is not ``uvicorn --workers 2``: that CLI path binds its listener with ``socket.socket(family)``, so
+``proto`` is 0; accepted sockets inherit it, and asyncio sets TCP_NODELAY only on sockets whose ``proto`` is
+IPPROTO_TCP. uvicorn (h11) writes a response's head and body in two sends, so with Nagle on, the body waits
+for the client's delayed ACK: a steady ~44 ms per keep-alive request on Linux (seen with strace: the body's
+sendto leaves 0.2 ms after the head and reaches the client 40 ms later; uvicorn issue #3149). A single
+uvicorn process, or one under uvloop, does not have it. The floor runs the same uvicorn (h11, asyncio,
+2 worker processes under uvicorn's own supervisor) on a listener made with ``proto=IPPROTO_TCP``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import os
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -25,29 +40,61 @@ PATH = "/items/42?q=x&tag=a&tag=b"
 EXPECTED = {"item_id": 42, "q": "x", "tags": ["a", "b"]}
 
 
-async def load(url: str, concurrency: int, requests: int) -> dict[str, float]:
-    """``requests`` GETs of ``url`` from ``concurrency`` clients back to back; every answer is checked."""
-    latencies: list[float] = []
-    remaining = iter(range(requests))
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
+async def load(url: str, concurrency: int, requests: int, server: int) -> dict[str, float]:
+    """``requests`` GETs of ``url`` from ``concurrency`` clients back to back; every answer is checked.
 
-        async def client() -> None:
+    Each client keeps one connection alive for the whole run; the warm-up opens them all, and any
+    connection opened while measuring is counted (``new_connections``: 0 means keep-alive held). The CPU
+    time of the ``server`` process tree and of this client, per request, says where the time goes."""
+    latencies: list[float] = []
+    opened = [0]
+    trace = aiohttp.TraceConfig()
+
+    async def on_connect(*_: object) -> None:
+        opened[0] += 1
+
+    trace.on_connection_create_end.append(on_connect)
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+    async with aiohttp.ClientSession(connector=connector, trace_configs=[trace]) as session:
+
+        async def client(remaining: Iterator[int], record: bool) -> None:
             for _ in remaining:
                 start = time.perf_counter()
                 async with session.get(url) as response:
                     body = await response.read()
-                latencies.append(time.perf_counter() - start)
+                if record:
+                    latencies.append(time.perf_counter() - start)
                 if response.status != 200 or json.loads(body) != EXPECTED:
                     raise AssertionError(f"{url}: {response.status} {body[:200]!r}")
 
-        for _ in range(min(50, requests)):  # warm-up: workers started, connections open
-            async with session.get(url) as response:
-                await response.read()
+        warm = iter(range(max(50, 10 * concurrency)))  # workers started, every client's connection open
+        await asyncio.gather(*(client(warm, False) for _ in range(concurrency)))
+        opened[0] = 0
+        remaining = iter(range(requests))
+        cpu = _cpu_seconds(server), time.process_time()  # the client: this process alone
         start = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(concurrency)))
+        await asyncio.gather(*(client(remaining, True) for _ in range(concurrency)))
         elapsed = time.perf_counter() - start
-    return _summary(latencies, elapsed)
+        server_cpu, client_cpu = _cpu_seconds(server) - cpu[0], time.process_time() - cpu[1]
+    return {**_summary(latencies, elapsed), "new_connections": opened[0],
+            "server_cpu_ms": 1000 * server_cpu / requests, "client_cpu_ms": 1000 * client_cpu / requests}
+
+
+def _cpu_seconds(root: int) -> float:
+    """User + system CPU seconds of ``root`` and its descendants (Linux /proc)."""
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # exited meanwhile
+            stats[int(entry.name)] = int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tree, grown = {root}, {root}
+    while grown:
+        grown = {pid for pid, (parent, _) in stats.items() if parent in grown}
+        tree |= grown
+    return sum(stats[pid][1] for pid in tree if pid in stats)
 
 
 def _summary(latencies: list[float], elapsed: float) -> dict[str, float]:
@@ -57,11 +104,25 @@ def _summary(latencies: list[float], elapsed: float) -> dict[str, float]:
 
 
 def uvicorn_server(port: int) -> subprocess.Popen[bytes]:
-    """(a) the floor: the same app served directly by uvicorn with 2 worker processes."""
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "fastapi_app:app", "--port", str(port), "--workers",
-                             "2", "--log-level", "warning", "--no-access-log"], cwd=APP)
+    """(a) the floor: the same app served directly by uvicorn with 2 worker processes (see serve_floor)."""
+    proc = subprocess.Popen([sys.executable, __file__, "--serve-floor", str(port)], cwd=APP)
     wait_until(lambda: _answers(f"http://127.0.0.1:{port}{PATH}"), timeout=30)
     return proc
+
+
+def serve_floor(port: int) -> None:
+    """What ``uvicorn fastapi_app:app --workers 2`` runs, on a listener whose accepted sockets get TCP_NODELAY."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    sys.path.insert(0, str(APP))
+    config = uvicorn.Config("fastapi_app:app", host="127.0.0.1", port=port, workers=2, log_level="warning",
+                            access_log=False)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # proto 6: asyncio sets NODELAY
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.set_inheritable(True)
+    Multiprocess(config, sockets=[sock]).run()
 
 
 def _answers(url: str) -> bool:
@@ -113,36 +174,67 @@ async def run(requests: int, peer_requests: int) -> dict[str, dict[str, float]]:
         proc = uvicorn_server(port)
         try:
             for c in (1, 16):
-                rows[f"(a) uvicorn, c={c}"] = await load(f"http://127.0.0.1:{port}{PATH}", c, requests)
+                rows[f"(a) uvicorn, c={c}"] = await load(f"http://127.0.0.1:{port}{PATH}", c, requests, proc.pid)
         finally:
             proc.terminate()
             proc.wait(10)
         port = free_port()
-        with Daemon(bridge_config(root, port)):
+        with Daemon(bridge_config(root, port)) as daemon:
+            assert daemon.proc is not None
             for c in (1, 16):
                 rows[f"(b) lambda-bridge http + Mangum, c={c}"] = await load(f"http://127.0.0.1:{port}{PATH}", c,
-                                                                             requests)
+                                                                             requests, daemon.proc.pid)
         for c in (1, 16):
             rows[f"(c) python-lambda-local, c={c}"] = await lambda_local(root, c, peer_requests)
     return rows
 
 
+def report(rows: dict[str, dict[str, float]], load: tuple[tuple[float, ...], tuple[float, ...]]) -> dict:
+    """Print the table and the two targets; return what goes to the JSON file."""
+    print(f"load average (1, 5, 15 min) before: {_load(load[0])}; after: {_load(load[1])}; {os.cpu_count()} CPUs")
+    print(f"{'scenario':42} {'req/s':>9} {'p50 ms':>9} {'p99 ms':>9} {'new conns':>9} "
+          f"{'CPU ms/req server, client':>26}")
+    for name, row in rows.items():
+        cpu = f"{row['server_cpu_ms']:.2f}, {row['client_cpu_ms']:.2f}" if "server_cpu_ms" in row else "-"
+        print(f"{name:42} {row['per_s']:>9.1f} {row['p50_ms']:>9.2f} {row['p99_ms']:>9.2f} "
+              f"{row.get('new_connections', '-'):>9} {cpu:>26}")
+    a1, b1 = rows["(a) uvicorn, c=1"], rows["(b) lambda-bridge http + Mangum, c=1"]
+    a16, b16 = rows["(a) uvicorn, c=16"], rows["(b) lambda-bridge http + Mangum, c=16"]
+    latency = b1["p50_ms"] - a1["p50_ms"]
+    share = 100 * b16["per_s"] / a16["per_s"]
+    targets = {"p50_added_ms_c1": latency, "p50_target_met": latency <= 2.0,
+               "per_s_share_c16_percent": share, "per_s_target_met": share >= 50.0,
+               "p50_added_ms_c16": b16["p50_ms"] - a16["p50_ms"]}
+    print(f"target 1, c=1: (b) p50 - (a) p50 = {latency:+.2f} ms (<= 2 ms): {_met(latency <= 2.0)}")
+    print(f"target 2, c=16: (b) req/s = {share:.0f} % of (a) (>= 50 %): {_met(share >= 50.0)}")
+    print(f"(for reference, c=16: (b) p50 - (a) p50 = {targets['p50_added_ms_c16']:+.2f} ms)")
+    return {"rows": rows, "targets": targets, "loadavg_before": load[0], "loadavg_after": load[1],
+            "cpus": os.cpu_count()}
+
+
+def _load(avg: tuple[float, ...]) -> str:
+    return ", ".join(f"{x:.2f}" for x in avg)
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=2000, help="requests per scenario for (a) and (b)")
     parser.add_argument("--peer-requests", type=int, default=32, help="requests per scenario for (c)")
+    parser.add_argument("--serve-floor", type=int, metavar="PORT", help=argparse.SUPPRESS)  # (a)'s server
     args = parser.parse_args()
+    if args.serve_floor:
+        serve_floor(args.serve_floor)
+        return
+    before = os.getloadavg()
     rows = asyncio.run(run(args.requests, args.peer_requests))
-    print(f"{'scenario':42} {'req/s':>9} {'p50 ms':>9} {'p99 ms':>9}")
-    for name, row in rows.items():
-        print(f"{name:42} {row['per_s']:>9.1f} {row['p50_ms']:>9.2f} {row['p99_ms']:>9.2f}")
-    for c in (1, 16):
-        a, b = rows[f"(a) uvicorn, c={c}"], rows[f"(b) lambda-bridge http + Mangum, c={c}"]
-        print(f"c={c}: (b) p50 - (a) p50 = {b['p50_ms'] - a['p50_ms']:+.2f} ms; "
-              f"(b) req/s = {100 * b['per_s'] / a['per_s']:.0f} % of (a)")
+    result = report(rows, (before, os.getloadavg()))
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
-    (out / "http_api.json").write_text(json.dumps(rows, indent=2))
+    (out / "http_api.json").write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

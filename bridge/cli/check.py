@@ -13,6 +13,7 @@ import click
 from bridge.cli.context import State, emit_json, global_options, pass_state
 from bridge.config.model import Config, LocalFunctionConfig
 from bridge.errors import ConfigError
+from bridge.sources.http.config import listen_problems
 
 if TYPE_CHECKING:
     from bridge.invokers.worker import FunctionSpec
@@ -66,7 +67,17 @@ def check(state: State, skip_handlers: bool) -> int:
     except ConfigError as err:
         return _report(state, err.problems, None)
     problems = [] if skip_handlers else handler_problems(config)
+    problems += listen_problems(config.sources, _held_addresses(state))
     return _report(state, problems, config)
+
+
+def _held_addresses(state: State) -> set[tuple[str, int]]:
+    """The http addresses the running daemon of this state_dir listens on (not "in use": it keeps them)."""
+    daemon = state.daemon(quiet=True)
+    listen = daemon.info.get("http_listen") if daemon is not None else None
+    if not isinstance(listen, list):
+        return set()
+    return {(str(pair[0]), int(pair[1])) for pair in listen if isinstance(pair, list) and len(pair) == 2}
 
 
 def _report(state: State, problems: list[str], config: Config | None) -> int:

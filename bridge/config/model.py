@@ -327,7 +327,13 @@ class Config(Strict):
         """Rules that span sections: destinations, source targets, queues, overlapping S3 rules."""
         destinations = {name: (fn.async_.on_success, fn.async_.on_failure) for name, fn in self.functions.items()}
         return (check_queues(self.queues) + cross_references(destinations, self.queues, list(self.sources))
-                + destination_loops(self.functions))
+                + destination_loops(self.functions) + self._api_address_taken())
+
+    def _api_address_taken(self) -> list[str]:
+        """A source listening on ``api.listen``: the daemon binds its API there first, so the source could not."""
+        return [f"sources[{i}].listen: {s.listen} is api.listen, where the daemon's own API listens; give the "
+                "source another port" for i, s in enumerate(self.sources)
+                if self.api.address is not None and getattr(s, "address", None) == self.api.address]
 
 
 def cross_references(destinations: dict[str, tuple[Any, Any]], queues: Any, sources: list[Any]) -> list[str]:

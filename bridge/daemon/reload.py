@@ -111,6 +111,11 @@ class Reloader:
         except ConfigError as err:
             return self._rejected(err)
         changes, effective = plan(service.config, new)
+        try:
+            if service.sources is not None:  # before anything stops: a port in use refuses the whole reload
+                await service.sources.claim(effective.sources)
+        except ConfigError as err:
+            return self._rejected(err)
         await self._apply(changes, effective)
         service.metrics.reloads.labels("applied").inc()
         if self.on_result:

@@ -13,6 +13,7 @@ from bridge import runtime_file
 from bridge.config.model import Config
 from bridge.errors import ListenError
 from bridge.log import get_logger
+from bridge.sources.http.server import HUB
 
 
 class RuntimePublisher:
@@ -31,6 +32,7 @@ class RuntimePublisher:
             "pid": os.getpid(), "api_url": service.api_url, "listen": service.config.api.listen,
             "config": str(path) if path else None, "config_sha256": runtime_file.file_digest(path),
             "state_dir": str(self.state_dir), "started": time.time(), "version": _version(),
+            "http_listen": self._http_listen(),
         }
         self._write()
 
@@ -38,9 +40,16 @@ class RuntimePublisher:
         """Record a reload: an applied one moves the digest; a rejected one says why the file is not running."""
         if outcome.get("result") == "applied":
             self.info["config_sha256"] = outcome.get("config_sha256")
+            self.info["http_listen"] = self._http_listen()
         self.info["reload"] = {**outcome, "at": time.time()}
         if "pid" in self.info:
             self._write()
+
+    def _http_listen(self) -> list[list[Any]]:
+        """The addresses the http sources listen on, [host, port] each: ``check`` beside this daemon knows
+        them as this daemon's, not as taken by another program (a reload keeps its listeners)."""
+        hub = self.service.extensions.get(HUB)
+        return [[host, port] for host, port in hub.addresses()] if hub is not None else []
 
     def withdraw(self) -> None:
         """Remove the file (at stop): the CLI then no longer sends work here."""

@@ -16,6 +16,7 @@ from bridge.daemon.http_errors import unexpected_errors
 from bridge.daemon.invoke_api import serve
 from bridge.daemon.systemd import Notifier
 from bridge.delivery.dispatcher import Dispatcher
+from bridge.errors import ConfigError
 from bridge.invokers.registry import Functions
 from bridge.log import get_logger
 from bridge.metrics import Metrics
@@ -76,7 +77,11 @@ class Service:
                 app = self.build_app()
                 self.api_url = await stack.enter_async_context(
                     serve(app, *address, shutdown_timeout=self.config.shutdown_timeout))
-            self.sources = await stack.enter_async_context(SourceRunner(self.source_context))
+            self.sources = await stack.enter_async_context(SourceRunner(self.source_context, self.extensions))
+            try:
+                await self.sources.claim(self.config.sources)  # a port in use: refused before any source starts
+            except ConfigError as err:
+                raise ConfigError(err.problems, source=str(self.config_path or "config")) from None
             for source in self.config.sources:
                 self.sources.start(source)
             yield

@@ -14,8 +14,10 @@ from bridge.sources.base import SourceContext, SourceStats
 class SourceRunner:
     """The inner task group of the service: a source that raises takes the service down."""
 
-    def __init__(self, make_context: Callable[[SourceStats, Any], SourceContext]) -> None:
+    def __init__(self, make_context: Callable[[SourceStats, Any], SourceContext],
+                 extensions: dict[str, Any] | None = None) -> None:
         self._make_context = make_context
+        self._extensions = {} if extensions is None else extensions  # what the sources share (SourceContext's)
         self._group = asyncio.TaskGroup()
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.configs: dict[str, Any] = {}
@@ -30,7 +32,15 @@ class SourceRunner:
     async def __aexit__(self, *exc: Any) -> bool | None:
         for task in self.tasks.values():
             task.cancel()
-        return await self._group.__aexit__(*exc)
+        try:
+            return await self._group.__aexit__(*exc)
+        finally:
+            await registry.claim([], self._extensions)  # all stopped: release (http: in-flight requests finish)
+
+    async def claim(self, configs: list[Any]) -> None:
+        """Take what the sources of ``configs`` (the config's whole list) need before any of them starts, and
+        release what no source needs any more. Raises ConfigError, changing nothing, when it cannot."""
+        await registry.claim(configs, self._extensions)
 
     def start(self, config: Any) -> None:
         """Build and start the source for ``config``."""

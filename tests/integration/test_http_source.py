@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.parser.models import (
 from bridge.testing import Daemon, free_port, write_config
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "http"
-PORTS = ("rest", "flask", "pt", "echo", "echorest", "url")
+PORTS = ("rest", "flask", "pt", "echo", "echorest", "url", "shared")
 
 
 def _fn(handler: str, **extra: object) -> dict:
@@ -47,6 +47,13 @@ def _config(root: Path, ports: dict[str, int]) -> dict:
              "authorizer": {"function": "auth", "type": "token", "identity_source": ["authorization"], "ttl": 0},
              "routes": [{"route": "GET /things/{id}", "function": "echo"}]},
             {"name": "url", "type": "http", "format": "url", "listen": at["url"], "function": "echo"},
+            # two sources on one address, each with its own max_body, timeout and CORS
+            {"name": "small", "type": "http", "listen": at["shared"], "function": "echo", "max_body": 64,
+             "timeout": 1, "cors": {"allow_origins": ["https://small.example"], "allow_methods": ["GET"]},
+             "routes": [{"route": "ANY /small/{proxy+}"}]},
+            {"name": "big", "type": "http", "listen": at["shared"], "function": "echo", "timeout": 10,
+             "cors": {"allow_origins": ["https://big.example"], "allow_methods": ["POST"]},
+             "routes": [{"route": "ANY /big/{proxy+}"}]},
         ],
     }
 
@@ -152,6 +159,30 @@ async def test_cors_preflight_and_response_headers(urls) -> None:
     _, headers, _ = await fetch("OPTIONS", urls["pt"] + "/orders/7", headers={
         "Origin": "https://evil.example", "Access-Control-Request-Method": "GET"})
     assert "Access-Control-Allow-Origin" not in headers
+
+
+async def test_sources_sharing_an_address_keep_their_own_limits(urls) -> None:
+    body, text = b"x" * 100, {"Content-Type": "text/plain"}
+    small, big, small_slow, big_slow = await asyncio.gather(
+        fetch("POST", urls["shared"] + "/small/x", data=body, headers=text),
+        fetch("POST", urls["shared"] + "/big/x", data=body, headers=text),
+        fetch("GET", urls["shared"] + "/small/x?mode=sleep"), fetch("GET", urls["shared"] + "/big/x?mode=sleep"))
+    assert (small[0], json.loads(small[2])) == (413, {"message": "Request Entity Too Large"})
+    assert (big[0], json.loads(big[2])["body"]) == (200, "x" * 100)
+    assert (small_slow[0], json.loads(small_slow[2])) == (504, {"message": "Endpoint request timed out"})
+    assert big_slow[0] == 200
+
+
+@pytest.mark.parametrize(("path", "origin", "methods"), [("/small/x", "https://small.example", "GET"),
+                                                         ("/big/x", "https://big.example", "POST"),
+                                                         ("/big/x", "https://small.example", None)])
+async def test_preflight_answers_with_the_cors_of_the_route_s_source(urls, path: str, origin: str,
+                                                                     methods: str | None) -> None:
+    status, headers, _ = await fetch("OPTIONS", urls["shared"] + path, headers={
+        "Origin": origin, "Access-Control-Request-Method": "POST"})
+    assert status == 204
+    assert headers.get("Access-Control-Allow-Methods") == methods
+    assert headers.get("Access-Control-Allow-Origin") == (origin if methods else None)
 
 
 # --- events as the function sees them, validated by Powertools' models ------------------------------------

@@ -117,6 +117,28 @@ def test_bad_route_and_listen_and_format_rules(base: Path) -> None:
                                                             "routes": [{"route": "GET /x", "function": "app"}]})
 
 
+def test_listener_settings_must_agree_on_one_address(base: Path) -> None:
+    """header_timeout is the connection's deadline before a request reaches a source: one per address."""
+    a = {"name": "a", "type": "http", "listen": "127.0.0.1:9100", "function": "app", "routes": [{"route": "GET /a"}]}
+    b = {"name": "b", "type": "http", "listen": "127.0.0.1:9100", "function": "app", "routes": [{"route": "GET /b"}],
+         "header_timeout": 30}
+    text = _problems(base, a, b)
+    assert ("sources[1].header_timeout: 30.0 differs from sources[0].header_timeout (10.0, source 'a') on "
+            "127.0.0.1:9100") in text
+    assert "give the sources on one address the same value (or different addresses)" in text
+    # per source: each request gets its own source's max_body and timeout
+    parse_config(_config(base, a, {**b, "header_timeout": 10, "max_body": 100, "timeout": 3}), base_dir=base)
+    parse_config(_config(base, a, {**b, "listen": "127.0.0.1:9101"}), base_dir=base)  # another address: fine
+
+
+def test_a_source_on_the_api_address_is_refused(base: Path) -> None:
+    text = yaml.safe_load(_config(base, {"name": "a", "type": "http", "listen": "127.0.0.1:9001", "function": "app"}))
+    text["api"] = {"listen": "127.0.0.1:9001"}
+    with pytest.raises(ConfigError) as err:
+        parse_config(yaml.safe_dump(text), base_dir=base)
+    assert "sources[0].listen: 127.0.0.1:9001 is api.listen, where the daemon's own API listens" in err.value.render()
+
+
 # --- events ------------------------------------------------------------------------------------------------
 
 def _api(fmt: str) -> Api:

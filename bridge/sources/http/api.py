@@ -36,7 +36,6 @@ class HttpApi:
     def __init__(self, config: HttpSourceConfig, ctx: SourceContext) -> None:
         self.name, self.fmt, self.config, self.ctx = config.name, config.format, config, ctx
         self.routes = config.parsed_routes()
-        self.idle_timeout = config.header_timeout
         self.api = Api(config.format, config.api_id, config.stage_name, ctx.config.region, ctx.config.account_id,
                        tuple(config.binary_media_types), config.stage_variables)
         self.verdicts = auth.VerdictCache(config.authorizer.ttl if config.authorizer else 0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import socket
 from typing import Annotated, Any, Literal
 
@@ -132,36 +134,77 @@ class HttpSourceConfig(SourceBase):
 
     @classmethod
     def check(cls, indexed: list[tuple[int, Any]], queues: dict[str, Any]) -> list[str]:
-        """Sources on one listen address form one API: one format, and no two routes of the same shape."""
+        """Sources on one listen address form one API: one format, one ``header_timeout`` (it governs the
+        connection before a request is routed to a source), and no two routes of the same shape."""
         problems: list[str] = []
-        by_address: dict[tuple[str, int], list[tuple[int, Any]]] = {}
-        for i, source in indexed:
-            by_address.setdefault(source.address, []).append((i, source))
-        for (host, port), group in by_address.items():
+        for (host, port), group in _by_address(indexed).items():
             first_i, first = group[0]
-            problems += [f"sources[{i}].format: {s.format!r} differs from sources[{first_i}] ({first.name!r}) on "
-                         f"{host}:{port}; sources sharing a listen address are one API of one format"
-                         for i, s in group[1:] if s.format != first.format]
+            for key, why in LISTENER_KEYS.items():
+                problems += [f"sources[{i}].{key}: {getattr(s, key)!r} differs from sources[{first_i}].{key} "
+                             f"({getattr(first, key)!r}, source {first.name!r}) on {host}:{port}; {why}"
+                             for i, s in group[1:] if getattr(s, key) != getattr(first, key)]
             problems += _overlaps(group)
-            problems += [f"sources[{first_i}].listen: {host}:{port} {why}" for why in _bind_problem(host, port)]
         return problems
 
 
-def _bind_problem(host: str, port: int) -> list[str]:
-    """Whether another program holds the address. The probe sets SO_REUSEPORT, as the listener does, so a
-    running lambda-bridge of this user (a reload, ``check`` beside the daemon) does not count as in use."""
+# Settings of the listener, not of one source: sources sharing an address must agree on them.
+LISTENER_KEYS = {
+    "format": "sources sharing a listen address are one API of one format",
+    "header_timeout": "it is the connection's deadline, before a request reaches a source: give the sources on "
+                      "one address the same value (or different addresses)",
+}
+
+
+def _by_address(indexed: list[tuple[int, Any]]) -> dict[tuple[str, int], list[tuple[int, Any]]]:
+    groups: dict[tuple[str, int], list[tuple[int, Any]]] = {}
+    for i, source in indexed:
+        groups.setdefault(source.address, []).append((i, source))
+    return groups
+
+
+LISTEN_HINTS = {
+    errno.EADDRINUSE: "another program listens there (`ss -ltnp 'sport = :{port}'` names it): stop it, or give "
+                      "this source another port",
+    errno.EADDRNOTAVAIL: "it is not an address of this machine: give one of its addresses (127.0.0.1 for local use)",
+    errno.EACCES: "ports below 1024 need privileges: give a port from 1024 up",
+}
+
+
+def listen_problem(index: int | None, source: Any, err: OSError) -> str:
+    """The one line a user reads when a source's address cannot be listened on, naming its config path."""
+    where = f"sources[{index}]" if index is not None else f"sources.{source.name}"
+    reason = os.strerror(err.errno) if err.errno and err.errno > 0 else (err.strerror or str(err))
+    hint = LISTEN_HINTS.get(err.errno or 0, "give this source another address").format(port=source.address[1])
+    return f"{where}.listen: cannot listen on {source.listen} (source {source.name!r}): {reason.lower()}; {hint}"
+
+
+def listen_problems(sources: list[Any], held: set[tuple[str, int]]) -> list[str]:
+    """For ``check``: the http sources' addresses that cannot be bound now, except ``held`` ones (those the
+    running daemon of this state_dir listens on: a reload keeps its listeners)."""
+    indexed = [(i, s) for i, s in enumerate(sources) if isinstance(s, HttpSourceConfig)]
+    problems = []
+    for address, group in _by_address(indexed).items():
+        if address not in held:
+            i, first = group[0]
+            problems += [listen_problem(i, first, err) for err in _bind_errors(*address)]
+    return problems
+
+
+def _bind_errors(host: str, port: int) -> list[OSError]:
+    """Bind (not listen) every address ``host`` resolves to, as the listener binds them: the first error."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except OSError as err:
-        return [f"cannot be resolved ({err.strerror}); use an IP address or a known host name"]
-    family, kind, proto, _, address = infos[0]
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        try:
-            probe.bind(address)
-        except OSError as err:
-            return [f"cannot be listened on: {err.strerror}; stop what uses it or choose another port"]
+        return [err]
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # as asyncio's create_server
+            try:
+                probe.bind(address)
+            except OSError as err:
+                return [err]
     return []
 
 
