@@ -32,7 +32,7 @@ from pathlib import Path
 import aiohttp
 
 from bridge.sources.http.events import sample_event
-from bridge.testing import Daemon, free_port, wait_until, write_config
+from bridge.testing import PRODUCTION_LOGS, Daemon, free_port, wait_until, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "examples" / "http"
@@ -179,7 +179,7 @@ async def run(requests: int, peer_requests: int) -> dict[str, dict[str, float]]:
             proc.terminate()
             proc.wait(10)
         port = free_port()
-        with Daemon(bridge_config(root, port)) as daemon:
+        with Daemon(bridge_config(root, port), env=PRODUCTION_LOGS) as daemon:
             assert daemon.proc is not None
             for c in (1, 16):
                 rows[f"(b) lambda-bridge http + Mangum, c={c}"] = await load(f"http://127.0.0.1:{port}{PATH}", c,
