@@ -1,0 +1,97 @@
+"""Cluster mode when something fails: our own code on one event, the shared queue, AWS's throttling.
+
+moto's server (SQS and DynamoDB over HTTP) is real throughout; where a fault cannot happen on its own it
+is injected, and each injection says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from bridge.cluster import dispatcher as cluster_dispatcher
+from bridge.cluster.dispatcher import ClusterDispatcher
+from bridge.events.invocation_record import HANDLING_FAILED
+from bridge.invokers.registry import Functions
+from bridge.store import Store
+from tests.integration.cluster_kit import Cluster, atomic_moto, cluster_factory
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    with atomic_moto() as url:
+        yield url
+
+
+@pytest.fixture
+def make_cluster(tmp_path: Path, moto_url: str) -> Iterator[Callable[..., Cluster]]:
+    with cluster_factory(tmp_path, moto_url) as make:
+        yield make
+
+
+# --- one event the bridge fails on ------------------------------------------------------------------------
+
+
+async def test_an_event_the_bridge_fails_on_is_dead_lettered_and_the_node_goes_on(
+        make_cluster: Callable[..., Cluster], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fault injection (labelled): building the invocation record raises for event 1 (a bug in our code) and,
+    once, an OSError for event 2 (as AWS out of reach would); the node, queue, table and worker are real."""
+    cluster = make_cluster(function={"async": {"maximum_retry_attempts": 0, "on_failure": "dlq"}})
+    real, calls = cluster_dispatcher.invocation_record, []
+
+    def broken(**kwargs: Any) -> dict:
+        n = json.loads(kwargs["request_payload"])["n"]
+        calls.append(n)
+        if n == 1:
+            raise RuntimeError("injected: building the record failed")
+        if n == 2 and calls.count(2) == 1:
+            raise OSError("injected: unreachable")
+        return real(**kwargs)
+
+    monkeypatch.setattr(cluster_dispatcher, "invocation_record", broken)
+    config = cluster.config("n1")
+    functions = Functions(config)
+    async with Store(cluster.tmp / "store.sqlite3") as store:
+        dispatcher = ClusterDispatcher(store, functions, config)
+        async with dispatcher.node:
+            running = asyncio.create_task(dispatcher.run())
+            try:
+                for n in (1, 2, 3):
+                    await dispatcher.accept("sink", json.dumps({"fail": True, "n": n}).encode())
+                entries = await _wait_for_dead_letters(dispatcher, 3, timeout=30)
+                assert not running.done(), "the node goes on"
+            finally:
+                dispatcher.stop()
+                await running
+                await functions.close()
+    by_n = {_n(e.record["requestPayload"]): e for e in entries}
+    assert by_n[1].condition == HANDLING_FAILED
+    assert "injected: building the record failed" in by_n[1].reason
+    assert by_n[1].record["requestContext"]["requestId"]  # the request id the function saw, to find its logs
+    # The OSError was not the event's fault: it stayed on the queue, came back and was judged as usual.
+    assert by_n[2].condition == by_n[3].condition == "RetriesExhausted"
+    assert calls.count(2) == 2
+    sqs = boto3.client("sqs", endpoint_url=cluster.moto_url, region_name="us-east-1")
+    counts = sqs.get_queue_attributes(QueueUrl=cluster.queue_url, AttributeNames=["All"])["Attributes"]
+    assert counts["ApproximateNumberOfMessages"] == counts["ApproximateNumberOfMessagesNotVisible"] == "0"
+
+
+def _n(payload: Any) -> int:
+    """The event's ``n``: the record of an event the bridge failed on carries the payload as text."""
+    return (json.loads(payload) if isinstance(payload, str) else payload)["n"]
+
+
+async def _wait_for_dead_letters(dispatcher: ClusterDispatcher, count: int, timeout: float) -> list:
+    table = dispatcher.node.table
+    assert table is not None
+    async with asyncio.timeout(timeout):
+        # The table signals nothing, so it is polled (with the deadline above).
+        while len(entries := await table.dead_letters()) < count:  # noqa: ASYNC110
+            await asyncio.sleep(0.2)
+    return entries
