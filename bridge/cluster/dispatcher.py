@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.cluster import messages
-from bridge.cluster.aws import is_transient, with_retries
+from bridge.cluster.aws import describe, is_transient, unless_stopped, with_retries
 from bridge.cluster.batcher import Batcher
 from bridge.cluster.node import Node
 from bridge.config.model import AsyncConfig, Config
@@ -150,7 +150,8 @@ class ClusterDispatcher:
         except Exception as err:
             if isinstance(err, PayloadTooLarge):
                 raise
-            raise ClusterUnavailable(f"the shared queue did not take {len(events)} event(s): {err}") from err
+            raise ClusterUnavailable(f"the shared queue is unreachable from node {self.cluster.node_id!r} "
+                                     f"({describe(err, self.cluster)})") from err
         if also is not None:
             await self._record_locally(also)
         return len(events)
@@ -242,18 +243,9 @@ class ClusterDispatcher:
 
     async def _receive(self, count: int) -> list[Received]:
         """One long poll, stopped early by ``stop()``; unreachable SQS is retried with backoff, for ever."""
-        poll = asyncio.ensure_future(with_retries(lambda: self._receive_once(count), what="receive",
-                                                  give_up_after=None))
-        stopper = asyncio.ensure_future(self._stopping.wait())
-        await asyncio.wait({poll, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        stopper.cancel()
-        if not poll.done():
-            # Whatever this poll had received reappears after the visibility timeout: nothing is lost.
-            poll.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await poll
-            return []
-        return poll.result()
+        poll = with_retries(lambda: self._receive_once(count), what="receive", give_up_after=None)
+        # Stopped mid-poll: whatever it had received reappears after the visibility timeout, nothing is lost.
+        return await unless_stopped(poll, self._stopping) or []
 
     async def _receive_once(self, count: int) -> list[Received]:
         response = await self.node.sqs.receive_message(

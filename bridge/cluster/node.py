@@ -9,7 +9,7 @@ import time
 import uuid
 from typing import Any
 
-from bridge.cluster.aws import Clients, with_retries
+from bridge.cluster.aws import Clients, unless_stopped, with_retries
 from bridge.cluster.config import ClusterConfig
 from bridge.cluster.table import Table
 from bridge.errors import ClusterUnavailable
@@ -71,7 +71,7 @@ class Node:
                     await stopping.wait()
             if stopping.is_set():
                 return
-            await with_retries(self._beat, what="heartbeat", give_up_after=None)
+            await unless_stopped(with_retries(self._beat, what="heartbeat", give_up_after=None), stopping)
 
     async def _beat(self) -> None:
         assert self.table is not None

@@ -60,7 +60,10 @@ class Cluster:
     """One config on moto's server, and the daemons (nodes) running it."""
 
     def __init__(self, tmp: Path, moto_url: str, *, lease: float = 2, visibility: int = 6,
-                 sources: list[dict] | None = None, function: dict | None = None) -> None:
+                 sources: list[dict] | None = None, function: dict | None = None, endpoint: str | None = None,
+                 cluster: dict | None = None, **top: Any) -> None:
+        """``endpoint``: where the nodes reach SQS and DynamoDB (default moto itself; a FaultProxy in front of
+        it); ``cluster``: more keys of the cluster section; ``top``: more top-level config keys."""
         self.tmp = tmp
         self.moto_url = moto_url
         self.sink = tmp / "sink.jsonl"
@@ -74,7 +77,9 @@ class Cluster:
             "state_dir": "${STATE}", "api": {"listen": "127.0.0.1:${PORT}"}, "log_level": "info",
             "functions": {"sink": sink}, "sources": sources or [],
             "cluster": {"node_id": "${NODE_ID}", "async_queue": self.queue_url, "table": self.table,
-                        "endpoint_url": moto_url, "lease_seconds": lease, "visibility_timeout": visibility},
+                        "endpoint_url": endpoint or moto_url, "lease_seconds": lease, "visibility_timeout": visibility,
+                        **(cluster or {})},
+            **top,
         })
         self.ports: dict[str, int] = {}
         self.nodes: dict[str, Daemon] = {}
@@ -116,7 +121,19 @@ class Cluster:
             conn.close()
 
     def ddb(self) -> Any:
+        """A boto3 DynamoDB client on moto itself (never through a fault proxy)."""
         return boto3.client("dynamodb", endpoint_url=self.moto_url, region_name="us-east-1")
+
+    def sqs(self) -> Any:
+        """A boto3 SQS client on moto itself (never through a fault proxy)."""
+        return boto3.client("sqs", endpoint_url=self.moto_url, region_name="us-east-1")
+
+    def lambda_client(self, node: str) -> Any:
+        """A boto3 Lambda client on node ``node``'s Invoke API, without botocore's own retries."""
+        from botocore.config import Config as BotoConfig
+
+        return boto3.client("lambda", endpoint_url=f"http://127.0.0.1:{self.ports[node]}", region_name="us-east-1",
+                            config=BotoConfig(retries={"total_max_attempts": 1}, read_timeout=60))
 
     def ledger(self) -> list[dict]:
         """Every schedule claim in the table, as plain values."""

@@ -14,13 +14,16 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from bridge.cluster import dispatcher as cluster_dispatcher
 from bridge.cluster.dispatcher import ClusterDispatcher
 from bridge.events.invocation_record import HANDLING_FAILED
 from bridge.invokers.registry import Functions
 from bridge.store import Store
-from tests.integration.cluster_kit import Cluster, atomic_moto, cluster_factory
+from bridge.testing import wait_until
+from tests.integration.cluster_kit import Cluster, atomic_moto, cluster_factory, records
+from tests.integration.fault_proxy import FaultProxy, access_denied
 
 
 @pytest.fixture(scope="module")
@@ -95,3 +98,47 @@ async def _wait_for_dead_letters(dispatcher: ClusterDispatcher, count: int, time
         while len(entries := await table.dead_letters()) < count:  # noqa: ASYNC110
             await asyncio.sleep(0.2)
     return entries
+
+
+# --- the shared queue refuses an Event invocation ----------------------------------------------------------
+
+
+def test_an_event_the_shared_queue_refuses_gets_lambdas_503_and_nothing_is_queued(
+        make_cluster: Callable[..., Cluster], moto_url: str) -> None:
+    """The fault proxy (labelled fake boundary) answers SendMessage as SQS does when the node's IAM policy
+    lacks sqs:SendMessage; boto3 is the caller, the daemon a subprocess."""
+    with FaultProxy(moto_url) as proxy:
+        cluster = make_cluster(endpoint=proxy.url)
+        node = cluster.start("n1")
+        client = cluster.lambda_client("n1")
+        proxy.refuse = lambda service, op: access_denied("sqs:sendmessage") if op.startswith("SendMessage") else None
+        with pytest.raises(ClientError) as refused:
+            client.invoke(FunctionName="sink", InvocationType="Event", Payload=json.dumps({"n": 1}))
+        error = refused.value.response
+        assert error["ResponseMetadata"]["HTTPStatusCode"] == 503
+        assert error["Error"]["Code"] == "ServiceException"
+        message = error["Error"]["Message"]
+        assert "shared queue is unreachable" in message and "cluster check" in message, message
+        assert "IAM actions" in message, message  # what to fix, from AWS's own answer
+        rid = error["ResponseMetadata"]["RequestId"]
+        [logged] = node.wait_for("invoke.queue_unavailable", request_id=rid)
+        assert logged["function"] == "sink" and logged["level"] == "error"
+
+        proxy.refuse = None  # the policy is fixed: the same call is accepted and delivered, the refused one never
+        accepted = client.invoke(FunctionName="sink", InvocationType="Event", Payload=json.dumps({"n": 2}))
+        assert accepted["StatusCode"] == 202
+        delivered = wait_until(lambda: records(cluster.sink), timeout=30)
+        node.wait_for("delivery.succeeded", timeout=30)
+        cluster.stop_all()
+    assert [r["event"]["n"] for r in delivered] == [2]
+    assert len(node.find("invoke.queue_unavailable")) == 1
+
+
+def test_a_node_stops_at_once_while_aws_is_out_of_reach(make_cluster: Callable[..., Cluster], moto_url: str) -> None:
+    """Its heartbeat and long polls are retrying with backoff; a stop must not wait that out."""
+    with FaultProxy(moto_url) as proxy:
+        cluster = make_cluster(endpoint=proxy.url)
+        node = cluster.start("n1")
+    node.wait_for("cluster.retrying", timeout=30)  # the proxy is gone: the node cannot reach SQS or DynamoDB
+    assert node.stop(timeout=20) == 0
+    assert not node.find("service.drain_timeout"), node.tail()
