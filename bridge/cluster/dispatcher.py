@@ -389,7 +389,7 @@ class ClusterDispatcher:
             last_response=last, now=time.time())
 
     async def _dead_letter(self, lane: Lane, decision: policy.Finish, record: dict) -> None:
-        """The dead letter in the shared table, where `cluster dlq` on any node finds it."""
+        """The dead letter in the shared table, where `lambda-bridge dlq` on any node finds it."""
         entry = DeadLetter(uuid.uuid4().hex, lane.name, time.time(), decision.condition, decision.reason, record,
                            decision.attributes)
         await self._put_dead_letter(entry)

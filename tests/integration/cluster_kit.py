@@ -39,6 +39,10 @@ RECORDER = """
             time.sleep(120)
         if isinstance(event, dict) and event.get("fail"):
             raise RuntimeError("asked to fail: " + str(event.get("n")))
+        keys = [r.get("s3", {}).get("object", {}).get("key", "") for r in event.get("Records", [])
+                if isinstance(r, dict)] if isinstance(event, dict) else []
+        if any("fail" in key for key in keys):
+            raise RuntimeError("a file named to fail")
         return {"ok": True}
 """
 

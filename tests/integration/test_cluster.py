@@ -92,7 +92,7 @@ def test_a_killed_node_restarts_under_its_own_id(make_cluster) -> None:
     cluster = make_cluster()
     cluster.start("n1").kill()
     cluster.start("n1")  # the old process is gone: its id is free at once, not a lease later
-    status = json.loads(cluster.cli("n2", "cluster", "status", "--json").stdout)
+    status = json.loads(cluster.cli("n2", "status", "--json").stdout)["cluster"]
     assert [n["state"] for n in status["nodes"] if n["node_id"] == "n1"] == ["alive"]
 
 
@@ -227,24 +227,58 @@ def _fired(sink: Path, expected: set[str]) -> dict[str, set[str]] | None:
 # --- (c) dead letters from any node ---------------------------------------------------------------------
 
 
-def test_a_dead_letter_written_on_node_1_is_listed_and_redriven_from_node_3(make_cluster) -> None:
-    cluster = make_cluster(function={"async": {"maximum_retry_attempts": 0, "on_failure": "dlq"}})
+def test_dead_letters_status_and_schedules_of_node_1_from_the_other_nodes(tmp_path: Path, make_cluster) -> None:
+    """The plain commands (dlq, status, schedules) read the cluster's table from any node, and this host's
+    store for its directory sources' dead letters."""
+    here = tmp_path / "here"
+    here.mkdir()
+    tick = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=8)
+    cluster = make_cluster(function={"async": {"maximum_retry_attempts": 0, "on_failure": "dlq"}}, sources=[
+        {"name": "tick", "type": "schedule", "function": "sink", "schedule": "rate(1 minute)",
+         "start_date": tick.isoformat()},
+        {"name": "here", "type": "directory", "path": str(here), "function": "sink"}])
     node1 = cluster.start("n1")
+    node1.wait_for("directory.ready", source="here", timeout=30)
     assert cluster.post("n1", {"fail": True, "n": 7}) == 202
+    (here / "fail.txt").write_text("a file whose event fails")
     node1.wait_for("cluster.dead_letter", timeout=30)
-    listing = cluster.cli("n3", "cluster", "dlq", "list", "--json")
+    node1.wait_for("delivery.failed", count=2, timeout=30)  # the file's: in n1's own store
+
+    listing = cluster.cli("n3", "dlq", "list", "--json")
     assert listing.returncode == 0, listing.stderr
     entries = json.loads(listing.stdout)
-    assert [e["record"]["requestPayload"] for e in entries] == [{"fail": True, "n": 7}]
+    assert [(e["record"]["requestPayload"], e["store"]) for e in entries] == [({"fail": True, "n": 7}, "cluster")]
     assert entries[0]["condition"] == "RetriesExhausted"
-    redrive = cluster.cli("n3", "cluster", "dlq", "redrive", entries[0]["id"])
+    on_node1 = json.loads(cluster.cli("n1", "dlq", "list", "--json").stdout)
+    assert sorted(e["store"] for e in on_node1) == ["cluster", "local"]
+    assert "STORE" in cluster.cli("n1", "dlq", "list").stdout
+    shown = json.loads(cluster.cli("n3", "dlq", "show", entries[0]["id"]).stdout)
+    assert shown["id"] == entries[0]["id"] and shown["store"] == "cluster"
+
+    redrive = cluster.cli("n3", "dlq", "redrive", entries[0]["id"])
     assert redrive.returncode == 0, redrive.stderr
-    wait_until(lambda: len(records(cluster.sink)) == 2, timeout=30)
+    assert "1 into the cluster's shared queue" in redrive.stdout
+    wait_until(lambda: [r for r in records(cluster.sink) if r["event"].get("n") == 7][1:], timeout=30)
     node1.wait_for("cluster.dead_letter", count=2, timeout=30)  # it fails again: a new entry, the old one done
-    after = json.loads(cluster.cli("n3", "cluster", "dlq", "list", "--json").stdout)
+    after = json.loads(cluster.cli("n3", "dlq", "list", "--json").stdout)
     assert len(after) == 1 and after[0]["id"] != entries[0]["id"]
-    purge = cluster.cli("n2", "cluster", "dlq", "purge", "--all")
-    assert purge.returncode == 0 and "purged 1 entry" in purge.stdout
+
+    status = cluster.cli("n3", "status", "--json")
+    assert status.returncode == 1, status.stderr  # n3's own daemon does not run; the cluster's state shows
+    doc = json.loads(status.stdout)["cluster"]
+    assert [(n["node_id"], n["state"]) for n in doc["nodes"]] == [("n1", "alive")]
+    assert doc["dead_letters"] == 1
+    assert "node n1" in cluster.cli("n3", "status").stdout
+
+    wait_until(lambda: [r for r in records(cluster.sink) if r["event"].get("source") == "aws.events"], timeout=30)
+    [row] = json.loads(cluster.cli("n3", "schedules", "--json", "--next", "1").stdout)
+    assert row["last_fire"] == tick.isoformat()  # fired on n1: n3's own store knows nothing of it
+    assert row["next"] == [(tick + timedelta(minutes=1)).isoformat()]
+
+    purge = cluster.cli("n2", "dlq", "purge", "--all")
+    assert purge.returncode == 0 and "purged 1 entry" in purge.stdout, purge.stderr
+    local = cluster.cli("n1", "dlq", "purge", "--all")
+    assert local.returncode == 0 and "purged 1 entry" in local.stdout, local.stderr
 
 
 # --- the table's conditional writes, one call at a time --------------------------------------------------
