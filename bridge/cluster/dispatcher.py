@@ -25,6 +25,7 @@ from typing import Any
 
 from bridge.cluster import messages
 from bridge.cluster.aws import describe, is_transient, unless_stopped, with_retries
+from bridge.cluster.backlog import Backlog
 from bridge.cluster.batcher import Batcher
 from bridge.cluster.node import Node
 from bridge.config.model import AsyncConfig, Config
@@ -94,6 +95,10 @@ class ClusterDispatcher:
                        for p in (ACCEPT_PATIENCE, SETTLE_PATIENCE)}
         self._deletes: Batcher[str] = Batcher(self._flush_deletes)
         self._long_poll = max(1, min(20, int(self.cluster.lease_seconds), self.cluster.visibility_timeout * 2 // 3))
+        self.backlog = Backlog(self._count_backlog, config.max_queued_events, self.log)
+
+    async def _count_backlog(self) -> int:
+        return await with_retries(self.node.backlog, what="backlog", give_up_after=ACCEPT_PATIENCE)
 
     @staticmethod
     def _capacity(config: Config) -> int:
@@ -137,8 +142,9 @@ class ClusterDispatcher:
     async def accept_many(self, events: list[QueuedEvent], *, also: StoreOp | None = None) -> int:
         """Send the events to the shared queue; ``also`` (a source's local record) runs once they are durable.
 
-        Raises ClusterUnavailable when the queue stays unreachable for ACCEPT_PATIENCE: the caller must
-        not acknowledge its origin then.
+        Waits while the cluster's backlog is over ``max_queued_events`` (see backlog). Raises
+        ClusterUnavailable when the queue stays unreachable for ACCEPT_PATIENCE: the caller must not
+        acknowledge its origin then.
         """
         await self.node.joined.wait()
         bodies = [messages.encode(e) for e in events]
@@ -146,7 +152,7 @@ class ClusterDispatcher:
             if len(body.encode()) > messages.MAX_BODY:
                 raise PayloadTooLarge(len(body.encode()), messages.MAX_BODY)
         try:
-            await self._send_all(bodies, [messages.delay_for(e) for e in events], ACCEPT_PATIENCE)
+            await self._send_events(events, bodies)
         except Exception as err:
             if isinstance(err, PayloadTooLarge):
                 raise
@@ -155,6 +161,15 @@ class ClusterDispatcher:
         if also is not None:
             await self._record_locally(also)
         return len(events)
+
+    async def _send_events(self, events: list[QueuedEvent], bodies: list[str]) -> None:
+        """Wait for room under max_queued_events (the cluster's backlog), then send."""
+        await self.backlog.reserve(len(events))
+        try:
+            await self._send_all(bodies, [messages.delay_for(e) for e in events], ACCEPT_PATIENCE)
+        except BaseException:
+            self.backlog.release(len(events))
+            raise
 
     async def _record_locally(self, also: StoreOp) -> None:
         try:

@@ -75,11 +75,11 @@ class Node:
 
     async def _beat(self) -> None:
         assert self.table is not None
-        depth = await self._depth()
+        depth = await self.backlog()
         await self.table.heartbeat(self.id, self.session, time.time(), queue_depth=depth)
 
-    async def _depth(self) -> int:
-        """The shared queue's approximate backlog (visible + in flight + delayed), for status."""
+    async def backlog(self) -> int:
+        """The shared queue's approximate backlog (visible + in flight + delayed): status, max_queued_events."""
         response = await self.clients.sqs.get_queue_attributes(QueueUrl=self.config.async_queue, AttributeNames=[
             "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
             "ApproximateNumberOfMessagesDelayed"])

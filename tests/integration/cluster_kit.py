@@ -24,7 +24,8 @@ from bridge.testing import Daemon, free_port, moto_server, write_config, write_h
 from tests.conftest import FAKE_AWS
 from tests.integration import moto_atomic
 
-# Records every invocation; the first attempt of an event asking to "hang" sleeps (a node to kill mid-call).
+# Records every invocation; the first attempt of an event asking to "hang" sleeps (a node to kill mid-call);
+# one with a "gate" waits until that file exists.
 RECORDER = """
     import json, os, time
     def handler(event, context):
@@ -33,6 +34,10 @@ RECORDER = """
         fd = os.open(os.environ["RECORD_FILE"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         os.write(fd, (line + "\\n").encode())
         os.close(fd)
+        if isinstance(event, dict) and event.get("gate"):  # held until the test opens the gate (a file)
+            deadline = time.time() + 60
+            while not os.path.exists(event["gate"]) and time.time() < deadline:
+                time.sleep(0.05)
         if isinstance(event, dict) and event.get("hang") and not os.path.exists(event["hang"]):
             with open(event["hang"], "w") as marker:
                 marker.write(str(os.getpid()))
@@ -131,6 +136,13 @@ class Cluster:
     def sqs(self) -> Any:
         """A boto3 SQS client on moto itself (never through a fault proxy)."""
         return boto3.client("sqs", endpoint_url=self.moto_url, region_name="us-east-1")
+
+    def backlog(self) -> int:
+        """The shared queue's messages: waiting, in flight and delayed (moto's counts are exact)."""
+        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                 "ApproximateNumberOfMessagesDelayed"]
+        found = self.sqs().get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=names)["Attributes"]
+        return sum(int(v) for v in found.values())
 
     def lambda_client(self, node: str) -> Any:
         """A boto3 Lambda client on node ``node``'s Invoke API, without botocore's own retries."""
