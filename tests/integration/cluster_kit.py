@@ -13,7 +13,8 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -70,9 +71,10 @@ class Cluster:
 
     def __init__(self, tmp: Path, moto_url: str, *, lease: float = 2, visibility: int = 6,
                  sources: list[dict] | None = None, function: dict | None = None, endpoint: str | None = None,
-                 cluster: dict | None = None, **top: Any) -> None:
+                 cluster: dict | None = None, functions: dict | None = None, **top: Any) -> None:
         """``endpoint``: where the nodes reach SQS and DynamoDB (default moto itself; a FaultProxy in front of
-        it); ``cluster``: more keys of the cluster section; ``top``: more top-level config keys."""
+        it); ``cluster``: more keys of the cluster section; ``functions``: more functions besides ``sink``;
+        ``top``: more top-level config keys."""
         self.tmp = tmp
         self.moto_url = moto_url
         self.sink = tmp / "sink.jsonl"
@@ -84,7 +86,7 @@ class Cluster:
                 "environment": {"RECORD_FILE": str(self.sink), "NODE_ID": "${NODE_ID}"}, **(function or {})}
         self.config_path = write_config(tmp / "config.yaml", {
             "state_dir": "${STATE}", "api": {"listen": "127.0.0.1:${PORT}"}, "log_level": "info",
-            "functions": {"sink": sink}, "sources": sources or [],
+            "functions": {"sink": sink, **(functions or {})}, "sources": sources or [],
             "cluster": {"node_id": "${NODE_ID}", "async_queue": self.queue_url, "table": self.table,
                         "endpoint_url": endpoint or moto_url, "lease_seconds": lease, "visibility_timeout": visibility,
                         **(cluster or {})},
@@ -116,6 +118,14 @@ class Cluster:
         daemon = Daemon(self.config_path, env=self.env(node))
         self.nodes[node] = daemon.start(timeout=60)
         return daemon
+
+    def start_all(self, names: Sequence[str]) -> list[Daemon]:
+        """Start several nodes at once (hosts booting together) and wait for each one's READY=1."""
+        daemons = [Daemon(self.config_path, env=self.env(name)) for name in names]
+        self.nodes.update(zip(names, daemons, strict=True))  # stopped at the end even if one fails to start
+        with ThreadPoolExecutor(len(daemons)) as pool:
+            list(pool.map(lambda daemon: daemon.start(timeout=60), daemons))
+        return daemons
 
     def post(self, node: str, payload: dict) -> int:
         """An Event invocation through node ``node``'s Invoke API; the HTTP status."""
@@ -171,9 +181,11 @@ def base_env() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def atomic_moto() -> Iterator[str]:
-    """moto's server (SQS and DynamoDB over HTTP) with DynamoDB's item writes atomic, as DynamoDB's own are."""
-    with moto_server(moto_atomic.command(free_port()), cwd=Path(__file__).parents[2]) as url:
+def atomic_moto(*, fifo_receives: bool = False) -> Iterator[str]:
+    """moto's server (SQS and DynamoDB over HTTP) with DynamoDB's item writes atomic, as DynamoDB's own are
+    (``fifo_receives``: and SQS's FIFO message-group guarantee across concurrent receives; see moto_atomic)."""
+    command = moto_atomic.command(free_port(), fifo_receives=fifo_receives)
+    with moto_server(command, cwd=Path(__file__).parents[2]) as url:
         yield url
 
 

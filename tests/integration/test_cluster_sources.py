@@ -4,19 +4,23 @@ and schedules catching up after the whole cluster was down. moto's server and da
 
 from __future__ import annotations
 
+import json
 import threading
+import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import boto3
 import pytest
 
-from bridge.testing import wait_until
+from bridge.testing import wait_until, write_handler
 from tests.integration.cluster_kit import Cluster, atomic_moto, cluster_factory, records
 
 
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
-    with atomic_moto() as url:
+    with atomic_moto(fifo_receives=True) as url:
         yield url
 
 
@@ -69,3 +73,93 @@ def test_intake_waits_while_the_clusters_backlog_is_over_max_queued_events(
     node1.wait_for("queue.resumed", timeout=30)
     node2.wait_for("queue.resumed", timeout=30)
     assert len(node2.find("queue.full")) == len(node2.find("queue.resumed")) == 1
+
+
+
+# --- SQS event source mappings: N nodes polling one FIFO queue ---------------------------------------------
+
+# Processes a batch in order; a message marked fail_once fails its first time, and (as Lambda's docs ask of
+# a FIFO consumer) the rest of the batch is reported with it. One line per invocation: node, times, items.
+BATCHER = """
+    import json, os, time
+    def handler(event, context):
+        start, done, failures, reported = time.time(), [], [], []
+        for record in event["Records"]:
+            body = json.loads(record["body"])
+            marker = os.path.join(os.environ["MARKS"], "%s-%s" % (body["g"], body["seq"]))
+            if not failures and body.get("fail_once") and not os.path.exists(marker):
+                open(marker, "w").close()
+            elif not failures:
+                done.append([body["g"], body["seq"], int(record["attributes"]["ApproximateReceiveCount"])])
+                continue
+            failures.append({"itemIdentifier": record["messageId"]})
+            reported.append([body["g"], body["seq"]])
+        time.sleep(0.4)  # long enough for batches to overlap, so concurrency shows
+        line = json.dumps({"node": os.environ["NODE_ID"], "start": start, "end": time.time(), "done": done,
+                           "reported": reported})
+        fd = os.open(os.environ["RECORD_FILE"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        os.write(fd, (line + "\\n").encode())
+        os.close(fd)
+        return {"batchItemFailures": failures}
+"""
+GROUPS, PER_GROUP = 8, 6
+FAILING = 2  # the seq of each group that fails once
+LANES = 2  # the mapping's maximum_concurrency: per node
+
+
+def test_n_nodes_on_one_fifo_queue_keep_group_order_partial_batches_and_per_node_concurrency(
+        tmp_path: Path, make_cluster: Callable[..., Cluster], moto_url: str) -> None:
+    sqs = boto3.client("sqs", endpoint_url=moto_url, region_name="us-east-1")
+    queue = sqs.create_queue(QueueName=f"jobs-{uuid.uuid4().hex[:8]}.fifo", Attributes={
+        "FifoQueue": "true", "ContentBasedDeduplication": "true", "VisibilityTimeout": "2"})["QueueUrl"]
+    (tmp_path / "marks").mkdir()
+    batches = tmp_path / "batches.jsonl"
+    code = write_handler(tmp_path, "batcher", BATCHER)
+    cluster = make_cluster(functions={"batcher": {
+        "handler": "app.handler", "code": str(code), "timeout": 30, "reserved_concurrency": 4,
+        "environment": {"RECORD_FILE": str(batches), "MARKS": str(tmp_path / "marks"), "NODE_ID": "${NODE_ID}"}}},
+        sources=[{"name": "jobs", "type": "sqs", "queue": queue, "endpoint_url": moto_url, "function": "batcher",
+                  "batch_size": 3, "maximum_concurrency": LANES,
+                  "function_response_types": ["ReportBatchItemFailures"]}])
+    nodes = cluster.start_all(["n1", "n2", "n3"])
+    for node in nodes:
+        node.wait_for("sqs.polling", timeout=30)
+    for seq in range(PER_GROUP):  # in order within each group; the groups interleaved
+        sqs.send_message_batch(QueueUrl=queue, Entries=[
+            {"Id": str(g), "MessageGroupId": f"g{g}",
+             "MessageBody": json.dumps({"g": g, "seq": seq, "fail_once": seq == FAILING})} for g in range(GROUPS)])
+
+    lines = wait_until(lambda: _all_done(batches), timeout=60, interval=0.2)
+    by_group: dict[int, list[int]] = {}
+    for line in lines:
+        for g, seq, _count in line["done"]:
+            by_group.setdefault(g, []).append(seq)
+    # Each group's messages were processed once each, in order, although three nodes took turns with them.
+    assert by_group == {g: list(range(PER_GROUP)) for g in range(GROUPS)}
+    # ReportBatchItemFailures: exactly the reported messages came back (once per report); the rest of each
+    # batch was deleted, never received again.
+    reported = Counter((g, seq) for line in lines for g, seq in line["reported"])
+    receives = {(g, seq): count for line in lines for g, seq, count in line["done"]}
+    assert {k: count - 1 for k, count in receives.items() if count > 1} == dict(reported)
+    assert all(reported[(g, FAILING)] >= 1 for g in range(GROUPS))
+    per_node = {n: _peak([(b["start"], b["end"]) for b in lines if b["node"] == n]) for n in ("n1", "n2", "n3")}
+    everywhere = _peak([(b["start"], b["end"]) for b in lines])
+    print(f"peak concurrent batches: {per_node} per node, {everywhere} in the cluster")
+    assert all(1 <= peak <= LANES for peak in per_node.values()), per_node  # maximum_concurrency is per node
+    assert everywhere > LANES, "the nodes together ran more batches at once than one node may"
+
+
+def _all_done(path: Path) -> list[dict] | None:
+    lines = records(path)
+    done = sum(len(line["done"]) for line in lines)
+    return lines if done >= GROUPS * PER_GROUP else None
+
+
+def _peak(intervals: list[tuple[float, float]]) -> int:
+    """The most intervals open at one moment."""
+    edges = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    peak = open_ = 0
+    for _, step in edges:
+        open_ += step
+        peak = max(peak, open_)
+    return peak
