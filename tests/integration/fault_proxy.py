@@ -77,8 +77,8 @@ Refuse = Callable[[str, str], Answer | None]  # (service, operation) -> the answ
 class FaultProxy:
     """``with FaultProxy(moto_url) as proxy:`` listens on ``proxy.url`` in a thread of its own.
 
-    ``throttle`` (0..1): the share of SQS and DynamoDB requests answered with one of THROTTLES (the
-    operations in ``spare`` never are). ``refuse``: a hook answering chosen operations itself.
+    ``throttle`` (0..1): the share of SQS and DynamoDB requests answered with THROTTLES (each service's
+    answers in turn; the operations in ``spare`` never are). ``refuse``: a hook answering chosen operations itself.
     ``throttled`` counts the answers given per (service, code); ``forwarded`` the requests moto got.
     """
 
@@ -91,7 +91,10 @@ class FaultProxy:
         self.throttled: Counter[tuple[str, str]] = Counter()
         self.forwarded: Counter[tuple[str, str]] = Counter()
         self.url = ""
-        self._rng = random.Random(seed)
+        # One random stream per service, and the answers taken in turn: whatever the order in which the
+        # nodes' requests arrive, the n-th request to a service meets the same fate in every run.
+        self._rngs = {service: random.Random(f"{seed}/{service}") for service in THROTTLES}
+        self._turns = dict.fromkeys(THROTTLES, 0)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="fault-proxy")
         self._runner: web.AppRunner | None = None
@@ -138,9 +141,11 @@ class FaultProxy:
             return None
         if self.refuse is not None and (refused := self.refuse(service, operation)) is not None:
             return refused
-        if operation in self.spare or self._rng.random() >= self.throttle:
+        if operation in self.spare or self._rngs[service].random() >= self.throttle:
             return None
-        return self._rng.choice(THROTTLES[service])
+        self._turns[service] += 1
+        answers = THROTTLES[service]
+        return answers[self._turns[service] % len(answers)]
 
     async def _forward(self, request: web.BaseRequest, body: bytes) -> web.Response:
         assert self._session is not None

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ from bridge.invokers.registry import Functions
 from bridge.store import Store
 from bridge.testing import wait_until
 from tests.integration.cluster_kit import Cluster, atomic_moto, cluster_factory, records
-from tests.integration.fault_proxy import FaultProxy, access_denied
+from tests.integration.fault_proxy import THROTTLES, FaultProxy, access_denied
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +141,50 @@ def test_a_node_stops_at_once_while_aws_is_out_of_reach(make_cluster: Callable[.
     node.wait_for("cluster.retrying", timeout=30)  # the proxy is gone: the node cannot reach SQS or DynamoDB
     assert node.stop(timeout=20) == 0
     assert not node.find("service.drain_timeout"), node.tail()
+
+
+# --- AWS throttles: backoff, nothing lost --------------------------------------------------------------------
+
+THROTTLE = 0.3  # the share of SQS and DynamoDB requests the proxy answers with a throttling error
+
+
+def test_throttled_sqs_and_dynamodb_answers_are_retried_and_lose_nothing(
+        make_cluster: Callable[..., Cluster], moto_url: str) -> None:
+    """Every request of two nodes goes through the fault proxy (labelled fake boundary: AWS's throttling
+    cannot be produced with moto), which answers 30 % of them with SQS's and DynamoDB's throttling errors:
+    async invokes (SQS sends, receives, deletes), dead letters, heartbeats and a schedule's claim (DynamoDB)."""
+    first = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=12)
+    with FaultProxy(moto_url) as proxy:
+        cluster = make_cluster(endpoint=proxy.url, function={"async": {"maximum_retry_attempts": 0}}, sources=[
+            {"name": "tick", "type": "schedule", "function": "sink", "schedule": "rate(1 minute)",
+             "start_date": first.isoformat()}])
+        nodes = cluster.start_all(["n1", "n2"])
+        proxy.throttle = THROTTLE
+        payloads = [{"n": n, "fail": n % 8 == 0} for n in range(48)]  # every 8th fails: a dead letter
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(lambda p: cluster.post(f"n{1 + p['n'] % 2}", p), payloads))
+        assert statuses == [202] * len(payloads)  # accepted means durable: each one must arrive
+        wait_until(lambda: {r["event"].get("n") for r in records(cluster.sink)} >= set(range(48)), timeout=60,
+                   interval=0.2)
+        failing = [p["n"] for p in payloads if p["fail"]]
+        wait_until(lambda: len(_dead_letters(cluster)) >= len(failing), timeout=60, interval=0.2)
+        wait_until(lambda: [c for c in cluster.ledger() if c["state"] == "handed"], timeout=30, interval=0.2)
+        retried = [e for node in nodes for e in node.find("cluster.retrying")]
+        cluster.stop_all()
+    assert sorted(_n(e["record"]["requestPayload"]) for e in _dead_letters(cluster)) == failing
+    [claim] = cluster.ledger()
+    assert claim["handovers"] == "1"  # the schedule's one fire, handed over once
+    fired = [r for r in records(cluster.sink) if r["event"].get("source") == "aws.events"]
+    assert len({r["request_id"] for r in fired}) == 1
+    # The throttles really happened, of all four kinds, and the nodes backed off and went on.
+    assert set(proxy.throttled) == {(s, a.code) for s, answers in THROTTLES.items() for a in answers}, proxy.throttled
+    assert retried, "at least one call was throttled past botocore's own retry"
+    print(f"throttled: {dict(proxy.throttled)}; forwarded {sum(proxy.forwarded.values())}; "
+          f"{len(retried)} backoffs in the nodes' logs")
+
+
+def _dead_letters(cluster: Cluster) -> list[dict]:
+    """The cluster's dead letters, read from moto itself."""
+    items = cluster.ddb().query(TableName=cluster.table, KeyConditionExpression="pk = :pk",
+                                ExpressionAttributeValues={":pk": {"S": "dlq"}})["Items"]
+    return [{"record": json.loads(i["record"]["S"])} for i in items]
