@@ -4,11 +4,14 @@ and schedules catching up after the whole cluster was down. moto's server and da
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
@@ -163,3 +166,68 @@ def _peak(intervals: list[tuple[float, float]]) -> int:
         open_ += step
         peak = max(peak, open_)
     return peak
+
+
+# --- catch-up after the whole cluster was down ---------------------------------------------------------------
+
+
+def test_after_a_whole_cluster_outage_each_missed_fire_is_caught_up_once_by_its_policy(
+        make_cluster: Callable[..., Cluster]) -> None:
+    missed = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=15)  # while every node is down
+    sources = [{"name": name, "type": "schedule", "function": "sink", "schedule": "rate(1 minute)",
+                "start_date": missed.isoformat(), "catch_up": policy, "input": {"schedule": name}}
+               for name, policy in (("all", "all"), ("none", "none"), ("orphan", "latest"))]
+    cluster = make_cluster(sources=sources, lease=2)
+    names = ["n1", "n2", "n3"]
+    for node in cluster.start_all(names):
+        node.wait_for("schedule.armed", count=3, timeout=30)
+    assert datetime.now(UTC) < missed - timedelta(seconds=1), "the nodes took too long to start for this window"
+    for name in names:
+        cluster.nodes[name].kill()
+    # "orphan": a node claimed its fire and died before handing it over (the claim is written as that node
+    # wrote it, through the table's own code), and the whole cluster was down when its lease ran out.
+    ghost = asyncio.run(_claim_and_die(cluster, "orphan", missed))
+    wait_until(lambda: datetime.now(UTC) > missed + timedelta(seconds=1), timeout=30, interval=0.1)
+
+    restarted = cluster.start_all(names)  # every node catches up at once
+    for node in restarted:
+        node.wait_for("schedule.skipped", source="none", timeout=30)  # each node went through its catch-up
+    fired = wait_until(lambda: _fired_by_schedule(cluster.sink, {"all", "orphan"}), timeout=30, interval=0.2)
+    ledger = {c["pk"].removeprefix("fire#"): c for c in cluster.ledger()}
+    assert set(ledger) == {"all", "orphan"}  # catch_up none: the missed time stays missed
+    for name in ("all", "orphan"):
+        assert ledger[name]["sk"] == missed.isoformat() and ledger[name]["state"] == "handed"
+        assert ledger[name]["handovers"] == "1", ledger[name]  # one hand-over, not one per node
+    assert ledger["all"]["claims"] == "1"  # the first node's claim; the others' conditional writes failed
+    assert ledger["orphan"]["claims"] == "2"  # the dead node's, then one takeover
+    assert [len(fired["all"]), len(fired["orphan"])] == [1, 1]
+    assert fired["orphan"][0]["request_id"] == ghost  # the invocation the dead node had claimed, not a new one
+    assert sum(len(n.find("cluster.claim_taken_over", source="orphan")) for n in restarted) == 1
+
+
+async def _claim_and_die(cluster: Cluster, schedule: str, scheduled: datetime) -> str:
+    """Claim ``(schedule, scheduled)`` as a node would just before dying; the claimed event's request id."""
+    from bridge.cluster import messages
+    from bridge.cluster.aws import Clients
+    from bridge.cluster.claims import stamp
+    from bridge.cluster.table import Table
+    from bridge.sources.schedule.fire import queued_fire
+
+    config = cluster.config("ghost")
+    [cfg] = [s for s in config.sources if s.name == schedule]
+    event = queued_fire(cfg, config, scheduled, datetime.now(UTC))
+    async with Clients(config.cluster, config.region) as clients:
+        claim = await Table(clients.ddb, cluster.table).claim(
+            schedule, stamp(scheduled), owner="ghost", session="ghost", now=time.time(), lease=1,
+            body=messages.encode(event))
+    assert claim.won
+    return event.request_id
+
+
+def _fired_by_schedule(sink: Path, names: set[str]) -> dict[str, list[dict]] | None:
+    by_name: dict[str, list[dict]] = {}
+    for record in records(sink):
+        name = record["event"].get("schedule") if isinstance(record["event"], dict) else None
+        if name is not None:
+            by_name.setdefault(name, []).append(record)
+    return by_name if set(by_name) >= names else None
