@@ -31,7 +31,9 @@ def status(state: State) -> int:
     """Sources, functions, the async queue and dead letters of the running daemon (exit 1 when none runs).
 
     Works while the config file on disk is invalid: the daemon is found by its runtime file in state_dir,
-    and the status says when the file differs from what the daemon runs.
+    and the status says when the file differs from what the daemon runs. With a cluster: section, also the
+    whole cluster from its table (nodes and their last heartbeat, open schedule leases, the shared queue,
+    its dead letters), from any node; the exit code still says whether this host's daemon runs.
     """
     daemon = state.daemon(quiet=True)
     api_url = state.api_url()
@@ -40,6 +42,9 @@ def status(state: State) -> int:
         report = _offline_status(state.state_dir(), daemon is not None and daemon.api_url is None)
     if daemon is not None:
         report |= {"pid": daemon.pid, "api_url": daemon.api_url, "config_note": daemon.drift()}
+    config = state.valid_config()
+    if config is not None and config.cluster is not None:
+        report["cluster"] = cluster_status(config)
     if state.json:
         emit_json(report)
     else:
@@ -73,6 +78,33 @@ def _offline_status(state_dir: Path, alive: bool) -> dict[str, Any]:
             "dead_letters": dead}
 
 
+def cluster_status(config: Any) -> dict[str, Any]:
+    """The cluster's part of the status; an unreachable cluster is reported, not raised (the rest still shows)."""
+    from bridge.cluster import admin  # aiobotocore is imported only in cluster mode
+    from bridge.errors import ClusterUnavailable
+
+    try:
+        return asyncio.run(admin.status(config))
+    except ClusterUnavailable as err:
+        return {"node": config.cluster.node_id, "error": str(err)}
+
+
+def render_cluster(doc: dict[str, Any]) -> list[str]:
+    """The cluster's nodes, leases and shared queue as lines."""
+    if "error" in doc:
+        return [f"cluster: node {doc['node']}; the table and queue cannot be read: {doc['error']}"]
+    queue = doc["queue"]
+    lines = [f"cluster: this node {doc['node']}; shared queue {queue['waiting']} waiting, {queue['in_flight']} in "
+             f"flight, {queue['delayed']} delayed; dead letters in the table: {doc['dead_letters']}"]
+    for n in doc["nodes"]:
+        lines.append(f"  node {n['node_id']:<20} {n['state']:<8} host {n['host']} pid {n['pid']}  "
+                     f"last heartbeat {n['last_heartbeat_s']} s ago")
+    for lease in doc["leases"]:
+        lines.append(f"  lease {lease['schedule']} @ {lease['scheduled']} held by {lease['owner']}, "
+                     f"expires in {lease['expires_in_s']} s")
+    return lines
+
+
 def render_status(report: dict[str, Any]) -> str:
     """The status as tables a person reads."""
     running = "NOT RUNNING"
@@ -87,9 +119,11 @@ def render_status(report: dict[str, Any]) -> str:
     lines += _table("SOURCES", ["name", "type", "function", "state", "events", "last_error"], report["sources"])
     lines += _table("FUNCTIONS", ["name", "workers", "limit", "in_flight", "invocations", "errors"],
                     report["functions"])
-    queue = report["queue"]
-    lines.append(f"async queue: {queue['depth']} event(s), oldest {queue['oldest_age_s']} s")
-    lines.append(f"dead letters: {report['dead_letters']}")
+    queue, here = report["queue"], " (this host's: directory sources)" if "cluster" in report else ""
+    lines.append(f"async queue{here}: {queue['depth']} event(s), oldest {queue['oldest_age_s']} s")
+    lines.append(f"dead letters{here}: {report['dead_letters']}")
+    if "cluster" in report:
+        lines += render_cluster(report["cluster"])
     return "\n".join(lines)
 
 

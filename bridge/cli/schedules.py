@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import click
@@ -19,19 +20,36 @@ def schedule_sources(config: Config) -> list[ScheduleSourceConfig]:
     return [s for s in config.sources if isinstance(s, ScheduleSourceConfig)]
 
 
-def upcoming(config: Config, count: int, now: datetime) -> list[dict]:
-    """Each schedule's next ``count`` fires after ``now``, in its time zone (a disabled one: none)."""
+def upcoming(config: Config, count: int, now: datetime, shared: dict[str, datetime | None] | None = None) -> list[dict]:
+    """Each schedule's next ``count`` fires after ``now``, in its time zone (a disabled one: none).
+
+    ``shared``: in a cluster, each schedule's newest fire handed over by any node (the table's ledger); the
+    rows then also say it (``last_fire``), as the fires of this host alone do not tell.
+    """
     conn = connect(store_path(config.state_dir))
     try:
         result = []
         for cfg in schedule_sources(config):
-            last = schedule_fire.last_fire(conn, cfg.name)
+            mine = schedule_fire.last_fire(conn, cfg.name)
+            last = max((t for t in (mine, (shared or {}).get(cfg.name)) if t is not None), default=None)
             schedule = schedule_fire.effective_schedule(cfg, last, now)
             fires = schedule.next_fires(max(now, last or now), count) if cfg.enabled else []
-            result.append({"name": cfg.name, "next": [f.isoformat() for f in fires]})
+            row = {"name": cfg.name, "next": [f.isoformat() for f in fires]}
+            if shared is not None:
+                row["last_fire"] = last.isoformat() if last else None
+            result.append(row)
         return result
     finally:
         conn.close()
+
+
+def cluster_fires(config: Config) -> dict[str, datetime | None] | None:
+    """In a cluster, each schedule's newest fire handed over by any node (None on a single box)."""
+    if config.cluster is None:
+        return None
+    from bridge.cluster import admin  # aiobotocore is imported only in cluster mode
+
+    return asyncio.run(admin.last_fires(config, [cfg.name for cfg in schedule_sources(config)]))
 
 
 @click.command("schedules", short_help='list the schedules and their next fire times')
@@ -40,9 +58,13 @@ def upcoming(config: Config, count: int, now: datetime) -> list[dict]:
 @global_options
 @pass_state
 def schedules(state: State, count: int) -> int:
-    """List each schedule source with its next fire times (--json: [{"name", "next": [ISO-8601 times]}])."""
+    """List each schedule source with its next fire times (--json: [{"name", "next": [ISO-8601 times]}]).
+
+    With a cluster: section the times continue from the newest fire of any node (the cluster's table), and
+    each row also has "last_fire".
+    """
     config = state.config()
-    rows = upcoming(config, count, datetime.now(UTC))
+    rows = upcoming(config, count, datetime.now(UTC), cluster_fires(config))
     if state.json:
         emit_json(rows)
         return 0
@@ -50,7 +72,8 @@ def schedules(state: State, count: int) -> int:
     for row in rows:
         cfg = by_name[row["name"]]
         disabled = "" if cfg.enabled else "  (disabled)"
-        click.echo(f"{cfg.name}  {cfg.schedule}  [{cfg.timezone}]  -> {cfg.function}{disabled}")
+        last = f"  (last fire {row['last_fire'] or 'never'})" if "last_fire" in row else ""
+        click.echo(f"{cfg.name}  {cfg.schedule}  [{cfg.timezone}]  -> {cfg.function}{disabled}{last}")
         for when in row["next"]:
             click.echo(f"    {when}")
     return 0

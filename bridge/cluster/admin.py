@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from bridge.cluster import messages
@@ -98,6 +99,18 @@ def _queue(attributes: dict[str, str]) -> dict[str, int]:
     return {k: int(attributes.get(v, 0)) for k, v in keys.items()}
 
 
+async def last_fires(config: Config, schedules: Sequence[str]) -> dict[str, datetime | None]:
+    """Each schedule's newest scheduled time handed over anywhere in the cluster (None: never)."""
+    cluster = _cluster(config)
+    async with Clients(cluster, config.region) as clients:
+        table = Table(clients.ddb, cluster.table)
+        try:
+            found = {name: await table.last_fire(name) for name in schedules}
+        except Exception as err:
+            raise _unavailable(err, cluster) from err
+    return {name: datetime.fromisoformat(t) if t else None for name, t in found.items()}
+
+
 async def fire_ledger(config: Config, schedule: str) -> list[dict[str, Any]]:
     """Every claim of one schedule (tests and audits: one hand-over per scheduled time)."""
     cluster = _cluster(config)
@@ -111,7 +124,10 @@ async def dead_letters(config: Config, function: str | None = None) -> list[Dead
     """The cluster's dead letters not yet redriven."""
     cluster = _cluster(config)
     async with Clients(cluster, config.region) as clients:
-        return await Table(clients.ddb, cluster.table).dead_letters(function)
+        try:
+            return await Table(clients.ddb, cluster.table).dead_letters(function)
+        except Exception as err:
+            raise _unavailable(err, cluster) from err
 
 
 async def dead_letter(config: Config, entry_id: str) -> DeadLetter:
@@ -119,6 +135,17 @@ async def dead_letter(config: Config, entry_id: str) -> DeadLetter:
     cluster = _cluster(config)
     async with Clients(cluster, config.region) as clients:
         return await Table(clients.ddb, cluster.table).dead_letter(entry_id)
+
+
+async def held_dead_letters(config: Config, ids: Sequence[str]) -> set[str]:
+    """Which of ``ids`` are dead letters in the cluster's table (the others may be a host's local ones)."""
+    cluster = _cluster(config)
+    async with Clients(cluster, config.region) as clients:
+        table = Table(clients.ddb, cluster.table)
+        try:
+            return {i for i in ids if await table.has_dead_letter(i)}
+        except Exception as err:
+            raise _unavailable(err, cluster) from err
 
 
 async def redrive(config: Config, ids: Sequence[str], all_: bool, function: str | None) -> list[str]:
@@ -166,4 +193,5 @@ def _unavailable(err: BaseException, cluster: ClusterConfig) -> BaseException:
     return ClusterUnavailable(describe(err, cluster))
 
 
-__all__ = ["FIRE", "check", "dead_letter", "dead_letters", "fire_ledger", "init", "purge", "redrive", "status"]
+__all__ = ["FIRE", "check", "dead_letter", "dead_letters", "fire_ledger", "held_dead_letters", "init", "last_fires",
+           "purge", "redrive", "status"]

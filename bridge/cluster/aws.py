@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -71,6 +72,25 @@ async def with_retries(call: Callable[[], Awaitable[T]], *, what: str, give_up_a
         with attempt:
             return await call()
     raise AssertionError("unreachable")  # pragma: no cover - tenacity returns or raises above
+
+
+async def unless_stopped(call: Awaitable[T], stopping: asyncio.Event) -> T | None:
+    """``call``'s result, or None once ``stopping`` is set first (``call`` is cancelled then).
+
+    A node that is told to stop while AWS is out of reach must not wait out the backoff of a retry loop.
+    """
+    task = asyncio.ensure_future(call)
+    stopper = asyncio.ensure_future(stopping.wait())
+    try:
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return None
+    return task.result()
 
 
 class Clients:

@@ -1,7 +1,8 @@
 """Lambda's async queue on a shared SQS queue: every node accepts into it and every node delivers from it.
 
 The same interface as ``bridge.delivery.dispatcher.Dispatcher`` (accept, accept_many, run, stop, apply,
-depth) and the same decisions (``bridge.delivery.policy``); only where the events wait differs. An event is
+depth), the same attempt and decisions (``bridge.delivery.attempt``, ``policy``) and the same containment
+(an event the bridge fails on is dead-lettered alone); only where the events wait differs. An event is
 durable once SendMessage returned; its delivery state (attempts, first-accepted time, request id) travels in
 the message body. A retry is a new message sent with the remaining delay (at most SQS's 15 minutes: a longer
 wait is re-sent in hops), and the old one is deleted after it. While an attempt runs, a heartbeat extends
@@ -23,25 +24,27 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.cluster import messages
-from bridge.cluster.aws import with_retries
+from bridge.cluster.aws import describe, is_transient, unless_stopped, with_retries
+from bridge.cluster.backlog import Backlog
 from bridge.cluster.batcher import Batcher
 from bridge.cluster.node import Node
 from bridge.config.model import AsyncConfig, Config
 from bridge.delivery import policy
+from bridge.delivery.attempt import attempt_once, bridge_failure
 from bridge.delivery.destinations import SqsSender, dlq_attributes
 from bridge.delivery.dispatcher import Dispatcher, new_event
-from bridge.errors import ClusterUnavailable, InvocationRejected, PayloadTooLarge, RemoteUnavailable, Throttled
+from bridge.errors import ClusterUnavailable, PayloadTooLarge
 from bridge.events.invocation_record import invocation_record
 from bridge.invokers.registry import Functions, Invoker
 from bridge.log import get_logger
 from bridge.metrics import Metrics
-from bridge.model import Invocation, InvokeResult
 from bridge.store import DeadLetter, QueuedEvent, Store, StoreOp
 
 ACCEPT_PATIENCE = 30.0  # seconds accept() keeps retrying an unreachable queue before the caller hears an error
 SETTLE_PATIENCE = 60.0  # seconds an outcome is retried; after that the message reappears and is tried again
 SEND_ATTEMPTS = 5
 BATCH = 10  # SQS's batch limit for SendMessageBatch and ReceiveMessage
+CONTAINED = uuid.UUID("0c4e3b1a-58d4-4f0e-9a52-7d3c1e6b2f90")  # dead-letter ids of events the bridge failed on
 
 
 @dataclass(eq=False)
@@ -92,6 +95,10 @@ class ClusterDispatcher:
                        for p in (ACCEPT_PATIENCE, SETTLE_PATIENCE)}
         self._deletes: Batcher[str] = Batcher(self._flush_deletes)
         self._long_poll = max(1, min(20, int(self.cluster.lease_seconds), self.cluster.visibility_timeout * 2 // 3))
+        self.backlog = Backlog(self._count_backlog, config.max_queued_events, self.log)
+
+    async def _count_backlog(self) -> int:
+        return await with_retries(self.node.backlog, what="backlog", give_up_after=ACCEPT_PATIENCE)
 
     @staticmethod
     def _capacity(config: Config) -> int:
@@ -135,8 +142,9 @@ class ClusterDispatcher:
     async def accept_many(self, events: list[QueuedEvent], *, also: StoreOp | None = None) -> int:
         """Send the events to the shared queue; ``also`` (a source's local record) runs once they are durable.
 
-        Raises ClusterUnavailable when the queue stays unreachable for ACCEPT_PATIENCE: the caller must
-        not acknowledge its origin then.
+        Waits while the cluster's backlog is over ``max_queued_events`` (see backlog). Raises
+        ClusterUnavailable when the queue stays unreachable for ACCEPT_PATIENCE: the caller must not
+        acknowledge its origin then.
         """
         await self.node.joined.wait()
         bodies = [messages.encode(e) for e in events]
@@ -144,14 +152,24 @@ class ClusterDispatcher:
             if len(body.encode()) > messages.MAX_BODY:
                 raise PayloadTooLarge(len(body.encode()), messages.MAX_BODY)
         try:
-            await self._send_all(bodies, [messages.delay_for(e) for e in events], ACCEPT_PATIENCE)
+            await self._send_events(events, bodies)
         except Exception as err:
             if isinstance(err, PayloadTooLarge):
                 raise
-            raise ClusterUnavailable(f"the shared queue did not take {len(events)} event(s): {err}") from err
+            raise ClusterUnavailable(f"the shared queue is unreachable from node {self.cluster.node_id!r} "
+                                     f"({describe(err, self.cluster)})") from err
         if also is not None:
             await self._record_locally(also)
         return len(events)
+
+    async def _send_events(self, events: list[QueuedEvent], bodies: list[str]) -> None:
+        """Wait for room under max_queued_events (the cluster's backlog), then send."""
+        await self.backlog.reserve(len(events))
+        try:
+            await self._send_all(bodies, [messages.delay_for(e) for e in events], ACCEPT_PATIENCE)
+        except BaseException:
+            self.backlog.release(len(events))
+            raise
 
     async def _record_locally(self, also: StoreOp) -> None:
         try:
@@ -240,18 +258,9 @@ class ClusterDispatcher:
 
     async def _receive(self, count: int) -> list[Received]:
         """One long poll, stopped early by ``stop()``; unreachable SQS is retried with backoff, for ever."""
-        poll = asyncio.ensure_future(with_retries(lambda: self._receive_once(count), what="receive",
-                                                  give_up_after=None))
-        stopper = asyncio.ensure_future(self._stopping.wait())
-        await asyncio.wait({poll, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        stopper.cancel()
-        if not poll.done():
-            # Whatever this poll had received reappears after the visibility timeout: nothing is lost.
-            poll.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await poll
-            return []
-        return poll.result()
+        poll = with_retries(lambda: self._receive_once(count), what="receive", give_up_after=None)
+        # Stopped mid-poll: whatever it had received reappears after the visibility timeout, nothing is lost.
+        return await unless_stopped(poll, self._stopping) or []
 
     async def _receive_once(self, count: int) -> list[Received]:
         response = await self.node.sqs.receive_message(
@@ -279,10 +288,35 @@ class ClusterDispatcher:
         heartbeat = asyncio.create_task(self._extend_visibility(message))
         try:
             await self._handle_event(message)
+        except Exception as err:  # one event never stops the node: this one fails alone (see _contain)
+            await self._contain(message, err)
         finally:
             heartbeat.cancel()
             self._handling -= 1
             self._room.release()
+
+    async def _contain(self, message: Received, err: Exception) -> None:
+        """An event the bridge failed on is dead-lettered in the table with the reason, then deleted.
+
+        AWS out of reach beyond the settle patience is no fault of the event: it stays on the queue and
+        reappears after the visibility timeout, as it does when even its dead letter cannot be written.
+        """
+        event = message.event
+        log = self.log.bind(function=event.function, request_id=event.request_id, event_id=event.id)
+        if is_transient(err):
+            log.warning("cluster.settle_failed", error=f"{type(err).__name__}: {err}"[:1024],
+                        consequence="the event reappears after the visibility timeout and is delivered again")
+            return
+        entry_id = uuid.uuid5(CONTAINED, f"{event.id}\n{message.message_id}").hex  # a repeat replaces itself
+        entry = bridge_failure(event.function, self.config.function_arn(event.function), event, err,
+                               entry_id=entry_id)
+        log.error("delivery.event_failed", error=entry.reason)
+        try:
+            await self._put_dead_letter(entry)
+            await self._delete(message)
+        except Exception as again:
+            log.error("cluster.contain_failed", error=f"{type(again).__name__}: {again}"[:1024],
+                      consequence="the event reappears after the visibility timeout and is tried again")
 
     async def _handle_event(self, message: Received) -> None:
         event = message.event
@@ -295,7 +329,7 @@ class ClusterDispatcher:
             await self._resend_then_delete(message, event)
             return
         async with lane.slots:
-            event, decision = await self._attempt(lane, event)
+            event, decision = await attempt_once(lane, event, self.rng, self.log)
         await self._settle(lane, message, event, decision)
 
     async def _extend_visibility(self, message: Received) -> None:
@@ -313,28 +347,6 @@ class ClusterDispatcher:
         with contextlib.suppress(Exception):
             await self.node.sqs.change_message_visibility(QueueUrl=self.cluster.async_queue,
                                                           ReceiptHandle=message.handle, VisibilityTimeout=seconds)
-
-    # --- one attempt (the same rules as the single-box dispatcher) -----------------------------------
-
-    async def _attempt(self, lane: Lane, event: QueuedEvent) -> tuple[QueuedEvent, policy.Decision]:
-        expired = policy.check_age(event, time.time(), lane.cfg)
-        if expired is not None:
-            return event, expired
-        if lane.limit == 0:
-            return event, policy.throttled_forever(lane.cfg)
-        try:
-            result = await lane.invoker.handover(Invocation(event.payload, event.request_id))
-        except (Throttled, RemoteUnavailable) as err:
-            event = event.after_attempt(event.next_at, throttles=event.throttles + 1)
-            self.log.info("delivery.throttled", function=lane.name, request_id=event.request_id, error=str(err))
-            if event.handover:
-                error = f"{type(err).__name__}: {err}"
-                return event, policy.after_handover_failure(event, time.time(), json.loads(event.handover),
-                                                            lane.cfg, self.rng, error)
-            return event, policy.after_throttle(event, time.time(), lane.cfg, self.rng)
-        except InvocationRejected as err:
-            return event, policy.rejected(lane.cfg, err.status, str(err))
-        return _judge(lane, event, result)
 
     # --- outcomes -----------------------------------------------------------------------------------
 
@@ -392,14 +404,17 @@ class ClusterDispatcher:
             last_response=last, now=time.time())
 
     async def _dead_letter(self, lane: Lane, decision: policy.Finish, record: dict) -> None:
-        """The dead letter in the shared table, where `cluster dlq` on any node finds it."""
+        """The dead letter in the shared table, where `lambda-bridge dlq` on any node finds it."""
         entry = DeadLetter(uuid.uuid4().hex, lane.name, time.time(), decision.condition, decision.reason, record,
                            decision.attributes)
+        await self._put_dead_letter(entry)
+
+    async def _put_dead_letter(self, entry: DeadLetter) -> None:
         table = self.node.table
         assert table is not None
         await with_retries(lambda: table.put_dead_letter(entry, self.cluster.node_id), what="dead_letter",
                            give_up_after=SETTLE_PATIENCE)
-        self.log.info("cluster.dead_letter", function=lane.name, entry=entry.id, condition=decision.condition)
+        self.log.info("cluster.dead_letter", function=entry.function, entry=entry.id, condition=entry.condition)
 
     async def _send_sqs(self, lane: Lane, event: QueuedEvent, decision: policy.Finish, record: dict) -> None:
         """Send the record to the destination queue; if it stays unreachable, keep a dead letter instead."""
@@ -419,18 +434,6 @@ class ClusterDispatcher:
                 await asyncio.sleep(min(30.0, 0.5 * 2**attempt) * self.rng.uniform(0.5, 1.0))
         reason = f"{decision.reason}; destination sqs:{url} unreachable after {SEND_ATTEMPTS} attempts"
         await self._dead_letter(lane, policy.Finish(decision.condition, "dlq", reason, decision.attributes), record)
-
-
-def _judge(lane: Lane, event: QueuedEvent, result: InvokeResult) -> tuple[QueuedEvent, policy.Decision]:
-    response = None
-    if not result.ok or lane.cfg.on_success:
-        response = json.dumps({"statusCode": 200, "functionError": result.function_error,
-                               "payload": result.payload.decode(errors="replace")})
-    event = event.after_attempt(event.next_at, invoke_count=event.invoke_count + 1, last_response=response,
-                                function_errors=event.function_errors + (not result.ok))
-    if result.ok:
-        return event, policy.after_success(lane.cfg)
-    return event, policy.after_function_error(event, time.time(), lane.cfg)
 
 
 class _PartialSend(OSError):

@@ -9,7 +9,7 @@ import time
 import uuid
 from typing import Any
 
-from bridge.cluster.aws import Clients, with_retries
+from bridge.cluster.aws import Clients, unless_stopped, with_retries
 from bridge.cluster.config import ClusterConfig
 from bridge.cluster.table import Table
 from bridge.errors import ClusterUnavailable
@@ -71,15 +71,15 @@ class Node:
                     await stopping.wait()
             if stopping.is_set():
                 return
-            await with_retries(self._beat, what="heartbeat", give_up_after=None)
+            await unless_stopped(with_retries(self._beat, what="heartbeat", give_up_after=None), stopping)
 
     async def _beat(self) -> None:
         assert self.table is not None
-        depth = await self._depth()
+        depth = await self.backlog()
         await self.table.heartbeat(self.id, self.session, time.time(), queue_depth=depth)
 
-    async def _depth(self) -> int:
-        """The shared queue's approximate backlog (visible + in flight + delayed), for status."""
+    async def backlog(self) -> int:
+        """The shared queue's approximate backlog (visible + in flight + delayed): status, max_queued_events."""
         response = await self.clients.sqs.get_queue_attributes(QueueUrl=self.config.async_queue, AttributeNames=[
             "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
             "ApproximateNumberOfMessagesDelayed"])

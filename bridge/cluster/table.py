@@ -188,12 +188,25 @@ class Table:
         return [plain(i) for i in await self._query(FIRE + schedule)]
 
     async def last_fire(self, schedule: str) -> str | None:
-        """The newest scheduled time (ISO) claimed for ``schedule`` anywhere in the cluster."""
-        response = await self.ddb.query(
-            TableName=self.name, KeyConditionExpression="pk = :pk", ScanIndexForward=False, Limit=1,
-            ExpressionAttributeValues={":pk": {"S": FIRE + schedule}}, ConsistentRead=True)
-        found = response.get("Items", [])
-        return str(plain(found[0])["sk"]) if found else None
+        """The newest scheduled time (ISO) of ``schedule`` handed over anywhere in the cluster.
+
+        Only hand-overs count, as only an enqueued fire counts on a single box: a time claimed by a node that
+        died before handing it over (a whole-cluster outage leaves nobody to take the claim over) is a missed
+        time, and the schedule's ``catch_up`` policy decides about it at the next start.
+        """
+        kwargs: dict[str, Any] = {
+            "TableName": self.name, "KeyConditionExpression": "pk = :pk", "ScanIndexForward": False, "Limit": 16,
+            "FilterExpression": "#st = :handed", "ExpressionAttributeNames": {"#st": "state"},
+            "ExpressionAttributeValues": {":pk": {"S": FIRE + schedule}, ":handed": {"S": "handed"}},
+            "ConsistentRead": True}
+        while True:  # the filter applies after the limit: the newest hand-over may be a page or two down
+            response = await self.ddb.query(**kwargs)
+            found = response.get("Items", [])
+            if found:
+                return str(plain(found[0])["sk"])
+            if "LastEvaluatedKey" not in response:
+                return None
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     # --- dead letters -------------------------------------------------------------------------------
 
@@ -213,8 +226,12 @@ class Table:
         """One dead letter by id; a clear error when there is none."""
         found = await self._get(DLQ, entry_id)
         if not found:
-            raise BridgeError(f"no dead letter with id {entry_id!r}; `lambda-bridge cluster dlq list` shows the ids")
+            raise BridgeError(f"no dead letter with id {entry_id!r}; `lambda-bridge dlq list` shows the ids")
         return _dead_letter(found)
+
+    async def has_dead_letter(self, entry_id: str) -> bool:
+        """An entry with this id exists (redriven or not)."""
+        return bool(await self._get(DLQ, entry_id))
 
     async def mark_redriven(self, entry_id: str, now: float) -> None:
         """The entry's event is queued again."""

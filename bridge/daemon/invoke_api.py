@@ -13,6 +13,7 @@ from aiohttp import web
 from bridge.daemon.http_errors import aws_error, server_logger
 from bridge.errors import (
     BridgeError,
+    ClusterUnavailable,
     FunctionNotFound,
     InvocationRejected,
     PayloadTooLarge,
@@ -122,9 +123,20 @@ class InvokeApi:
             request.headers.get("X-Amz-Log-Type") == "Tail",
         )
         if kind == "Event":
-            await self.accept_async(name, invocation)
-            return web.Response(status=202, headers={"x-amzn-RequestId": rid})
+            return await self._event(name, invocation)
         return await self._sync(name, invocation)
+
+    async def _event(self, name: str, invocation: Invocation) -> web.Response:
+        """202 once the event is durable; 503 (Lambda's service unavailable) when the shared queue is not."""
+        try:
+            await self.accept_async(name, invocation)
+        except ClusterUnavailable as err:  # cluster mode: nothing was queued, the caller must send it again
+            self.log.error("invoke.queue_unavailable", function=name, request_id=invocation.request_id,
+                           error=str(err))
+            message = (f"The event was not queued (send it again): {err}. Check the cluster's queue and this "
+                       "node's access to it with `lambda-bridge cluster check`.")
+            return aws_error(503, "ServiceException", message, invocation.request_id)
+        return web.Response(status=202, headers={"x-amzn-RequestId": invocation.request_id})
 
     async def _sync(self, name: str, invocation: Invocation) -> web.Response:
         try:

@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 
 from bridge.config.model import AsyncConfig, Config
 from bridge.delivery import policy
+from bridge.delivery.attempt import Attempted, attempt_once, bridge_failure
 from bridge.delivery.destinations import SqsSender, dlq_attributes
 from bridge.delivery.summary import Summary
-from bridge.errors import InvocationRejected, RemoteUnavailable, Throttled
-from bridge.events.invocation_record import HANDLING_FAILED, invocation_record, unhandled_record
+from bridge.events.invocation_record import invocation_record
 from bridge.invokers.registry import Functions, Invoker
 from bridge.log import get_logger
 from bridge.metrics import Metrics
-from bridge.model import Invocation, InvokeResult, new_request_id
+from bridge.model import new_request_id
 from bridge.store import DeadLetter, QueuedEvent, Store, StoreOp
 
 FETCH = 256  # events read from the store per query for one function
@@ -282,13 +282,9 @@ class Dispatcher:
         An event that cannot be dead-lettered stays in ``lane.handling``: set aside until the next start
         instead of being fetched again and again.
         """
-        reason = f"the bridge failed on this event: {type(err).__name__}: {err}"[:1024]
+        entry = bridge_failure(lane.name, self.config.function_arn(lane.name), event, err)
         log = self.log.bind(function=lane.name, request_id=event.request_id, event_id=event.id)
-        log.error("delivery.event_failed", error=reason)
-        record = unhandled_record(request_id=event.request_id, function_arn=self.config.function_arn(lane.name),
-                                  invoke_count=event.invoke_count, request_payload=event.payload, reason=reason,
-                                  now=time.time())
-        entry = DeadLetter(uuid.uuid4().hex, lane.name, time.time(), HANDLING_FAILED, reason, record, None)
+        log.error("delivery.event_failed", error=entry.reason)
         try:
             await self.store.settle(event.id, dead_letter=entry)
         except Exception as again:
@@ -297,39 +293,8 @@ class Dispatcher:
         self._removed()
         return True
 
-    async def _attempt(self, lane: Lane, event: QueuedEvent) -> tuple[QueuedEvent, policy.Decision]:
-        now = time.time()
-        expired = policy.check_age(event, now, lane.cfg)
-        if expired is not None:
-            return event, expired
-        if lane.limit == 0:
-            return event, policy.throttled_forever(lane.cfg)
-        try:
-            result = await lane.invoker.handover(Invocation(event.payload, event.request_id))
-        except (Throttled, RemoteUnavailable) as err:
-            event = event.after_attempt(event.next_at, throttles=event.throttles + 1)
-            self.summary.count("throttled")
-            self.log.warning("delivery.throttled", function=lane.name, request_id=event.request_id,
-                             attempt=event.invoke_count, error=str(err))
-            if event.handover:
-                handover = json.loads(event.handover)
-                error = f"{type(err).__name__}: {err}"
-                return event, policy.after_handover_failure(event, time.time(), handover, lane.cfg, self.rng, error)
-            return event, policy.after_throttle(event, time.time(), lane.cfg, self.rng)
-        except InvocationRejected as err:
-            return event, policy.rejected(lane.cfg, err.status, str(err))
-        return self._judge(lane, event, result)
-
-    def _judge(self, lane: Lane, event: QueuedEvent, result: InvokeResult) -> tuple[QueuedEvent, policy.Decision]:
-        response = None
-        if not result.ok or lane.cfg.on_success:  # only a record needs it; skip the work on the common path
-            response = json.dumps({"statusCode": 200, "functionError": result.function_error,
-                                   "payload": result.payload.decode(errors="replace")})
-        event = event.after_attempt(event.next_at, invoke_count=event.invoke_count + 1, last_response=response,
-                                    function_errors=event.function_errors + (not result.ok))
-        if result.ok:
-            return event, policy.after_success(lane.cfg)
-        return event, policy.after_function_error(event, time.time(), lane.cfg)
+    async def _attempt(self, lane: Lane, event: QueuedEvent) -> Attempted:
+        return await attempt_once(lane, event, self.rng, self.log, self.summary.count)
 
     # --- outcomes -----------------------------------------------------------------------------------
 

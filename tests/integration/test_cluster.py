@@ -1,7 +1,7 @@
 """Cluster mode end to end: moto's server (SQS and DynamoDB over HTTP) and three daemons as subprocesses.
 
-One config for every node; ``${NODE_ID}``, ``${STATE}`` and ``${PORT}`` differ per process, as they would
-per host. Nodes are killed with SIGKILL (their whole process group, workers included) and restarted.
+The kit (one config, the nodes, what they recorded) is tests/integration/cluster_kit.py. Nodes are killed
+with SIGKILL (their whole process group, workers included) and restarted.
 """
 
 from __future__ import annotations
@@ -16,149 +16,27 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
-from bridge.testing import Daemon, free_port, moto_server, wait_until, write_config, write_handler
-from tests.conftest import FAKE_AWS
-from tests.integration import moto_atomic
-
-# Records every invocation; the first attempt of an event asking to "hang" sleeps (a node to kill mid-call).
-RECORDER = """
-    import json, os, time
-    def handler(event, context):
-        line = json.dumps({"event": event, "time": time.time(), "request_id": context.aws_request_id,
-                           "node": os.environ["NODE_ID"]})
-        fd = os.open(os.environ["RECORD_FILE"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-        os.write(fd, (line + "\\n").encode())
-        os.close(fd)
-        if isinstance(event, dict) and event.get("hang") and not os.path.exists(event["hang"]):
-            with open(event["hang"], "w") as marker:
-                marker.write(str(os.getpid()))
-            time.sleep(120)
-        if isinstance(event, dict) and event.get("fail"):
-            raise RuntimeError("asked to fail: " + str(event.get("n")))
-        return {"ok": True}
-"""
-
-
-def records(path: Path) -> list[dict]:
-    """What the recorder saw, one dict per invocation (a line cut by a kill is skipped)."""
-    if not path.exists():
-        return []
-    found = []
-    for line in path.read_text().splitlines():
-        try:
-            found.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return found
-
-
-class Cluster:
-    """One config on moto's server, and the daemons (nodes) running it."""
-
-    def __init__(self, tmp: Path, moto_url: str, *, lease: float = 2, visibility: int = 6,
-                 sources: list[dict] | None = None, function: dict | None = None) -> None:
-        self.tmp = tmp
-        self.moto_url = moto_url
-        self.sink = tmp / "sink.jsonl"
-        suffix = uuid.uuid4().hex[:8]
-        self.queue_url = f"{moto_url}/123456789012/bridge-async-{suffix}"
-        self.table = f"bridge-cluster-{suffix}"
-        code = write_handler(tmp, "sink", RECORDER)
-        sink = {"handler": "app.handler", "code": str(code), "reserved_concurrency": 4,
-                "environment": {"RECORD_FILE": str(self.sink), "NODE_ID": "${NODE_ID}"}, **(function or {})}
-        self.config_path = write_config(tmp / "config.yaml", {
-            "state_dir": "${STATE}", "api": {"listen": "127.0.0.1:${PORT}"}, "log_level": "info",
-            "functions": {"sink": sink}, "sources": sources or [],
-            "cluster": {"node_id": "${NODE_ID}", "async_queue": self.queue_url, "table": self.table,
-                        "endpoint_url": moto_url, "lease_seconds": lease, "visibility_timeout": visibility},
-        })
-        self.ports: dict[str, int] = {}
-        self.nodes: dict[str, Daemon] = {}
-
-    def env(self, node: str) -> dict[str, str]:
-        """The variables that make this config node ``node``."""
-        port = self.ports.setdefault(node, free_port())
-        return {**FAKE_AWS, "NODE_ID": node, "STATE": str(self.tmp / f"state-{node}"), "PORT": str(port)}
-
-    def cli(self, node: str, *args: str) -> subprocess.CompletedProcess[str]:
-        """``lambda-bridge ARGS`` as node ``node`` would run it."""
-        return subprocess.run([sys.executable, "-m", "bridge.cli", *args, "--config", str(self.config_path)],
-                              capture_output=True, text=True, timeout=60, env={**_base_env(), **self.env(node)})
-
-    def init(self) -> None:
-        run = self.cli("n1", "cluster", "init")
-        assert run.returncode == 0, run.stderr
-
-    def start(self, node: str) -> Daemon:
-        """Start (or restart) node ``node`` and wait for READY=1."""
-        daemon = Daemon(self.config_path, env=self.env(node))
-        self.nodes[node] = daemon.start(timeout=60)
-        return daemon
-
-    def post(self, node: str, payload: dict) -> int:
-        """An Event invocation through node ``node``'s Invoke API; the HTTP status."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.ports[node], timeout=40)
-        try:
-            conn.request("POST", "/2015-03-31/functions/sink/invocations", body=json.dumps(payload),
-                         headers={"X-Amz-Invocation-Type": "Event"})
-            response = conn.getresponse()
-            response.read()
-            return response.status
-        finally:
-            conn.close()
-
-    def ddb(self) -> Any:
-        return boto3.client("dynamodb", endpoint_url=self.moto_url, region_name="us-east-1")
-
-    def ledger(self) -> list[dict]:
-        """Every schedule claim in the table, as plain values."""
-        items = self.ddb().scan(TableName=self.table)["Items"]
-        plain = [{k: next(iter(v.values())) for k, v in i.items()} for i in items]
-        return [i for i in plain if i["pk"].startswith("fire#")]
-
-    def stop_all(self) -> None:
-        for daemon in self.nodes.values():
-            try:
-                daemon.stop(timeout=30)
-            finally:
-                daemon.kill()
-
-
-def _base_env() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)
+from bridge.testing import Daemon, free_port, wait_until
+from tests.integration.cluster_kit import Cluster, atomic_moto, base_env, cluster_factory, records
 
 
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
-    """moto's server with atomic DynamoDB writes (see moto_atomic: moto's own server races on them)."""
-    with moto_server(moto_atomic.command(free_port()), cwd=Path(__file__).parents[2]) as url:
+    with atomic_moto() as url:
         yield url
 
 
 @pytest.fixture
-def make_cluster(tmp_path: Path, moto_url: str):
-    made: list[Cluster] = []
-
-    def make(**kwargs: Any) -> Cluster:
-        cluster = Cluster(tmp_path, moto_url, **kwargs)
-        cluster.init()
-        made.append(cluster)
-        return cluster
-
-    yield make
-    for cluster in made:
-        cluster.stop_all()
+def make_cluster(tmp_path: Path, moto_url: str) -> Iterator[Callable[..., Cluster]]:
+    with cluster_factory(tmp_path, moto_url) as make:
+        yield make
 
 
 # --- setup and bad input --------------------------------------------------------------------------------
@@ -204,7 +82,7 @@ def test_two_nodes_with_one_node_id_are_refused(make_cluster) -> None:
     cluster.start("n1")
     second = subprocess.run([sys.executable, "-m", "bridge.cli", "run", "--config", str(cluster.config_path)],
                             capture_output=True, text=True, timeout=60,
-                            env={**_base_env(), **cluster.env("n1"), "STATE": str(cluster.tmp / "other"),
+                            env={**base_env(), **cluster.env("n1"), "STATE": str(cluster.tmp / "other"),
                                  "PORT": str(free_port())})
     assert second.returncode == 2
     assert "cluster node id 'n1' is in use" in second.stdout + second.stderr
@@ -214,7 +92,7 @@ def test_a_killed_node_restarts_under_its_own_id(make_cluster) -> None:
     cluster = make_cluster()
     cluster.start("n1").kill()
     cluster.start("n1")  # the old process is gone: its id is free at once, not a lease later
-    status = json.loads(cluster.cli("n2", "cluster", "status", "--json").stdout)
+    status = json.loads(cluster.cli("n2", "status", "--json").stdout)["cluster"]
     assert [n["state"] for n in status["nodes"] if n["node_id"] == "n1"] == ["alive"]
 
 
@@ -349,24 +227,58 @@ def _fired(sink: Path, expected: set[str]) -> dict[str, set[str]] | None:
 # --- (c) dead letters from any node ---------------------------------------------------------------------
 
 
-def test_a_dead_letter_written_on_node_1_is_listed_and_redriven_from_node_3(make_cluster) -> None:
-    cluster = make_cluster(function={"async": {"maximum_retry_attempts": 0, "on_failure": "dlq"}})
+def test_dead_letters_status_and_schedules_of_node_1_from_the_other_nodes(tmp_path: Path, make_cluster) -> None:
+    """The plain commands (dlq, status, schedules) read the cluster's table from any node, and this host's
+    store for its directory sources' dead letters."""
+    here = tmp_path / "here"
+    here.mkdir()
+    tick = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=8)
+    cluster = make_cluster(function={"async": {"maximum_retry_attempts": 0, "on_failure": "dlq"}}, sources=[
+        {"name": "tick", "type": "schedule", "function": "sink", "schedule": "rate(1 minute)",
+         "start_date": tick.isoformat()},
+        {"name": "here", "type": "directory", "path": str(here), "function": "sink"}])
     node1 = cluster.start("n1")
+    node1.wait_for("directory.ready", source="here", timeout=30)
     assert cluster.post("n1", {"fail": True, "n": 7}) == 202
+    (here / "fail.txt").write_text("a file whose event fails")
     node1.wait_for("cluster.dead_letter", timeout=30)
-    listing = cluster.cli("n3", "cluster", "dlq", "list", "--json")
+    node1.wait_for("delivery.failed", count=2, timeout=30)  # the file's: in n1's own store
+
+    listing = cluster.cli("n3", "dlq", "list", "--json")
     assert listing.returncode == 0, listing.stderr
     entries = json.loads(listing.stdout)
-    assert [e["record"]["requestPayload"] for e in entries] == [{"fail": True, "n": 7}]
+    assert [(e["record"]["requestPayload"], e["store"]) for e in entries] == [({"fail": True, "n": 7}, "cluster")]
     assert entries[0]["condition"] == "RetriesExhausted"
-    redrive = cluster.cli("n3", "cluster", "dlq", "redrive", entries[0]["id"])
+    on_node1 = json.loads(cluster.cli("n1", "dlq", "list", "--json").stdout)
+    assert sorted(e["store"] for e in on_node1) == ["cluster", "local"]
+    assert "STORE" in cluster.cli("n1", "dlq", "list").stdout
+    shown = json.loads(cluster.cli("n3", "dlq", "show", entries[0]["id"]).stdout)
+    assert shown["id"] == entries[0]["id"] and shown["store"] == "cluster"
+
+    redrive = cluster.cli("n3", "dlq", "redrive", entries[0]["id"])
     assert redrive.returncode == 0, redrive.stderr
-    wait_until(lambda: len(records(cluster.sink)) == 2, timeout=30)
+    assert "1 into the cluster's shared queue" in redrive.stdout
+    wait_until(lambda: [r for r in records(cluster.sink) if r["event"].get("n") == 7][1:], timeout=30)
     node1.wait_for("cluster.dead_letter", count=2, timeout=30)  # it fails again: a new entry, the old one done
-    after = json.loads(cluster.cli("n3", "cluster", "dlq", "list", "--json").stdout)
+    after = json.loads(cluster.cli("n3", "dlq", "list", "--json").stdout)
     assert len(after) == 1 and after[0]["id"] != entries[0]["id"]
-    purge = cluster.cli("n2", "cluster", "dlq", "purge", "--all")
-    assert purge.returncode == 0 and "purged 1 entry" in purge.stdout
+
+    status = cluster.cli("n3", "status", "--json")
+    assert status.returncode == 1, status.stderr  # n3's own daemon does not run; the cluster's state shows
+    doc = json.loads(status.stdout)["cluster"]
+    assert [(n["node_id"], n["state"]) for n in doc["nodes"]] == [("n1", "alive")]
+    assert doc["dead_letters"] == 1
+    assert "node n1" in cluster.cli("n3", "status").stdout
+
+    wait_until(lambda: [r for r in records(cluster.sink) if r["event"].get("source") == "aws.events"], timeout=30)
+    [row] = json.loads(cluster.cli("n3", "schedules", "--json", "--next", "1").stdout)
+    assert row["last_fire"] == tick.isoformat()  # fired on n1: n3's own store knows nothing of it
+    assert row["next"] == [(tick + timedelta(minutes=1)).isoformat()]
+
+    purge = cluster.cli("n2", "dlq", "purge", "--all")
+    assert purge.returncode == 0 and "purged 1 entry" in purge.stdout, purge.stderr
+    local = cluster.cli("n1", "dlq", "purge", "--all")
+    assert local.returncode == 0 and "purged 1 entry" in local.stdout, local.stderr
 
 
 # --- the table's conditional writes, one call at a time --------------------------------------------------

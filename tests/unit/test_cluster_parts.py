@@ -115,3 +115,37 @@ async def test_concurrent_calls_share_batches_and_a_failed_batch_fails_only_its_
     assert failed == set(next(b for b in batches if 13 in b))
     await batcher.submit(99)  # a lone caller still gets through, alone
     assert batches[-1] == [99]
+
+
+async def test_the_backlog_lets_events_in_up_to_the_cap_then_waits_for_room() -> None:
+    """SQS's count is a function here (the daemons' test covers the real queue): the rule alone."""
+    import asyncio
+
+    import structlog
+
+    from bridge.cluster.backlog import Backlog
+
+    queue = {"depth": 2}
+    asked: list[int] = []
+
+    async def count() -> int:
+        asked.append(queue["depth"])
+        return queue["depth"]
+
+    with structlog.testing.capture_logs() as logs:
+        backlog = Backlog(count, cap=5, log=structlog.get_logger(), check=0.05)
+        await asyncio.gather(backlog.reserve(1), backlog.reserve(1), backlog.reserve(1))
+        assert backlog.estimate == 5 and len(asked) == 1  # concurrent callers share one look; own sends counted
+        queue["depth"] = 5  # the three sent are in SQS's count now
+        waiting = asyncio.create_task(backlog.reserve(2))
+        async with asyncio.timeout(2):
+            while len(asked) < 3:  # noqa: ASYNC110 - the waiter has looked at SQS's count again (and again)
+                await asyncio.sleep(0.01)
+        assert not waiting.done(), "over the cap: intake waits"
+        queue["depth"] = 3  # delivery made room for two
+        await asyncio.wait_for(waiting, 2)
+        assert backlog.estimate == 5
+        backlog.release(2)  # those two were not sent after all
+        assert backlog.estimate == 3
+    assert [e["event"] for e in logs] == ["queue.full", "queue.resumed"]
+    assert logs[0]["max_queued_events"] == 5 and logs[0]["shared"] is True
