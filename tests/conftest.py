@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -34,6 +36,15 @@ def moto_url() -> Iterator[str]:
     """moto in server mode, as a subprocess on a free port (its SQS and Lambda speak the real wire protocols)."""
     with moto_server([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(free_port())]) as url:
         yield url
+
+
+@pytest.fixture
+def make_cluster(tmp_path: Path, moto_url: str) -> Iterator[Callable[..., Any]]:
+    """Clusters of daemons on the ``moto_url`` of the requesting module (the cluster tests override it)."""
+    from tests.integration.cluster_kit import cluster_factory
+
+    with cluster_factory(tmp_path, moto_url) as make:
+        yield make
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,19 +24,14 @@ from typing import Any
 import pytest
 
 from bridge.testing import Daemon, free_port, wait_until
-from tests.integration.cluster_kit import Cluster, atomic_moto, base_env, cluster_factory, records
+from tests.integration.cluster_kit import Cluster, atomic_moto, base_env, records
 
 
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
+    """moto for this module, its DynamoDB writes made atomic (see cluster_kit); ``make_cluster`` uses it."""
     with atomic_moto() as url:
         yield url
-
-
-@pytest.fixture
-def make_cluster(tmp_path: Path, moto_url: str) -> Iterator[Callable[..., Cluster]]:
-    with cluster_factory(tmp_path, moto_url) as make:
-        yield make
 
 
 # --- setup and bad input --------------------------------------------------------------------------------

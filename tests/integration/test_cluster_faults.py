@@ -11,7 +11,6 @@ import json
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,20 +22,15 @@ from bridge.events.invocation_record import HANDLING_FAILED
 from bridge.invokers.registry import Functions
 from bridge.store import Store
 from bridge.testing import wait_until
-from tests.integration.cluster_kit import Cluster, atomic_moto, cluster_factory, records
+from tests.integration.cluster_kit import Cluster, atomic_moto, records
 from tests.integration.fault_proxy import THROTTLES, FaultProxy, access_denied
 
 
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
+    """moto for this module, its DynamoDB writes made atomic (see cluster_kit); ``make_cluster`` uses it."""
     with atomic_moto() as url:
         yield url
-
-
-@pytest.fixture
-def make_cluster(tmp_path: Path, moto_url: str) -> Iterator[Callable[..., Cluster]]:
-    with cluster_factory(tmp_path, moto_url) as make:
-        yield make
 
 
 # --- one event the bridge fails on ------------------------------------------------------------------------

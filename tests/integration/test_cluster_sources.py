@@ -18,19 +18,14 @@ import boto3
 import pytest
 
 from bridge.testing import wait_until, write_handler
-from tests.integration.cluster_kit import Cluster, atomic_moto, cluster_factory, records
+from tests.integration.cluster_kit import Cluster, atomic_moto, records
 
 
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
+    """moto for this module, its DynamoDB writes made atomic (see cluster_kit); ``make_cluster`` uses it."""
     with atomic_moto(fifo_receives=True) as url:
         yield url
-
-
-@pytest.fixture
-def make_cluster(tmp_path: Path, moto_url: str) -> Iterator[Callable[..., Cluster]]:
-    with cluster_factory(tmp_path, moto_url) as make:
-        yield make
 
 
 # --- max_queued_events on the shared queue ----------------------------------------------------------------
