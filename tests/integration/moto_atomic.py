@@ -30,7 +30,7 @@ FIFO_FLAG = "--fifo-receives"
 RESCAN = 0.02  # seconds between a long poll's scans (SQS answers within this of a message becoming free)
 
 
-def _serialised(method: Callable[..., Any], lock: threading.Lock) -> Callable[..., Any]:
+def _serialised(method: Callable[..., Any], lock: threading.Lock | threading.RLock) -> Callable[..., Any]:
     @functools.wraps(method)
     def locked(*args: Any, **kwargs: Any) -> Any:
         with lock:
@@ -48,12 +48,22 @@ def patch() -> None:
         setattr(DynamoDBBackend, name, _serialised(getattr(DynamoDBBackend, name), lock))
 
 
+SQS_CHANGES = ("send_message", "delete_message", "change_message_visibility")  # the batch calls use these
+
+
 def patch_fifo_receives() -> None:
-    """One ReceiveMessage scan at a time, each computing the FIFO groups in flight afresh."""
+    """One ReceiveMessage scan at a time, each computing the FIFO groups in flight afresh.
+
+    Sends, deletes and visibility changes take the same lock: moto's scan walks the queue's message list,
+    and a delete from another server thread in the middle of that walk shifts the list under it, so the
+    walk skips a message (a group's earlier one) and may hand out a later one first.
+    """
     from moto.sqs.models import SQSBackend
 
     scan = SQSBackend.receive_message
-    lock = threading.Lock()
+    lock = threading.RLock()
+    for name in SQS_CHANGES:
+        setattr(SQSBackend, name, _serialised(getattr(SQSBackend, name), lock))
 
     @functools.wraps(scan)
     def receive(self: Any, queue_name: str, count: int, wait_seconds_timeout: int, visibility_timeout: int,
