@@ -34,8 +34,9 @@ SEND_ATTEMPTS = 5
 class Lane:
     """One function's share of the queue: its invoker, its policy, the ids being handled now.
 
-    ``width`` consumers deliver from one shared buffer (one per unit of concurrency), so an event costs no
-    task of its own; ``fetching`` lets one of them at a time refill the buffer from the store.
+    ``width`` consumers deliver from one shared buffer (one per unit of concurrency, plus the invoker's
+    ``staged``: an event ready for the first worker that frees up), so an event costs no task of its own;
+    ``fetching`` lets one of them at a time refill the buffer from the store.
 
     ``caught_up``: the last read of the store found every due event, so fresh events go from intake
     straight into the buffer once they are committed, and the store is read again only when the buffer
@@ -89,8 +90,8 @@ class Dispatcher:
 
     def _lane(self, name: str, previous: Lane | None = None) -> Lane:
         cfg = self.config.functions[name]
-        limit = max(1, cfg.concurrency)
-        lane = Lane(name, self.functions.get(name), cfg.async_, cfg.concurrency, limit)
+        invoker = self.functions.get(name)
+        lane = Lane(name, invoker, cfg.async_, cfg.concurrency, max(1, cfg.concurrency) + invoker.staged)
         if previous is not None:  # events the old lane is still handling must not be fetched again
             lane.handling, lane.buffer = previous.handling, previous.buffer
         return lane

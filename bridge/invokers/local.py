@@ -23,6 +23,8 @@ TAIL_BYTES = 4096
 class LocalFunction:
     """Invokes one function on warm workers: cold start on demand, reaped after ``idle_timeout``."""
 
+    staged = 1  # the async queue may hold one event ready beyond the limit (see handover)
+
     def __init__(self, spec: FunctionSpec, logfile: FunctionLog | None = None) -> None:
         self.spec = spec
         self.logfile = logfile
@@ -35,6 +37,7 @@ class LocalFunction:
         self._reapers: dict[Worker, asyncio.TimerHandle] = {}
         self._transcripts: dict[str, list[str]] = {}
         self._calls = InFlight()
+        self._handovers = 0  # the async queue's deliveries in progress, one waiting for a slot included
         self.log = get_logger(function=spec.name)
 
     @property
@@ -60,8 +63,19 @@ class LocalFunction:
                 return await self._invoke(invocation)
 
     async def handover(self, invocation: Invocation) -> InvokeResult:
-        """Deliver one event of the async queue: a local function simply runs it (throttles if busy)."""
-        return await self.invoke(invocation)
+        """Deliver one event of the async queue: a local function runs it, throttled as Lambda throttles.
+
+        The queue's own deliveries do not throttle one another: while they hold every slot, the next one
+        (the queue keeps ``staged`` events ready) waits for the first slot they free, so a worker gets its
+        next event as soon as it is free, and the bookkeeping of the last one happens while it runs. A slot
+        held by any other caller (a synchronous invoke) throttles it, as before.
+        """
+        wait = self._handovers >= self.limit
+        self._handovers += 1
+        try:
+            return await self.invoke(invocation, wait=wait)
+        finally:
+            self._handovers -= 1
 
     async def _invoke(self, invocation: Invocation) -> InvokeResult:
         rid = invocation.request_id

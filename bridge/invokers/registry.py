@@ -19,6 +19,7 @@ class Invoker(Protocol):
     """What every function backend offers the rest of the bridge."""
 
     limit: int
+    staged: int  # events the async queue may hold ready beyond ``limit``, waiting in ``handover`` for a slot
     in_flight: int
     invocations: int
     errors: int

@@ -45,6 +45,8 @@ class _Retry(Exception):
 class RemoteFunction:
     """Invokes one remote function: bounded in-flight calls, retries inside a window, errors sorted."""
 
+    staged = 0  # a remote delivery throttles whenever every slot is taken
+
     def __init__(self, name: str, cfg: RemoteFunctionConfig, clients: RemoteClients | None = None) -> None:
         self.name = name
         self.cfg = cfg

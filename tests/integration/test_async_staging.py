@@ -1,0 +1,93 @@
+"""The async queue keeps one event staged for a local function's next free worker, and throttles as Lambda does.
+
+A lane has one consumer more than the function's concurrency: that event waits in ``handover`` for the first
+slot the queue's own deliveries free, instead of being throttled by them. A slot held by anyone else (a
+synchronous invoke) still throttles it. The dispatcher runs in-process with the real store, real worker
+processes and a real handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from bridge.config.model import parse_config
+from bridge.delivery.dispatcher import Dispatcher
+from bridge.invokers.registry import Functions
+from bridge.model import Invocation
+from bridge.store import Store
+from bridge.testing import write_handler
+from tests.integration.test_async_intake import seen, until
+
+HANDLER = """
+    import json, os, time
+    def handler(event, context):
+        started = time.time()
+        if event.get("hold"):  # keep the only slot until the test lets go
+            deadline = started + 20
+            while not os.path.exists(os.environ["RELEASE"]) and time.time() < deadline:
+                time.sleep(0.01)
+        else:
+            time.sleep(0.005)
+        fd = os.open(os.environ["RECORD_FILE"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        os.write(fd, (json.dumps({"n": event["n"], "start": started, "end": time.time()}) + "\\n").encode())
+        os.close(fd)
+"""
+
+
+class OneSlot:
+    """A dispatcher delivering to a local function with reserved_concurrency 1 (one worker)."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        code = write_handler(tmp_path, "h", HANDLER)
+        self.record, self.release = tmp_path / "seen.jsonl", tmp_path / "release"
+        self.config = parse_config(json.dumps({"state_dir": str(tmp_path / "state"), "functions": {"f": {
+            "handler": "app.handler", "code": str(code), "reserved_concurrency": 1,
+            "environment": {"RECORD_FILE": str(self.record), "RELEASE": str(self.release)}}}}))
+        self.functions = Functions(self.config)
+        self.store = Store(tmp_path / "store.sqlite3")
+
+    async def __aenter__(self) -> Dispatcher:
+        await self.store.__aenter__()
+        self.dispatcher = Dispatcher(self.store, self.functions, self.config)
+        self.task = asyncio.create_task(self.dispatcher.run())
+        return self.dispatcher
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release.touch()
+        self.dispatcher.stop()
+        await self.task
+        await self.store.close()
+        await self.functions.close()
+
+
+async def test_the_queues_own_deliveries_wait_for_the_slot_and_never_overlap(tmp_path: Path) -> None:
+    """40 events, one slot: each runs once, one at a time, and none is throttled by the one before it."""
+    running = OneSlot(tmp_path)
+    async with running as dispatcher:
+        assert dispatcher.lanes["f"].width == 2, "one consumer per slot, plus the staged one"
+        for n in range(40):
+            await dispatcher.accept("f", json.dumps({"n": n}).encode())
+        await until(lambda: len(seen(running.record)) >= 40)
+        await until(lambda: dispatcher.depth == 0)
+        assert dispatcher.summary.counts["throttled"] == 0
+    runs = sorted(seen(running.record), key=lambda r: r["start"])
+    assert sorted(r["n"] for r in runs) == list(range(40)), "each event exactly once"
+    overlaps = [(a["n"], b["n"]) for a, b in zip(runs, runs[1:], strict=False) if b["start"] < a["end"]]
+    assert overlaps == [], "reserved_concurrency 1: never two invocations at once"
+
+
+async def test_a_synchronous_invoke_holding_the_slot_still_throttles_the_queue(tmp_path: Path) -> None:
+    """Lambda's semantics: concurrency taken by another caller throttles an async delivery (retried later)."""
+    running = OneSlot(tmp_path)
+    async with running as dispatcher:
+        held = asyncio.create_task(running.functions.get("f").invoke(
+            Invocation(json.dumps({"n": -1, "hold": True}).encode()), wait=True))
+        await until(lambda: running.functions.get("f").in_flight == 1)
+        await dispatcher.accept("f", json.dumps({"n": 1}).encode())
+        await until(lambda: dispatcher.summary.counts["throttled"] >= 1)
+        assert seen(running.record) == [], "nothing ran while the synchronous call held the slot"
+        running.release.touch()
+        assert (await held).ok
+        await until(lambda: [r["n"] for r in seen(running.record)] == [-1, 1])  # the throttled event, retried
