@@ -28,11 +28,29 @@ class Metrics:
                                       ["function", "condition"], registry=self.registry)
         self.reloads = Counter("lambda_bridge_reloads", "Config reloads by result", ["result"],
                                registry=self.registry)
+        # The labelled children, looked up once: ``labels()`` costs more than the ``inc()`` it serves, and the
+        # invocation path calls it several times per event.
+        self._children: dict[tuple[int | str, ...], Any] = {}
 
     def observe_invocation(self, function: str, outcome: str, seconds: float) -> None:
         """Count one finished invocation (``outcome``: success | error | timeout | ...)."""
-        self.invocations.labels(function, outcome).inc()
-        self.duration.labels(function).observe(seconds)
+        self._child(self.invocations, function, outcome).inc()
+        self._child(self.duration, function).observe(seconds)
+
+    def count_async_outcome(self, function: str, condition: str) -> None:
+        """Count one async event that ended (``condition``: Success, RetriesExhausted, EventAgeExceeded)."""
+        self._child(self.async_outcomes, function, condition).inc()
+
+    def count_throttle(self, function: str) -> None:
+        """Count one invocation refused for lack of concurrency."""
+        self._child(self.throttles, function).inc()
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def add_collector(self, collect: Callable[[], Iterator[Metric]]) -> None:
         """Gauges computed when Prometheus scrapes (queue depth, source state, ...)."""

@@ -360,7 +360,7 @@ class ClusterDispatcher:
         await self._finish(lane, event, decision)
         await self._delete(message)
         if self.metrics is not None:
-            self.metrics.async_outcomes.labels(lane.name, decision.condition).inc()
+            self.metrics.count_async_outcome(lane.name, decision.condition)
         name = "delivery.succeeded" if decision.condition == policy.SUCCESS else "delivery.failed"
         log.info(name, condition=decision.condition, destination=decision.destination, reason=decision.reason)
 

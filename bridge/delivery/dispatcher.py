@@ -332,7 +332,7 @@ class Dispatcher:
 
     def _count(self, lane: Lane, decision: policy.Finish) -> None:
         if self.metrics is not None:
-            self.metrics.async_outcomes.labels(lane.name, decision.condition).inc()
+            self.metrics.count_async_outcome(lane.name, decision.condition)
 
     def _report(self, lane: Lane, event: QueuedEvent, decision: policy.Finish) -> None:
         """A success is a debug line (the summary counts it); a failure is an error, whatever became of it."""

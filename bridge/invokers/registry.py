@@ -80,7 +80,7 @@ class Observed:
         try:
             result = await call
         except Throttled:
-            self.metrics.throttles.labels(self.name).inc()
+            self.metrics.count_throttle(self.name)
             raise
         self.metrics.observe_invocation(self.name, outcome(result), time.perf_counter() - start)
         return result

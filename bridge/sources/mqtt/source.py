@@ -28,6 +28,7 @@ from bridge.sources.mqtt.iot_sql import NonJsonPayload, parse_rule
 UNKNOWN_PUBLISHER = "n/a"  # clientid(): MQTT never tells a subscriber who published; AWS says "n/a" then
 MAX_BATCH = 256  # messages made durable in one commit: the first one and those that arrived meanwhile
 MAX_BATCHES = 4  # batches being made durable at once (so at most 1,024 messages; a broker's window is smaller)
+READ_BURST = 64  # packets read in one wake-up of the socket's reader, at most
 BACKOFF = wait_random_exponential(multiplier=0.5, max=30)  # seconds: U(0, 0.5), U(0, 1), ... capped at 30
 PACKETS_TABLE = """CREATE TABLE IF NOT EXISTS mqtt_packets (
     source TEXT NOT NULL, mid INTEGER NOT NULL, event_id TEXT NOT NULL, PRIMARY KEY (source, mid))"""
@@ -49,6 +50,23 @@ class _Client(aiomqtt.Client):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._client.manual_ack_set(True)
+        self._read_one = self._client.loop_read
+        self._client.loop_read = self._read_burst  # type: ignore[method-assign]  # what aiomqtt's reader calls
+
+    def _read_burst(self, max_packets: int = 1) -> paho.MQTTErrorCode:
+        """Read packets while each one read was a message, up to READ_BURST.
+
+        paho reads one packet per call when nothing of ours is in flight (QoS 1 with manual acks), and aiomqtt
+        calls it once per wake-up of the socket's reader: one pass of the event loop per message. A burst
+        reads what is already waiting in that one pass; a call that read no message (the socket is drained,
+        a packet is incomplete, or it was no PUBLISH) ends it, and the next wake-up goes on.
+        """
+        for _ in range(READ_BURST):
+            waiting = self._queue.qsize()
+            rc = self._read_one(max_packets)
+            if rc != paho.MQTT_ERR_SUCCESS or self._queue.qsize() == waiting:
+                return rc
+        return paho.MQTT_ERR_SUCCESS
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         self._queue.put_nowait(cast(aiomqtt.Message, message))
