@@ -1,6 +1,11 @@
 """Benchmark the http source: one FastAPI app (a) under uvicorn, (b) behind the http source through Mangum,
 (c) python-lambda-local per request; requests/s and p50/p99 at concurrency 1 and 16, 2 workers each.
 
+Two more rows say where (b)'s time goes: (d) the Mangum handler alone, called in a loop by 2 processes (no
+HTTP, no runtime client): what the function itself costs, which no Lambda-faithful bridge can avoid; (e) the
+http source in front of a no-op handler that returns the same response: what the bridge and the runtime
+interface client cost without the app. The CPU column of (b) and (e) is split into daemon + workers.
+
 (a) and (b) are driven by the same client in the same way: aiohttp, one keep-alive connection per concurrent
 client, all opened during the warm-up (the run counts any opened later), TCP_NODELAY set as aiohttp sets it.
 
@@ -32,7 +37,7 @@ from pathlib import Path
 import aiohttp
 
 from bridge.sources.http.events import sample_event
-from bridge.testing import PRODUCTION_LOGS, Daemon, free_port, wait_until, write_config
+from bridge.testing import PRODUCTION_LOGS, Daemon, free_port, wait_until, write_config, write_handler
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "examples" / "http"
@@ -71,17 +76,19 @@ async def load(url: str, concurrency: int, requests: int, server: int) -> dict[s
         await asyncio.gather(*(client(warm, False) for _ in range(concurrency)))
         opened[0] = 0
         remaining = iter(range(requests))
-        cpu = _cpu_seconds(server), time.process_time()  # the client: this process alone
+        cpu = _cpu_seconds(server), _cpu_seconds(server, tree=False), time.process_time()  # client: this process
         start = time.perf_counter()
         await asyncio.gather(*(client(remaining, True) for _ in range(concurrency)))
         elapsed = time.perf_counter() - start
-        server_cpu, client_cpu = _cpu_seconds(server) - cpu[0], time.process_time() - cpu[1]
+        server_cpu, root_cpu = _cpu_seconds(server) - cpu[0], _cpu_seconds(server, tree=False) - cpu[1]
+        client_cpu = time.process_time() - cpu[2]
     return {**_summary(latencies, elapsed), "new_connections": opened[0],
-            "server_cpu_ms": 1000 * server_cpu / requests, "client_cpu_ms": 1000 * client_cpu / requests}
+            "server_cpu_ms": 1000 * server_cpu / requests, "client_cpu_ms": 1000 * client_cpu / requests,
+            "root_cpu_ms": 1000 * root_cpu / requests}
 
 
-def _cpu_seconds(root: int) -> float:
-    """User + system CPU seconds of ``root`` and its descendants (Linux /proc)."""
+def _cpu_seconds(root: int, tree: bool = True) -> float:
+    """User + system CPU seconds of ``root`` and (``tree``) its descendants (Linux /proc)."""
     stats: dict[int, tuple[int, float]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -90,11 +97,11 @@ def _cpu_seconds(root: int) -> float:
             except OSError:
                 continue  # exited meanwhile
             stats[int(entry.name)] = int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    tree, grown = {root}, {root}
-    while grown:
+    pids, grown = {root}, {root}
+    while grown and tree:
         grown = {pid for pid, (parent, _) in stats.items() if parent in grown}
-        tree |= grown
-    return sum(stats[pid][1] for pid in tree if pid in stats)
+        pids |= grown
+    return sum(stats[pid][1] for pid in pids if pid in stats)
 
 
 def _summary(latencies: list[float], elapsed: float) -> dict[str, float]:
@@ -133,13 +140,64 @@ def _answers(url: str) -> bool:
         return False
 
 
-def bridge_config(root: Path, port: int) -> Path:
+def bridge_config(root: Path, port: int, handler: str = "fastapi_app.handler", code: Path = APP) -> Path:
     """(b) the http source (format http, $default) in front of the app through Mangum, 2 warm workers."""
     return write_config(root / "config.yaml", {
         "state_dir": str(root / "state"), "log_level": "warning",
-        "functions": {"app": {"handler": "fastapi_app.handler", "code": str(APP), "reserved_concurrency": 2,
+        "functions": {"app": {"handler": handler, "code": str(code), "reserved_concurrency": 2,
                               "memory_size": 512}},
         "sources": [{"name": "api", "type": "http", "listen": f"127.0.0.1:{port}", "function": "app"}]})
+
+
+# (e)'s function: the app's answer to PATH, returned as a constant (no app, no Mangum).
+NOOP = f"""
+import json
+BODY = json.dumps({EXPECTED!r})
+def handler(event, context):
+    return {{"statusCode": 200, "headers": {{"content-type": "application/json"}}, "body": BODY}}
+"""
+
+
+def handler_alone(requests: int) -> dict[str, float]:
+    """(d) 2 processes, each calling the Mangum handler ``requests / 2`` times with (b)'s event, in process."""
+    each = requests // 2
+    procs = [subprocess.Popen([sys.executable, __file__, "--call-handler", str(each)], cwd=APP,
+                              stdout=subprocess.PIPE) for _ in range(2)]
+    results = [json.loads(proc.communicate(timeout=600)[0]) for proc in procs]
+    elapsed = max(r["seconds"] for r in results)
+    return {"requests": 2 * each, "per_s": 2 * each / elapsed,
+            "handler_cpu_ms": 1000 * sum(r["cpu_seconds"] for r in results) / (2 * each)}
+
+
+def call_handler(count: int) -> None:
+    """(d)'s process: the handler alone, ``count`` times, each with a fresh event dict (parsed beforehand:
+    decoding the event and encoding the answer are the runtime client's share, counted in (e))."""
+    sys.path.insert(0, str(APP))
+    import fastapi_app
+
+    path, _, query = PATH.partition("?")
+    text = json.dumps(sample_event("http", "GET", path, query))
+    context = _Context()
+    for _ in range(200):  # warm: imports, first-call caches
+        fastapi_app.handler(json.loads(text), context)
+    events = [json.loads(text) for _ in range(count)]
+    start, cpu = time.perf_counter(), time.process_time()
+    for event in events:
+        fastapi_app.handler(event, context)
+    print(json.dumps({"seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu}))
+
+
+class _Context:
+    """What Mangum reads of the Lambda context."""
+
+    aws_request_id = "bench"
+    function_name = "app"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:app"
+    memory_limit_in_mb = 512
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 30000
 
 
 async def lambda_local(root: Path, concurrency: int, requests: int) -> dict[str, float]:
@@ -186,18 +244,28 @@ async def run(requests: int, peer_requests: int) -> dict[str, dict[str, float]]:
                                                                              requests, daemon.proc.pid)
         for c in (1, 16):
             rows[f"(c) python-lambda-local, c={c}"] = await lambda_local(root, c, peer_requests)
+        rows[HANDLER_ROW] = handler_alone(requests)
+        code = write_handler(root, "noop", NOOP)
+        (root / "e").mkdir()
+        port = free_port()
+        with Daemon(bridge_config(root / "e", port, "app.handler", code), env=PRODUCTION_LOGS) as daemon:
+            assert daemon.proc is not None
+            rows[NOOP_ROW] = await load(f"http://127.0.0.1:{port}{PATH}", 16, requests, daemon.proc.pid)
     return rows
+
+
+HANDLER_ROW = "(d) the Mangum handler alone, 2 processes"
+NOOP_ROW = "(e) lambda-bridge http + no-op handler, c=16"
 
 
 def report(rows: dict[str, dict[str, float]], load: tuple[tuple[float, ...], tuple[float, ...]]) -> dict:
     """Print the table and the two targets; return what goes to the JSON file."""
     print(f"load average (1, 5, 15 min) before: {_load(load[0])}; after: {_load(load[1])}; {os.cpu_count()} CPUs")
-    print(f"{'scenario':42} {'req/s':>9} {'p50 ms':>9} {'p99 ms':>9} {'new conns':>9} "
-          f"{'CPU ms/req server, client':>26}")
+    print(f"{'scenario':44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'new conns':>9} "
+          f"{'CPU ms/req: server (daemon + workers), client':>46}")
     for name, row in rows.items():
-        cpu = f"{row['server_cpu_ms']:.2f}, {row['client_cpu_ms']:.2f}" if "server_cpu_ms" in row else "-"
-        print(f"{name:42} {row['per_s']:>9.1f} {row['p50_ms']:>9.2f} {row['p99_ms']:>9.2f} "
-              f"{row.get('new_connections', '-'):>9} {cpu:>26}")
+        print(f"{name:44} {row['per_s']:>9.1f} {_cell(row, 'p50_ms')} {_cell(row, 'p99_ms')} "
+              f"{row.get('new_connections', '-'):>9} {_cpu(name, row):>46}")
     a1, b1 = rows["(a) uvicorn, c=1"], rows["(b) lambda-bridge http + Mangum, c=1"]
     a16, b16 = rows["(a) uvicorn, c=16"], rows["(b) lambda-bridge http + Mangum, c=16"]
     latency = b1["p50_ms"] - a1["p50_ms"]
@@ -208,8 +276,39 @@ def report(rows: dict[str, dict[str, float]], load: tuple[tuple[float, ...], tup
     print(f"target 1, c=1: (b) p50 - (a) p50 = {latency:+.2f} ms (<= 2 ms): {_met(latency <= 2.0)}")
     print(f"target 2, c=16: (b) req/s = {share:.0f} % of (a) (>= 50 %): {_met(share >= 50.0)}")
     print(f"(for reference, c=16: (b) p50 - (a) p50 = {targets['p50_added_ms_c16']:+.2f} ms)")
+    targets.update(budget(rows))
     return {"rows": rows, "targets": targets, "loadavg_before": load[0], "loadavg_after": load[1],
             "cpus": os.cpu_count()}
+
+
+def _cell(row: dict[str, float], key: str) -> str:
+    return f"{row[key]:>8.2f}" if key in row else f"{'-':>8}"
+
+
+def _cpu(name: str, row: dict[str, float]) -> str:
+    if "handler_cpu_ms" in row:
+        return f"{row['handler_cpu_ms']:.2f} (handler only)"
+    if "server_cpu_ms" not in row:
+        return "-"
+    server = f"{row['server_cpu_ms']:.2f}"
+    if name.startswith(("(b)", "(e)")):
+        server += f" ({row['root_cpu_ms']:.2f} + {row['server_cpu_ms'] - row['root_cpu_ms']:.2f})"
+    return f"{server}, {row['client_cpu_ms']:.2f}"
+
+
+def budget(rows: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Target 2 as a CPU budget: what (b) may spend per request on this machine, and what it cannot avoid."""
+    cpus = os.cpu_count() or 1
+    allowed = 1000 * cpus / (0.5 * rows["(a) uvicorn, c=16"]["per_s"])
+    handler = rows[HANDLER_ROW]["handler_cpu_ms"]
+    noop = rows[NOOP_ROW]
+    runtime_client = noop["server_cpu_ms"] - noop["root_cpu_ms"]  # the workers' CPU with a no-op handler
+    floor = handler + runtime_client + rows["(a) uvicorn, c=16"]["client_cpu_ms"]
+    print(f"target 2 as a budget: 50 % of (a) on {cpus} CPUs leaves {allowed:.2f} ms CPU per request for "
+          f"everything; the handler alone takes {handler:.2f} (d), the runtime interface client "
+          f"{runtime_client:.2f} (e's workers), a client at least (a)'s; {floor:.2f} ms before the bridge "
+          f"spends anything ({'within' if floor < allowed else 'over'} budget)")
+    return {"budget_cpu_ms": allowed, "unavoidable_cpu_ms": floor}
 
 
 def _load(avg: tuple[float, ...]) -> str:
@@ -225,9 +324,13 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000, help="requests per scenario for (a) and (b)")
     parser.add_argument("--peer-requests", type=int, default=32, help="requests per scenario for (c)")
     parser.add_argument("--serve-floor", type=int, metavar="PORT", help=argparse.SUPPRESS)  # (a)'s server
+    parser.add_argument("--call-handler", type=int, metavar="N", help=argparse.SUPPRESS)  # (d)'s processes
     args = parser.parse_args()
     if args.serve_floor:
         serve_floor(args.serve_floor)
+        return
+    if args.call_handler:
+        call_handler(args.call_handler)
         return
     before = os.getloadavg()
     rows = asyncio.run(run(args.requests, args.peer_requests))

@@ -16,6 +16,7 @@ from bridge.events.s3 import object_key
 from bridge.log import get_logger
 from bridge.model import Invocation
 from bridge.sources.base import SourceContext
+from bridge.sources.directory.cached import NotCached, inline_mode, read_inline
 from bridge.sources.directory.changes import DELETE_EVENT, PUT_EVENT, KeyFilter, LoopGuard, RecordMaker
 from bridge.sources.directory.config import DirectorySourceConfig
 from bridge.sources.directory.snapshot import Snapshot
@@ -45,6 +46,7 @@ class DirectorySource:
         self.records = RecordMaker(config.name, config.bucket_name, ctx.config.region, ctx.config.account_id,
                                    config.event_version)
         self.loops = LoopGuard(config.loop_threshold, config.loop_window)
+        self.inline = inline_mode(self.rules.root)  # which small files may be hashed on the loop (cached.py)
         self.snapshot: Snapshot | None = None
         self.log = get_logger(source=config.name, function=config.function)
         self._since_prune = 0
@@ -146,7 +148,7 @@ class DirectorySource:
         """Read the files a batch of hints names, turn them into changes (in order) and deliver them."""
         hints = [h for h in hints if h[0] != PUT or self.filter.matches(h[1])]
         puts = [rel for kind, rel in hints if kind == PUT]
-        infos = iter(await asyncio.to_thread(read_objects, self.rules, puts) if puts else ())
+        infos = iter(await self._read(puts))
         changes: list[Change] = []
         for kind, rel in hints:
             if kind == PUT:
@@ -157,6 +159,15 @@ class DirectorySource:
                 for key in self._snapshot().under(rel):
                     self._remove(key, changes)
         await self._deliver(changes)
+
+    async def _read(self, rels: list[bytes]) -> list[ObjectInfo | None]:
+        """Read and hash the files: small cached ones on the loop (see cached.py), the rest on a thread."""
+        infos = read_inline(self.rules, rels, self.inline)
+        rest = [rel for rel, info in zip(rels, infos, strict=True) if isinstance(info, NotCached)]
+        if not rest:
+            return infos  # type: ignore[return-value]  # no NotCached left
+        read = iter(await asyncio.to_thread(read_objects, self.rules, rest))
+        return [next(read) if isinstance(info, NotCached) else info for info in infos]
 
     def _put(self, rel: bytes, info: ObjectInfo | None, changes: list[Change]) -> None:
         snapshot = self._snapshot()
