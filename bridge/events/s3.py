@@ -196,8 +196,7 @@ def _concrete_event_name(event_name: str) -> str:
 def _iso_millis(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise ValueError("event_time must be timezone-aware (use datetime.now(UTC))")
-    utc = moment.astimezone(UTC)
-    return f"{utc:%Y-%m-%dT%H:%M:%S}.{utc.microsecond // 1000:03d}Z"
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").removesuffix("+00:00") + "Z"
 
 
 def _object_section(

@@ -88,10 +88,11 @@ class RecordMaker:
     event_version: str = "2.1"
 
     def payload(self, event_name: str, rel: bytes, info: ObjectInfo | None, sequencer: str,
-                now: datetime | None = None) -> bytes:
-        """``{"Records": [record]}`` as JSON bytes (S3 sends one record per event)."""
+                now: datetime | None = None, key: str | None = None) -> bytes:
+        """``{"Records": [record]}`` as JSON bytes (S3 sends one record per event); ``key``: ``object_key(rel)``
+        when the caller has it already."""
         record = s3_record(
-            event_name=event_name, bucket=self.bucket, key=object_key(rel),
+            event_name=event_name, bucket=self.bucket, key=key or object_key(rel),
             size=info.size if info else None, etag=info.etag if info else None, sequencer=sequencer,
             region=self.region, configuration_id=self.source, event_time=now or datetime.now(UTC),
             request_id=os.urandom(8).hex().upper(), host_id=base64.b64encode(os.urandom(48)).decode(),

@@ -43,6 +43,7 @@ class DirectorySource:
         self.ctx = ctx
         self.rules = TreeRules(os.fsencode(config.path), tuple(config.ignore), config.follow_symlinks)
         self.filter = KeyFilter(config.prefix, config.suffix, tuple(config.events))
+        self.wanted = {name: self.filter.wants(name) for name in (PUT_EVENT, DELETE_EVENT)}
         self.records = RecordMaker(config.name, config.bucket_name, ctx.config.region, ctx.config.account_id,
                                    config.event_version)
         self.loops = LoopGuard(config.loop_threshold, config.loop_window)
@@ -188,11 +189,11 @@ class DirectorySource:
         now = time.monotonic()
         out = []
         for event_name, rel, info in changes:
-            if not self.filter.wants(event_name) or not self._allowed(rel, now):
+            if not self.wanted[event_name] or not self._allowed(rel, now):
                 continue
-            sequencer = self._snapshot().next_sequencer()
-            event_id = f"s3:{self.name}:{object_key(rel)}:{sequencer}"
-            out.append((event_id, self.records.payload(event_name, rel, info, sequencer)))
+            sequencer, key = self._snapshot().next_sequencer(), object_key(rel)
+            out.append((f"s3:{self.name}:{key}:{sequencer}", self.records.payload(event_name, rel, info, sequencer,
+                                                                                key=key)))
         self._maybe_prune(now, len(out))
         return out
 
