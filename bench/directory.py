@@ -200,7 +200,7 @@ def main() -> None:
     parser.add_argument("--burst-files", type=int, default=50_000)
     parser.add_argument("--idle-dirs", type=int, default=10_000)
     parser.add_argument("--idle-seconds", type=float, default=20.0)
-    parser.add_argument("--async-events", type=int, default=10_000, help="events for bench/async.py's row (b)")
+    parser.add_argument("--async-events", type=int, default=20_000, help="events for bench/async.py's row (b)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-dir-") as tmp:
         work = Path(tmp)
