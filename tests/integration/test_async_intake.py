@@ -42,17 +42,13 @@ async def until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
             await asyncio.sleep(0.01)
 
 
-class Running:
-    """A dispatcher delivering to one local function (2 workers) whose first failure is retried after 0.3 s."""
+class InProcess:
+    """A dispatcher with the real store delivering to one local function ``f`` of this handler and settings."""
 
-    def __init__(self, tmp_path: Path) -> None:
-        code = write_handler(tmp_path, "h", HANDLER)
-        (tmp_path / "markers").mkdir()
-        self.record = tmp_path / "seen.jsonl"
+    def __init__(self, tmp_path: Path, handler: str, function: dict) -> None:
+        code = write_handler(tmp_path, "h", handler)
         self.config = parse_config(json.dumps({"state_dir": str(tmp_path / "state"), "functions": {"f": {
-            "handler": "app.handler", "code": str(code), "reserved_concurrency": 2,
-            "environment": {"RECORD_FILE": str(self.record), "MARKERS": str(tmp_path / "markers")},
-            "async": {"maximum_retry_attempts": 1, "retry_delays": [0.3]}}}}))
+            "handler": "app.handler", "code": str(code), **function}}}))
         self.functions = Functions(self.config)
         self.store = Store(tmp_path / "store.sqlite3")
 
@@ -67,6 +63,18 @@ class Running:
         await self.task
         await self.store.close()
         await self.functions.close()
+
+
+class Running(InProcess):
+    """One local function (2 workers) whose first failure is retried after 0.3 s."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        (tmp_path / "markers").mkdir()
+        self.record = tmp_path / "seen.jsonl"
+        super().__init__(tmp_path, HANDLER, {
+            "reserved_concurrency": 2,
+            "environment": {"RECORD_FILE": str(self.record), "MARKERS": str(tmp_path / "markers")},
+            "async": {"maximum_retry_attempts": 1, "retry_delays": [0.3]}})
 
 
 async def test_a_retry_is_delivered_while_a_steady_stream_keeps_the_buffer_busy(tmp_path: Path) -> None:

@@ -9,16 +9,12 @@ processes and a real handler.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from pathlib import Path
 
-from bridge.config.model import parse_config
-from bridge.delivery.dispatcher import Dispatcher
-from bridge.invokers.registry import Functions
 from bridge.model import Invocation
-from bridge.store import Store
-from bridge.testing import write_handler
-from tests.integration.test_async_intake import seen, until
+from tests.integration.test_async_intake import InProcess, seen, until
 
 HANDLER = """
     import json, os, time
@@ -36,30 +32,17 @@ HANDLER = """
 """
 
 
-class OneSlot:
-    """A dispatcher delivering to a local function with reserved_concurrency 1 (one worker)."""
+class OneSlot(InProcess):
+    """A local function with reserved_concurrency 1 (one worker)."""
 
     def __init__(self, tmp_path: Path) -> None:
-        code = write_handler(tmp_path, "h", HANDLER)
         self.record, self.release = tmp_path / "seen.jsonl", tmp_path / "release"
-        self.config = parse_config(json.dumps({"state_dir": str(tmp_path / "state"), "functions": {"f": {
-            "handler": "app.handler", "code": str(code), "reserved_concurrency": 1,
-            "environment": {"RECORD_FILE": str(self.record), "RELEASE": str(self.release)}}}}))
-        self.functions = Functions(self.config)
-        self.store = Store(tmp_path / "store.sqlite3")
-
-    async def __aenter__(self) -> Dispatcher:
-        await self.store.__aenter__()
-        self.dispatcher = Dispatcher(self.store, self.functions, self.config)
-        self.task = asyncio.create_task(self.dispatcher.run())
-        return self.dispatcher
+        super().__init__(tmp_path, HANDLER, {"reserved_concurrency": 1, "environment": {
+            "RECORD_FILE": str(self.record), "RELEASE": str(self.release)}})
 
     async def __aexit__(self, *exc: object) -> None:
-        self.release.touch()
-        self.dispatcher.stop()
-        await self.task
-        await self.store.close()
-        await self.functions.close()
+        self.release.touch()  # a held invocation must not keep the workers from stopping
+        await super().__aexit__(*exc)
 
 
 async def test_the_queues_own_deliveries_wait_for_the_slot_and_never_overlap(tmp_path: Path) -> None:
@@ -74,7 +57,7 @@ async def test_the_queues_own_deliveries_wait_for_the_slot_and_never_overlap(tmp
         assert dispatcher.summary.counts["throttled"] == 0
     runs = sorted(seen(running.record), key=lambda r: r["start"])
     assert sorted(r["n"] for r in runs) == list(range(40)), "each event exactly once"
-    overlaps = [(a["n"], b["n"]) for a, b in zip(runs, runs[1:], strict=False) if b["start"] < a["end"]]
+    overlaps = [(a["n"], b["n"]) for a, b in itertools.pairwise(runs) if b["start"] < a["end"]]
     assert overlaps == [], "reserved_concurrency 1: never two invocations at once"
 
 
