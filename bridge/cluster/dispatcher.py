@@ -56,6 +56,7 @@ class Lane:
     cfg: AsyncConfig
     limit: int
     slots: asyncio.Semaphore
+    staged: bool = False  # a delivery here holds an SQS message: throttled, never kept waiting for a slot
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ class Lane(Protocol):
     invoker: Invoker
     cfg: AsyncConfig
     limit: int
+    staged: bool  # the lane keeps the invoker's ``staged`` events ready beyond its concurrency
 
 
 async def attempt_once(lane: Lane, event: QueuedEvent, rng: random.Random, log: Any,
@@ -45,7 +46,7 @@ async def attempt_once(lane: Lane, event: QueuedEvent, rng: random.Random, log: 
     if lane.limit == 0:
         return event, policy.throttled_forever(lane.cfg)
     try:
-        result = await lane.invoker.handover(Invocation(event.payload, event.request_id))
+        result = await lane.invoker.handover(Invocation(event.payload, event.request_id), staged=lane.staged)
     except (Throttled, RemoteUnavailable) as err:
         event = event.after_attempt(event.next_at, throttles=event.throttles + 1)
         if count is not None:

@@ -48,6 +48,7 @@ class Lane:
     cfg: AsyncConfig
     limit: int
     width: int
+    staged: bool = True  # its extra consumers' deliveries wait for a slot the others free (LocalFunction.handover)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     fetching: asyncio.Lock = field(default_factory=asyncio.Lock)
     handling: set[str] = field(default_factory=set)

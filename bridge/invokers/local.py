@@ -62,15 +62,17 @@ class LocalFunction:
             with self._calls.call():
                 return await self._invoke(invocation)
 
-    async def handover(self, invocation: Invocation) -> InvokeResult:
+    async def handover(self, invocation: Invocation, *, staged: bool = False) -> InvokeResult:
         """Deliver one event of the async queue: a local function runs it, throttled as Lambda throttles.
 
-        The queue's own deliveries do not throttle one another: while they hold every slot, the next one
-        (the queue keeps ``staged`` events ready) waits for the first slot they free, so a worker gets its
-        next event as soon as it is free, and the bookkeeping of the last one happens while it runs. A slot
-        held by any other caller (a synchronous invoke) throttles it, as before.
+        ``staged``: the single-box queue's deliveries do not throttle one another. While such deliveries
+        hold every slot, the next one (its lane keeps ``staged`` events ready beyond the concurrency) waits
+        for the first slot they free: a worker gets its next event as soon as it is free, and the
+        bookkeeping of the last one happens while it runs. A slot held by any other caller (a synchronous
+        invoke) throttles it, as before; so it does for every delivery of the cluster's queue, whose
+        message would otherwise wait unacknowledged.
         """
-        wait = self._handovers >= self.limit
+        wait = staged and self._handovers >= self.limit
         self._handovers += 1
         try:
             return await self.invoke(invocation, wait=wait)

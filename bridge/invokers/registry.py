@@ -28,10 +28,11 @@ class Invoker(Protocol):
         """Run one invocation synchronously; Throttled when busy and ``wait`` is False."""
         ...
 
-    async def handover(self, invocation: Invocation) -> InvokeResult:
+    async def handover(self, invocation: Invocation, *, staged: bool = False) -> InvokeResult:
         """Deliver one event from the async queue (a remote Event function hands it to AWS's own queue).
 
         Raises Throttled / RemoteUnavailable (retried with backoff) or InvocationRejected (final).
+        ``staged``: the caller's lane keeps ``staged`` events ready beyond the limit (see LocalFunction).
         """
         ...
 
@@ -71,9 +72,9 @@ class Observed:
         """Invoke and record the outcome."""
         return await self._observe(self.inner.invoke(invocation, wait=wait))
 
-    async def handover(self, invocation: Invocation) -> InvokeResult:
+    async def handover(self, invocation: Invocation, *, staged: bool = False) -> InvokeResult:
         """Hand over and record the outcome."""
-        return await self._observe(self.inner.handover(invocation))
+        return await self._observe(self.inner.handover(invocation, staged=staged))
 
     async def _observe(self, call: Any) -> InvokeResult:
         start = time.perf_counter()

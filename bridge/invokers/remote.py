@@ -76,9 +76,10 @@ class RemoteFunction:
             raise PayloadTooLarge(len(invocation.payload), SYNC_LIMIT)
         return await self._call(invocation, "RequestResponse", wait)
 
-    async def handover(self, invocation: Invocation) -> InvokeResult:
+    async def handover(self, invocation: Invocation, *, staged: bool = False) -> InvokeResult:
         """One event of the async queue: an ``Event`` invoke (202: AWS's own queue takes it over) or, with
-        ``invocation_type: RequestResponse``, a sync invoke whose failures the bridge's queue retries."""
+        ``invocation_type: RequestResponse``, a sync invoke whose failures the bridge's queue retries.
+        (``staged`` is moot: ``staged`` is 0, so no lane has a delivery beyond the limit.)"""
         kind = self.cfg.invocation_type
         if len(invocation.payload) > LIMITS[kind]:
             raise InvocationRejected(str(PayloadTooLarge(len(invocation.payload), LIMITS[kind])), 413,

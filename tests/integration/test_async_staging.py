@@ -13,6 +13,9 @@ import itertools
 import json
 from pathlib import Path
 
+import pytest
+
+from bridge.errors import Throttled
 from bridge.model import Invocation
 from tests.integration.test_async_intake import InProcess, seen, until
 
@@ -74,3 +77,18 @@ async def test_a_synchronous_invoke_holding_the_slot_still_throttles_the_queue(t
         running.release.touch()
         assert (await held).ok
         await until(lambda: [r["n"] for r in seen(running.record)] == [-1, 1])  # the throttled event, retried
+
+
+async def test_a_delivery_not_staged_is_throttled_by_the_queues_own(tmp_path: Path) -> None:
+    """The cluster's deliveries (not staged) hold an SQS message: they are throttled as before, never kept waiting."""
+    running = OneSlot(tmp_path)
+    async with running:
+        fn = running.functions.get("f")
+        held = asyncio.create_task(fn.handover(Invocation(json.dumps({"n": 1, "hold": True}).encode()), staged=True))
+        await until(lambda: fn.in_flight == 1)
+        with pytest.raises(Throttled):
+            await fn.handover(Invocation(json.dumps({"n": 2}).encode()))
+        staged = asyncio.create_task(fn.handover(Invocation(json.dumps({"n": 3}).encode()), staged=True))
+        running.release.touch()
+        assert (await held).ok and (await staged).ok, "the staged one waited for the slot instead"
+        assert sorted(r["n"] for r in seen(running.record)) == [1, 3]
