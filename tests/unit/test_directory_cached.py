@@ -97,3 +97,23 @@ def test_a_batch_reads_at_most_its_budget_on_the_loop(tmp_path: Path) -> None:
     following = TreeRules(os.fsencode(tmp_path), follow_symlinks=True)
     assert read_inline(following, names, MEMORY) == [NOT_CACHED] * len(names), "links need the thread's checks"
     assert read_inline(rules, names, OFF) == [NOT_CACHED] * len(names)
+
+
+def test_files_under_another_mount_inside_the_tree_go_to_the_thread(tmp_path: Path) -> None:
+    """An NFS or FUSE mount inside the watched tree could make even lstat wait: never touched on the loop."""
+    root = os.fsencode(os.path.realpath(tmp_path))
+    (tmp_path / "local").mkdir()
+    (tmp_path / "local" / "a.txt").write_bytes(b"a")
+    (tmp_path / "share").mkdir()
+    (tmp_path / "share" / "b.txt").write_bytes(b"b")
+    (tmp_path / "shared.txt").write_bytes(b"c")  # a name that merely starts like the mount point
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_bytes(b"22 1 254:1 / / rw - ext4 /dev/vda rw\n"
+                          b"40 22 0:50 / " + root + b"/share rw - nfs4 server:/x rw\n")
+    rules = TreeRules(root)
+    infos = read_inline(rules, [b"local/a.txt", b"share/b.txt", b"shared.txt"], MEMORY, root, mountinfo)
+    assert infos[1] is NOT_CACHED
+    assert infos[0] == read_object(rules, b"local/a.txt") and infos[2] == read_object(rules, b"shared.txt")
+    empty = tmp_path / "empty-mountinfo"
+    empty.write_bytes(b"")
+    assert read_inline(rules, [b"local/a.txt"], MEMORY, root, empty) == [NOT_CACHED], "no mount table: the thread"

@@ -10,8 +10,10 @@ costs 11). So a batch's small files are read on the loop when that cannot block:
   (EAGAIN) instead of waiting for the disk; the file then goes to the thread like any other.
 
 Everything else (other filesystems, network ones above all, symlinks to follow, files over INLINE_MAX, and
-what is left once a batch has read INLINE_BUDGET bytes) goes to the thread as before. The names' metadata
-(``lstat``, ``open``) is hot by construction: inotify just reported the file, or a listing just stat'ed it.
+what is left once a batch has read INLINE_BUDGET bytes) goes to the thread as before, and so does every file
+under another mount inside the tree (an NFS or FUSE mount there would make even ``lstat`` wait): the mount
+table is read again for each batch. The names' metadata (``lstat``, ``open``) is hot by construction:
+inotify just reported the file, or a listing just stat'ed it.
 """
 
 from __future__ import annotations
@@ -48,20 +50,29 @@ def inline_mode(root: bytes, mountinfo: Path = Path("/proc/self/mountinfo")) -> 
 def filesystem_type(path: bytes, mountinfo: Path) -> str:
     """The filesystem type of the mount holding ``path`` (the longest mount point above it), or ""."""
     best, kind = b"", ""
+    for point, fstype in _mounts(mountinfo):
+        if _under(path, point) and len(point) >= len(best):
+            best, kind = point, fstype
+    return kind
+
+
+def _mounts(mountinfo: Path) -> list[tuple[bytes, str]]:
+    """(mount point, filesystem type) of each line of ``mountinfo``; none when it cannot be read."""
     try:
         lines = mountinfo.read_bytes().splitlines()
     except OSError:
-        return ""
+        return []
+    out = []
     for line in lines:
         fields, _, rest = line.partition(b" - ")
         parts = fields.split()
-        if len(parts) < 5 or not rest:
-            continue
-        point = _unescape(parts[4])
-        inside = path == point or path.startswith(point.rstrip(b"/") + b"/")
-        if inside and len(point) >= len(best):
-            best, kind = point, rest.split()[0].decode(errors="replace")
-    return kind
+        if len(parts) >= 5 and rest:
+            out.append((_unescape(parts[4]), rest.split()[0].decode(errors="replace")))
+    return out
+
+
+def _under(path: bytes, directory: bytes) -> bool:
+    return path == directory or path.startswith(directory.rstrip(b"/") + b"/")
 
 
 def _unescape(field: bytes) -> bytes:
@@ -71,14 +82,22 @@ def _unescape(field: bytes) -> bytes:
     return field
 
 
-def read_inline(rules: TreeRules, rels: list[bytes], mode: str) -> list[ObjectInfo | NotCached | None]:
-    """What ``read_object`` would return for each file, or NOT_CACHED for those the thread must read."""
-    if mode == OFF or rules.follow_symlinks:  # following links needs realpath checks: the thread does them
+def read_inline(rules: TreeRules, rels: list[bytes], mode: str, real_root: bytes = b"",
+                mountinfo: Path = Path("/proc/self/mountinfo")) -> list[ObjectInfo | NotCached | None]:
+    """What ``read_object`` would return for each file, or NOT_CACHED for those the thread must read.
+
+    ``real_root``: the tree's root with symlinks resolved (as the mount table names it); default: resolved here.
+    """
+    root = real_root or os.path.realpath(rules.root)
+    mounts = _mounts(mountinfo)
+    if mode == OFF or rules.follow_symlinks or not mounts:  # links need the thread's realpath checks
         return [NOT_CACHED] * len(rels)
+    inner = [os.path.relpath(point, root) for point, _ in mounts if point != root and _under(point, root)]
     out: list[ObjectInfo | NotCached | None] = []
     budget = INLINE_BUDGET
     for rel in rels:
-        info = read_cached(rules, rel, mode) if budget > 0 else NOT_CACHED
+        elsewhere = any(_under(rel, point) for point in inner)
+        info = read_cached(rules, rel, mode) if budget > 0 and not elsewhere else NOT_CACHED
         if isinstance(info, ObjectInfo):
             budget -= info.size
         out.append(info)

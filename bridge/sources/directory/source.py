@@ -48,6 +48,7 @@ class DirectorySource:
                                    config.event_version)
         self.loops = LoopGuard(config.loop_threshold, config.loop_window)
         self.inline = inline_mode(self.rules.root)  # which small files may be hashed on the loop (cached.py)
+        self.real_root = os.path.realpath(self.rules.root)
         self.snapshot: Snapshot | None = None
         self.log = get_logger(source=config.name, function=config.function)
         self._since_prune = 0
@@ -163,7 +164,7 @@ class DirectorySource:
 
     async def _read(self, rels: list[bytes]) -> list[ObjectInfo | None]:
         """Read and hash the files: small cached ones on the loop (see cached.py), the rest on a thread."""
-        infos = read_inline(self.rules, rels, self.inline)
+        infos = read_inline(self.rules, rels, self.inline, self.real_root)
         rest = [rel for rel, info in zip(rels, infos, strict=True) if isinstance(info, NotCached)]
         if not rest:
             return infos  # type: ignore[return-value]  # no NotCached left
