@@ -53,13 +53,15 @@ def test_read_cached_gives_what_the_thread_gives(tree) -> None:
     root, mode = tree
     (root / "a.txt").write_bytes(b"hello")
     (root / "empty").write_bytes(b"")
+    with open(os.fsencode(root) + b"/latin1-\xe9\xff.bin", "wb") as f:  # a name that is not UTF-8
+        f.write(b"bytes")
     (root / "big").write_bytes(b"x" * (cached.INLINE_MAX + 1))
     os.mkfifo(root / "fifo")
     os.symlink(root / "a.txt", root / "link.txt")
     rules = TreeRules(os.fsencode(root))
     if mode == OFF:
         pytest.fail(f"{root} is on a filesystem read on the thread only; this test needs ext4/xfs/btrfs or tmpfs")
-    for name in (b"a.txt", b"empty"):
+    for name in (b"a.txt", b"empty", b"latin1-\xe9\xff.bin"):
         assert read_cached(rules, name, mode) == read_object(rules, name)
     assert read_cached(rules, b"big", mode) is NOT_CACHED, "over INLINE_MAX: hashed on the thread"
     assert read_cached(rules, b"fifo", mode) is None, "never opened (it would block)"

@@ -88,9 +88,10 @@ def read_inline(rules: TreeRules, rels: list[bytes], mode: str, real_root: bytes
 
     ``real_root``: the tree's root with symlinks resolved (as the mount table names it); default: resolved here.
     """
-    root = real_root or os.path.realpath(rules.root)
-    mounts = _mounts(mountinfo)
-    if mode == OFF or rules.follow_symlinks or not mounts:  # links need the thread's realpath checks
+    if mode == OFF or rules.follow_symlinks:  # links need the thread's realpath checks
+        return [NOT_CACHED] * len(rels)
+    root, mounts = real_root or os.path.realpath(rules.root), _mounts(mountinfo)
+    if not mounts:  # no mount table: nothing says the files are not on another mount
         return [NOT_CACHED] * len(rels)
     inner = [os.path.relpath(point, root) for point, _ in mounts if point != root and _under(point, root)]
     out: list[ObjectInfo | NotCached | None] = []
