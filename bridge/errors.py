@@ -119,3 +119,9 @@ class ListenError(BridgeError):
     """The HTTP API cannot listen on ``api.listen`` (address in use, not local, privileged port)."""
 
     exit_code = 2
+
+
+class BuildFailed(BridgeError):
+    """A function's environment (the Node.js runtime, its npm packages) could not be built; says what failed."""
+
+    exit_code = 2

@@ -13,6 +13,7 @@ import click
 from bridge.cli.context import State, emit_json, global_options, pass_state
 from bridge.config.model import Config, LocalFunctionConfig
 from bridge.errors import ConfigError
+from bridge.invokers.nodejs_build import toolchain_problems
 from bridge.sources.http.config import listen_problems
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ def check(state: State, skip_handlers: bool) -> int:
     except ConfigError as err:
         return _report(state, err.problems, None)
     problems = [] if skip_handlers else handler_problems(config)
+    problems += toolchain_problems(config)
     problems += listen_problems(config.sources, _held_addresses(state))
     return _report(state, problems, config)
 

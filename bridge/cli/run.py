@@ -25,9 +25,11 @@ def run(state: State) -> int:
     Logs go to stdout as JSON lines (console lines on a terminal); under systemd the journal keeps them.
     """
     from bridge.daemon.lifecycle import run_until_signalled
+    from bridge.invokers.nodejs_build import build_missing
 
     config = state.config()
     log.configure(_log_level(config.log_level))
+    build_missing(config, progress=lambda line: click.echo(line, err=True))  # Node.js runtime and packages
     try:
         asyncio.run(run_until_signalled(config, Path(state.config_path).resolve()))
     except BaseExceptionGroup as group:

@@ -121,7 +121,7 @@ class LocalFunctionConfig(Strict):
 
     handler: str
     code: Path
-    runtime: Literal["python", "provided"] = "python"
+    runtime: Literal["python", "provided", "nodejs"] = "python"  # nodejs: docs/nodejs.md
     timeout: Annotated[int, Field(ge=1, le=900)] = 3
     memory_size: Annotated[int, Field(ge=128, le=10240)] = 128
     reserved_concurrency: Annotated[int, Field(ge=0, le=1000)] = Field(

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from bridge.config.model import LocalFunctionConfig
+from bridge.invokers.nodejs import NodeRuntime
 from bridge.invokers.runtime_api import Pending, RuntimeApi
 from bridge.log import get_logger
 from bridge.model import Invocation, error_body
@@ -62,11 +63,14 @@ class FunctionSpec:
     arn: str
     keep_fds: tuple[int, ...] = ()
     launcher: tuple[str, ...] = field(default_factory=pdeathsig_launcher)
+    node: NodeRuntime | None = None  # runtime nodejs: where node, aws-lambda-ric and the packages are
 
     def command(self) -> list[str]:
         """The worker's argv: awslambdaric for python, ``code/bootstrap`` for provided (after the launcher)."""
         if self.config.runtime == "provided":
             return [*self.launcher, str(self.config.code / "bootstrap")]
+        if self.node is not None:
+            return [*self.launcher, *self.node.command(self.config)]
         return [*self.launcher, sys.executable, "-m", "awslambdaric", self.config.handler]
 
     def environment(self, runtime_api: str, log_stream: str) -> dict[str, str]:
@@ -85,6 +89,8 @@ class FunctionSpec:
             # Fewer malloc arenas keep virtual size (what RLIMIT_AS counts) close to real use.
             "MALLOC_ARENA_MAX": "2",
         })
+        if self.node is not None:
+            env.update(self.node.environment(cfg))
         return env
 
 

@@ -188,11 +188,26 @@ def test_mapped_queue_url_and_other_runtimes(tmp_path: Path) -> None:
                 Jobs: {Type: SQS, Properties: {Queue: !GetAtt Q.Arn}}
           Node:
             Type: AWS::Serverless::Function
-            Properties: {CodeUri: src/, Handler: index.handler, Runtime: nodejs20.x}
+            Properties: {CodeUri: src/, Handler: src/handlers/app.handler, Runtime: nodejs20.x}
+          Jvm:
+            Type: AWS::Serverless::Function
+            Properties: {CodeUri: src/, Handler: example.Handler::handleRequest, Runtime: java21}
+          OldNode:
+            Type: AWS::Serverless::Function
+            Properties: {CodeUri: src/, Handler: index.handler, Runtime: nodejs16.x}
+          Image:
+            Type: AWS::Serverless::Function
+            Properties: {PackageType: Image, ImageUri: repo/fn:latest}
         """, maps=Mapping(queues={"Q": "http://127.0.0.1:4566/000000000000/q"}))
     assert config["sources"][0]["queue"] == "http://127.0.0.1:4566/000000000000/q"
-    assert "queues" not in config and list(config["functions"]) == ["Fn"]
-    assert "Resources.Node.Properties.Runtime: runtime 'nodejs20.x' is not supported" in unmapped[0]
+    assert "queues" not in config and list(config["functions"]) == ["Fn", "Node"]
+    assert config["functions"]["Node"]["runtime"] == "nodejs"
+    assert config["functions"]["Node"]["handler"] == "src/handlers/app.handler"
+    assert len(unmapped) == 3
+    assert "Resources.Jvm.Properties.Runtime: function Jvm: runtime 'java21' is not supported" in unmapped[0]
+    assert "run it in AWS Lambda and add it by ARN" in unmapped[0]
+    assert "function OldNode: runtime 'nodejs16.x'" in unmapped[1] and "upgrade it to nodejs20.x" in unmapped[1]
+    assert "function Image is a container image" in unmapped[2]
 
 
 def test_api_routes_light_up_when_the_http_source_is_registered(tmp_path: Path, monkeypatch) -> None:
