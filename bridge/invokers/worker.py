@@ -94,6 +94,11 @@ class FunctionSpec:
         return env
 
 
+class Undelivered(Exception):
+    """A warm worker exited before it took the next invocation, which never reached it (the invoker tries
+    another worker); control flow inside the invokers, never shown to a user."""
+
+
 class Worker:
     """A warm worker process and the Runtime API it polls."""
 
@@ -110,6 +115,7 @@ class Worker:
         self._status_fd: int | None = None
         self._killed = False
         self._peak_mb: int | None = None  # the high-water mark once the process is gone (None: unknown)
+        self.served = 0  # invocations handed to this worker
 
     @property
     def alive(self) -> bool:
@@ -157,6 +163,7 @@ class Worker:
         """Hand one invocation to the process and wait for its answer, its crash, or the deadline."""
         pending = Pending(invocation.request_id, invocation.payload, headers)
         self.current = pending
+        self.served += 1
         try:
             self.api.hand_over(pending)
             async with asyncio.timeout(timeout):
@@ -179,7 +186,11 @@ class Worker:
             os.close(self._status_fd)
             self._status_fd = None
         self.exited.set()
-        if self.current is not None:
+        if self.current is not None and self.api.current is not self.current and self.served > 1:
+            # Exited between invocations (Node's runtime does after reporting an uncaught exception).
+            if not self.current.done.done():
+                self.current.done.set_exception(Undelivered())
+        elif self.current is not None:
             message = f"RequestId: {self.current.request_id} Error: Runtime exited with error: {self.exit_reason}"
             self.current.settle(error_body("Runtime.ExitError", message), "Unhandled")
 

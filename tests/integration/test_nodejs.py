@@ -1,0 +1,256 @@
+"""Node.js functions through the daemon (a subprocess): unchanged handlers under the real aws-lambda-ric.
+
+Each outcome is checked against what Lambda's Node.js runtime produces, as AWS documents it: the error
+document (errorType, errorMessage, trace; nodejs-exceptions.html), Runtime.ImportModuleError and
+Runtime.HandlerNotFound at init, the timeout and exit messages, the ``timestamp\\trequestId\\tINFO\\tmessage``
+log format, the context object.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config as BotoConfig
+
+from bridge.testing import Daemon, free_port, wait_until, write_config
+from tests.integration.nodejs_kit import link_runtime, log_lines, node_runtime_cache, write_node
+
+__all__ = ["node_runtime_cache"]  # the session fixture, used by the daemon fixture below
+
+# V8 reserves far more address space than it uses: until memory_size is enforced on resident memory
+# (not RLIMIT_AS), a Node.js worker needs a memory_size of 2 GB just to start.
+NODE_MEMORY = 2048
+
+CONTEXT = """
+    const keys = ["AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_REGION", "LAMBDA_TASK_ROOT",
+                  "_HANDLER", "TZ", "AWS_EXECUTION_ENV", "GREETING"];
+    const describe = (event, context) => ({
+      event,
+      env: Object.fromEntries(keys.map((k) => [k, process.env[k]])),
+      context: {functionName: context.functionName, functionVersion: context.functionVersion,
+                invokedFunctionArn: context.invokedFunctionArn, memoryLimitInMB: context.memoryLimitInMB,
+                awsRequestId: context.awsRequestId, logGroupName: context.logGroupName,
+                logStreamName: context.logStreamName, remaining: context.getRemainingTimeInMillis(),
+                callbackWaitsForEmptyEventLoop: context.callbackWaitsForEmptyEventLoop},
+    });
+"""
+
+FUNCTIONS: dict[str, dict[str, str | dict]] = {
+    # CommonJS, async, in a nested folder (handler src/handlers/app.handler), the SDK by require().
+    "cjs": {"src/handlers/app.js": CONTEXT + """
+        const { SQSClient } = require("@aws-sdk/client-sqs");
+        exports.handler = async (event, context) => {
+          console.log("hello from node", JSON.stringify({n: event.n}));
+          return {...describe(event, context), sdk: typeof SQSClient};
+        };
+    """},
+    # An ES module (.mjs) importing the runtime's SDK clients, which it does not list.
+    "esm": {"index.mjs": """
+        import { S3Client, GetObjectCommand } from "@aws-sdk/client-s3";
+        import { LambdaClient } from "@aws-sdk/client-lambda";
+        export const handler = async (event) => ({
+          module: typeof require === "undefined" ? "esm" : "cjs",
+          sdk: [typeof S3Client, typeof GetObjectCommand, typeof LambdaClient], event,
+        });
+    """},
+    # "type": "module" in package.json makes app.js an ES module.
+    "esmpkg": {"package.json": {"name": "esmpkg", "type": "module"}, "app.js": """
+        import { SQSClient } from "@aws-sdk/client-sqs";
+        export async function handler(event) { return {module: typeof require, sdk: typeof SQSClient}; }
+    """},
+    "callback": {"index.js": """
+        exports.handler = function (event, context, callback) {
+          if (event.fail) return callback(new Error("nope: " + event.fail));
+          setTimeout(() => callback(null, {called: "back", left: context.getRemainingTimeInMillis() > 0}), 5);
+        };
+    """},
+    # AWS's example (nodejs-exceptions.html): a ReferenceError.
+    "boom": {"index.js": """
+        exports.handler = async function() {
+          return x + 10
+        }
+    """},
+    "badimport": {"index.js": """
+        const gone = require("module-that-does-not-exist");
+        exports.handler = async () => gone;
+    """},
+    "slow": {"index.js": """
+        exports.handler = async (event) => {
+          console.log("sleeping", event.ms);
+          await new Promise((resolve) => setTimeout(resolve, event.ms));
+          return {slept: event.ms};
+        };
+    """},
+    "crash": {"index.js": """
+        exports.handler = async (event) => {
+          if (event.how === "exit") process.exit(3);
+          if (event.how === "uncaught") {
+            setTimeout(() => { throw new TypeError("thrown outside the handler's promise"); }, 0);
+            await new Promise((resolve) => setTimeout(resolve, 2000));
+          }
+          return {alive: true};
+        };
+    """},
+}
+
+
+def _functions(root: Path) -> dict[str, dict]:
+    code = {name: str(write_node(root, name, files)) for name, files in FUNCTIONS.items()}
+    common = {"runtime": "nodejs", "memory_size": NODE_MEMORY}
+    return {
+        "cjs": {**common, "handler": "src/handlers/app.handler", "code": code["cjs"],
+                "environment": {"GREETING": "hi"}},
+        "esm": {**common, "handler": "index.handler", "code": code["esm"]},
+        "esmpkg": {**common, "handler": "app.handler", "code": code["esmpkg"]},
+        "callback": {**common, "handler": "index.handler", "code": code["callback"]},
+        "boom": {**common, "handler": "index.handler", "code": code["boom"]},
+        "badimport": {**common, "handler": "index.handler", "code": code["badimport"]},
+        "nohandler": {**common, "handler": "index.missing", "code": code["boom"]},
+        "slow": {**common, "handler": "index.handler", "code": code["slow"], "timeout": 1},
+        "single": {**common, "handler": "index.handler", "code": code["slow"], "timeout": 10,
+                   "reserved_concurrency": 1},
+        "crash": {**common, "handler": "index.handler", "code": code["crash"]},
+    }
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory, node_runtime_cache: Path):
+    root = tmp_path_factory.mktemp("nodejs")
+    port = free_port()
+    state = link_runtime(node_runtime_cache, root / "state")
+    config = {"region": "eu-west-1", "account_id": "123456789012", "state_dir": str(state),
+              "api": {"listen": f"127.0.0.1:{port}"}, "functions": _functions(root)}
+    with Daemon(write_config(root / "config.yaml", config)) as running:
+        running.url = f"http://127.0.0.1:{port}"
+        running.state = state
+        yield running
+
+
+@pytest.fixture(scope="module")
+def client(daemon: Daemon):
+    return boto3.client("lambda", endpoint_url=daemon.url, region_name="eu-west-1", aws_access_key_id="x",
+                        aws_secret_access_key="x", config=BotoConfig(retries={"max_attempts": 0}))
+
+
+def invoke(client, name: str, event: object = None, **kwargs):
+    response = client.invoke(FunctionName=name, Payload=json.dumps(event or {}), **kwargs)
+    return response, json.loads(response["Payload"].read())
+
+
+def tail(response) -> str:
+    import base64
+
+    return base64.b64decode(response["LogResult"]).decode()
+
+
+def test_commonjs_nested_handler_with_lambda_context_env_and_log_format(client) -> None:
+    response, body = invoke(client, "cjs", {"n": 1}, LogType="Tail")
+    assert "FunctionError" not in response and body["event"] == {"n": 1}
+    ctx, env, rid = body["context"], body["env"], response["ResponseMetadata"]["RequestId"]
+    assert ctx["functionName"] == "cjs" and ctx["functionVersion"] == "$LATEST"
+    assert ctx["invokedFunctionArn"] == "arn:aws:lambda:eu-west-1:123456789012:function:cjs"
+    assert ctx["memoryLimitInMB"] == str(NODE_MEMORY) and ctx["awsRequestId"] == rid
+    assert ctx["logGroupName"] == "/aws/lambda/cjs" and ctx["callbackWaitsForEmptyEventLoop"] is True
+    assert re.fullmatch(r"\d{4}/\d\d/\d\d/\[\$LATEST\][0-9a-f]{32}", ctx["logStreamName"])
+    assert 2000 < ctx["remaining"] <= 3000
+    assert env["_HANDLER"] == "src/handlers/app.handler" and env["TZ"] == ":UTC" and env["GREETING"] == "hi"
+    assert env["AWS_EXECUTION_ENV"].startswith("AWS_Lambda_nodejs") and env["LAMBDA_TASK_ROOT"].endswith("/cjs")
+    assert body["sdk"] == "function"
+    # Lambda's Node.js text log format, written by the ric itself: timestamp, request id, level, message.
+    [line] = [fields for fields in log_lines(tail(response)) if fields[-1].startswith("hello from node")]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line[0])
+    assert line[1:] == [rid, "INFO", 'hello from node {"n":1}']
+    assert re.search(rf"^REPORT RequestId: {rid}\tDuration: [\d.]+ ms\tBilled Duration: \d+ ms\t"
+                     rf"Memory Size: {NODE_MEMORY} MB\tMax Memory Used: \d+ MB", tail(response), re.M)
+
+
+def test_es_modules_import_the_runtime_sdk(client) -> None:
+    response, body = invoke(client, "esm", {"k": "v"})
+    assert "FunctionError" not in response
+    assert body == {"module": "esm", "sdk": ["function", "function", "function"], "event": {"k": "v"}}
+    response, body = invoke(client, "esmpkg")
+    assert "FunctionError" not in response and body == {"module": "undefined", "sdk": "function"}
+
+
+def test_callback_handler_result_and_error(client) -> None:
+    response, body = invoke(client, "callback")
+    assert "FunctionError" not in response and body == {"called": "back", "left": True}
+    response, body = invoke(client, "callback", {"fail": "why"})
+    assert response["FunctionError"] == "Unhandled"
+    assert body["errorType"] == "Error" and body["errorMessage"] == "nope: why"
+    assert body["trace"][0] == "Error: nope: why" and "index.js" in body["trace"][1]
+
+
+def test_warm_worker_is_reused(client, daemon: Daemon) -> None:
+    for _ in range(5):
+        invoke(client, "callback")
+    assert len(daemon.find("worker.started", function="callback")) == 1
+
+
+def test_handler_error_as_lambda_documents_it(client, daemon: Daemon) -> None:
+    response, body = invoke(client, "boom", LogType="Tail")
+    assert response["StatusCode"] == 200 and response["FunctionError"] == "Unhandled"
+    # nodejs-exceptions.html: {"errorType": "ReferenceError", "errorMessage": "x is not defined",
+    #   "trace": ["ReferenceError: x is not defined", " at Runtime.exports.handler (/var/task/index.js:2:3)", ...]}
+    assert set(body) == {"errorType", "errorMessage", "trace"}
+    assert body["errorType"] == "ReferenceError" and body["errorMessage"] == "x is not defined"
+    assert body["trace"][0] == "ReferenceError: x is not defined"
+    assert re.fullmatch(r"\s+at .*index\.js:2:\d+\)?", body["trace"][1])
+    rid = response["ResponseMetadata"]["RequestId"]
+    # The ric logs the error too: timestamp, request id, ERROR, "Invoke Error", the same document.
+    [error] = [fields for fields in log_lines(tail(response)) if fields[2] == "ERROR"]
+    assert error[1] == rid and error[3].startswith("Invoke Error")
+    assert "Status: error" not in tail(response)  # a handler's exception leaves REPORT as it is
+
+
+def test_init_errors_import_module_and_handler_not_found(client) -> None:
+    response, body = invoke(client, "badimport")
+    assert response["FunctionError"] == "Unhandled"
+    assert body["errorType"] == "Runtime.ImportModuleError"
+    assert body["errorMessage"].startswith("Error: Cannot find module 'module-that-does-not-exist'")
+    response, body = invoke(client, "nohandler", LogType="Tail")
+    assert body["errorType"] == "Runtime.HandlerNotFound"
+    assert body["errorMessage"] == "index.missing is undefined or not exported"
+    assert "Status: error\tError Type: Runtime.HandlerNotFound" in tail(response)
+    assert invoke(client, "callback")[1] == {"called": "back", "left": True}  # the daemon is unharmed
+
+
+def test_timeout_kills_the_worker_and_the_next_call_gets_a_fresh_one(client, daemon: Daemon) -> None:
+    response, body = invoke(client, "slow", {"ms": 30000}, LogType="Tail")
+    assert response["FunctionError"] == "Unhandled" and body["errorType"] == "Sandbox.Timedout"
+    rid = response["ResponseMetadata"]["RequestId"]
+    assert re.fullmatch(rf"\d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{{3}}Z {rid} Task timed out after 1\.00 seconds",
+                        body["errorMessage"])
+    assert "Status: timeout" in tail(response)
+    assert invoke(client, "slow", {"ms": 1})[1] == {"slept": 1}
+    assert len(daemon.find("worker.started", function="slow")) == 2
+
+
+def test_worker_exit_mid_call_and_uncaught_exception(client, daemon: Daemon) -> None:
+    response, body = invoke(client, "crash", {"how": "exit"})
+    rid = response["ResponseMetadata"]["RequestId"]
+    assert body == {"errorType": "Runtime.ExitError",
+                    "errorMessage": f"RequestId: {rid} Error: Runtime exited with error: exit status 3"}
+    assert invoke(client, "crash")[1] == {"alive": True}  # a fresh worker
+    # An exception thrown outside the handler's promise fails the call with that error; the ric then exits
+    # (code 129) and the next call gets a fresh worker.
+    response, body = invoke(client, "crash", {"how": "uncaught"})
+    assert response["FunctionError"] == "Unhandled"
+    assert body["errorType"] == "TypeError" and body["errorMessage"] == "thrown outside the handler's promise"
+    assert invoke(client, "crash")[1] == {"alive": True}
+    assert len(daemon.find("worker.started", function="crash")) == 3
+
+
+def test_reserved_concurrency_throttles_as_for_python(client, daemon: Daemon) -> None:
+    log = daemon.state / "logs" / "single.log"
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(invoke, client, "single", {"ms": 2500})
+        wait_until(lambda: log.exists() and "sleeping 2500" in log.read_text(), timeout=20)
+        with pytest.raises(client.exceptions.TooManyRequestsException):
+            invoke(client, "single", {"ms": 1})
+        assert first.result()[1] == {"slept": 2500}
