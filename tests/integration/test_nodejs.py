@@ -8,8 +8,11 @@ log format, the context object.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import subprocess
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -254,3 +257,58 @@ def test_reserved_concurrency_throttles_as_for_python(client, daemon: Daemon) ->
         with pytest.raises(client.exceptions.TooManyRequestsException):
             invoke(client, "single", {"ms": 1})
         assert first.result()[1] == {"slept": 2500}
+
+
+DEPS_CJS = {"package.json": {"name": "deps-cjs", "version": "1.0.0", "dependencies": {"ms": "2.1.3"}},
+            "index.js": """
+                const ms = require("ms");
+                exports.handler = async () => ({twoDays: ms("2 days"), where: require.resolve("ms")});
+            """}
+DEPS_ESM = {"package.json": {"name": "deps-esm", "version": "1.0.0", "type": "module",
+                             "dependencies": {"ms": "2.1.3"}},
+            "index.js": """
+                import ms from "ms";
+                import { S3Client } from "@aws-sdk/client-s3";
+                export const handler = async () => ({oneHour: ms("1h"), sdk: typeof S3Client});
+            """}
+
+
+@contextlib.contextmanager
+def started(config: Path, timeout: float) -> Iterator[Daemon]:
+    """The daemon, given ``timeout`` to come up (it builds what is missing first)."""
+    daemon = Daemon(config)
+    daemon.start(timeout=timeout)
+    try:
+        yield daemon
+    finally:
+        daemon.__exit__()
+
+
+def test_package_json_dependencies_built_outside_the_code_and_reused(tmp_path: Path, node_runtime_cache: Path) -> None:
+    cjs, esm = write_node(tmp_path, "cjs", DEPS_CJS), write_node(tmp_path, "esm", DEPS_ESM)
+    locked = subprocess.run(["npm", "install", "--package-lock-only", "--no-audit", "--no-fund"], cwd=esm,
+                            capture_output=True, text=True, check=False)
+    assert locked.returncode == 0, locked.stderr  # esm gets a lock file: it is built with npm ci
+    state, port = link_runtime(node_runtime_cache, tmp_path / "state"), free_port()
+    functions = {name: {"runtime": "nodejs", "memory_size": NODE_MEMORY, "handler": "index.handler",
+                        "code": str(code)} for name, code in (("cjs", cjs), ("esm", esm))}
+    config = write_config(tmp_path / "config.yaml", {"state_dir": str(state), "api": {"listen": f"127.0.0.1:{port}"},
+                                                     "functions": functions})
+    client = boto3.client("lambda", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                          config=BotoConfig(retries={"max_attempts": 0}))
+    with started(config, 180) as daemon:
+        built = [e["detail"] for e in daemon.find("build.progress") if "installing" in e["detail"]]
+        assert len(built) == 2 and any("npm ci" in line for line in built), built
+        assert invoke(client, "cjs")[1]["twoDays"] == 172800000
+        assert invoke(client, "esm")[1] == {"oneHour": 3600000, "sdk": "function"}
+        where = invoke(client, "cjs")[1]["where"]
+    envs = sorted((state / "envs").iterdir())
+    assert len(envs) == 2 and where.startswith(str(state / "envs"))
+    assert not (cjs / "node_modules").exists() and not (esm / "node_modules").exists()  # the code is untouched
+    with started(config, 60) as daemon:  # unchanged: nothing is built again
+        assert not [e for e in daemon.find("build.progress") if "installing" in e["detail"]]
+        assert invoke(client, "esm")[1]["oneHour"] == 3600000
+    (cjs / "package.json").write_text(json.dumps({**DEPS_CJS["package.json"], "description": "changed"}))
+    with started(config, 180):
+        assert invoke(client, "cjs")[1]["twoDays"] == 172800000
+    assert len(list((state / "envs").iterdir())) == 3  # a changed package.json gets its own folder
