@@ -21,6 +21,7 @@ from pathlib import Path
 from bridge.config.model import LocalFunctionConfig
 
 RIC_VERSION = "3.3.0"  # 4.x needs Node.js >= 22
+MIN_NODE = 20  # the pinned SDK's engines
 SDK_VERSION = "3.1178.0"
 # The SDK clients of the services the bridge serves (S3, SQS, Lambda); Lambda's runtime ships them all.
 SDK_CLIENTS = ("client-s3", "client-sqs", "client-lambda")
@@ -56,15 +57,16 @@ def _digest(*parts: bytes) -> str:
     return sha.hexdigest()[:16]
 
 
-def _node_major(version: str) -> str:
+def major(version: str) -> str:
+    """``20`` for ``v20.20.2``."""
     return version.lstrip("v").split(".")[0]
 
 
 def runtime_dir(state_dir: Path, version: str) -> Path:
     """``state_dir/runtimes/nodejs<major>-<hash>``: the pinned packages, for this Node.js major and machine."""
-    key = _digest(json.dumps(runtime_manifest(), sort_keys=True).encode(), _node_major(version).encode(),
+    key = _digest(json.dumps(runtime_manifest(), sort_keys=True).encode(), major(version).encode(),
                   platform.machine().encode())
-    return state_dir / "runtimes" / f"nodejs{_node_major(version)}-{key}"
+    return state_dir / "runtimes" / f"nodejs{major(version)}-{key}"
 
 
 def package_files(code: Path) -> dict[str, bytes]:
@@ -92,7 +94,7 @@ def deps_dir(state_dir: Path, code: Path, version: str) -> Path | None:
     if not files:
         return None
     parts = [part for name in sorted(files) for part in (name.encode(), files[name])]
-    return state_dir / "envs" / f"nodejs-{_digest(*parts, _node_major(version).encode())}"
+    return state_dir / "envs" / f"nodejs-{_digest(*parts, major(version).encode())}"
 
 
 def missing_tools(runtime_built: bool) -> list[str]:
@@ -104,7 +106,7 @@ def missing_tools(runtime_built: bool) -> list[str]:
 def install_hint(tools: list[str]) -> str:
     """``apt-get install nodejs npm ...`` for the missing commands (the Debian packages that provide them)."""
     packages = list(dict.fromkeys(BUILD_TOOLS[tool] for tool in tools))
-    return f"install them: apt-get install {' '.join(packages)} (Node.js >= 18)"
+    return f"install them: apt-get install {' '.join(packages)} (Node.js >= {MIN_NODE})"
 
 
 @dataclass(frozen=True)
@@ -157,4 +159,4 @@ def prepared(config: LocalFunctionConfig, state_dir: Path) -> NodeRuntime | str:
     if deps is not None and not deps.is_dir():
         return (f"the dependencies of {config.code / 'package.json'} are not installed (or it changed); "
                 "run `lambda-bridge build`")
-    return NodeRuntime(node, runtime, deps, major=_node_major(version))
+    return NodeRuntime(node, runtime, deps, major=major(version))

@@ -17,9 +17,11 @@ from pathlib import Path
 from bridge.config.model import Config, LocalFunctionConfig
 from bridge.errors import BuildFailed
 from bridge.invokers.nodejs import (
+    MIN_NODE,
     RIC_VERSION,
     deps_dir,
     install_hint,
+    major,
     missing_tools,
     node_version,
     package_files,
@@ -45,6 +47,9 @@ def toolchain_problems(config: Config) -> list[str]:
     if not functions:
         return []
     version = node_version()
+    if version is not None and int(major(version)) < MIN_NODE:
+        return [f"functions.{name}.runtime: nodejs needs Node.js >= {MIN_NODE}, found {version} on PATH; "
+                "install a newer one (nodesource.com packages, or nvm)" for name in functions]
     built = version is not None and runtime_dir(config.state_dir, version).is_dir()
     missing = missing_tools(built)
     if not missing:

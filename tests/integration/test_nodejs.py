@@ -10,18 +10,24 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import subprocess
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import boto3
 import pytest
+import yaml
+from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from botocore.config import Config as BotoConfig
 
-from bridge.testing import Daemon, free_port, wait_until, write_config
+from bridge.testing import Daemon, free_port, wait_until, write_config, write_handler
+from tests.integration.mosquitto import Mosquitto, Publisher
 from tests.integration.nodejs_kit import link_runtime, log_lines, node_runtime_cache, write_node
+from tests.integration.test_sam_import import sam_import
 
 __all__ = ["node_runtime_cache"]  # the session fixture, used by the daemon fixture below
 
@@ -312,3 +318,86 @@ def test_package_json_dependencies_built_outside_the_code_and_reused(tmp_path: P
     with started(config, 180):
         assert invoke(client, "cjs")[1]["twoDays"] == 172800000
     assert len(list((state / "envs").iterdir())) == 3  # a changed package.json gets its own folder
+
+
+def node_printed(daemon: Daemon, tag: str, count: int = 1, timeout: float = 30) -> list[dict]:
+    """The JSON documents the handlers logged after ``tag`` (in Lambda's Node.js log format), once ``count``."""
+    def found() -> list[dict]:
+        lines = [fields for e in daemon.find("function.output") for fields in log_lines(str(e.get("line", "")))]
+        return [json.loads(f[3].split(" ", 1)[1]) for f in lines if f[2] == "INFO" and f[3].startswith(tag + " ")]
+
+    try:
+        return wait_until(lambda: len(seen := found()) >= count and seen, timeout=timeout)
+    except TimeoutError:
+        raise AssertionError(f"no {count}x {tag} within {timeout} s:\n{daemon.tail()}") from None
+
+
+def test_iot_rule_on_mosquitto_reaches_an_unchanged_node_handler(tmp_path: Path, node_runtime_cache: Path) -> None:
+    code = write_node(tmp_path, "alert", {"index.mjs": """
+        export const handler = async (event, context) => {
+          console.log("ALERT " + JSON.stringify(event));
+          return { handled: true };
+        };
+    """})
+    state = link_runtime(node_runtime_cache, tmp_path / "state")
+    with Mosquitto(tmp_path / "broker") as broker:
+        sql = "SELECT temperature, topic(2) AS device_id FROM 'sensors/+/telemetry' WHERE temperature > 60"
+        config = write_config(tmp_path / "config.yaml", {
+            "state_dir": str(state), "log_level": "info",
+            "functions": {"alert": {"runtime": "nodejs", "memory_size": NODE_MEMORY, "handler": "index.handler",
+                                    "code": str(code)}},
+            "sources": [{"name": "hot", "type": "mqtt", "broker": broker.url, "sql": sql, "function": "alert"}]})
+        with Daemon(config) as daemon, Publisher(broker.plain_port) as publisher:
+            daemon.wait_for("mqtt.subscribed")
+            publisher.send("sensors/dev7/telemetry", json.dumps({"temperature": 72, "unit": "C"}))
+            publisher.send("sensors/dev8/telemetry", json.dumps({"temperature": 55, "unit": "C"}))  # filtered out
+            publisher.send("sensors/dev9/telemetry", json.dumps({"temperature": 61, "unit": "C"}))
+            alerts = node_printed(daemon, "ALERT", count=2)
+    assert sorted(alerts, key=json.dumps) == [{"temperature": 61, "device_id": "dev9"},
+                                              {"temperature": 72, "device_id": "dev7"}]
+
+
+def test_sam_template_with_a_node_function_imported_built_and_run(tmp_path: Path, node_runtime_cache: Path) -> None:
+    config, port, stderr = sam_import(tmp_path, "nodejs-orders/template.yaml")
+    assert "not supported" not in stderr
+    imported = yaml.safe_load(config.read_text())
+    assert imported["functions"]["OrderFunction"]["runtime"] == "nodejs"
+    link_runtime(node_runtime_cache, (config.parent / imported["state_dir"]).resolve())
+    with started(config, 60) as daemon:
+        sqs = boto3.client("sqs", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                           config=BotoConfig(retries={"max_attempts": 0}))
+        url = f"http://127.0.0.1:{port}/123456789012/node-orders"
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"id": 1, "item": "book"}))
+        [seen] = node_printed(daemon, "ORDER")
+    assert seen["order"] == {"id": 1, "item": "book"} and seen["stage"] == "test"
+    assert seen["fn"] == "OrderFunction" and seen["sdk"] == "function"
+    record = SqsRecordModel.model_validate(seen["record"])
+    assert record.eventSourceARN == "arn:aws:sqs:us-east-1:123456789012:node-orders"
+
+
+def test_missing_toolchain_is_named_by_check_and_run_and_python_functions_are_unaffected(tmp_path: Path) -> None:
+    node_code = write_node(tmp_path, "web", {"index.js": "exports.handler = async () => 1;\n"})
+    py_code = write_handler(tmp_path, "py", "def handler(event, context):\n    return 1\n")
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    python_only = {"state_dir": str(tmp_path / "state"), "functions": {"py": {"handler": "app.handler",
+                                                                                "code": str(py_code)}}}
+    both = {**python_only, "functions": {**python_only["functions"],
+                                         "web": {"runtime": "nodejs", "handler": "index.handler",
+                                                 "code": str(node_code)}}}
+
+    def command(config: dict, *args: str) -> subprocess.CompletedProcess[str]:
+        path = write_config(tmp_path / "config.yaml", config)
+        return subprocess.run([sys.executable, "-m", "bridge.cli", *args, "--config", str(path)],
+                              env={**os.environ, "PATH": str(empty)}, capture_output=True, text=True, timeout=60,
+                              check=False)
+
+    checked = command(both, "check")
+    assert checked.returncode == 2
+    assert ("functions.web.runtime: nodejs needs node, npm, make, cmake, g++, autoconf, automake, libtoolize, "
+            "python3 to build aws-lambda-ric 3.3.0 (its native part is compiled), not found on PATH; install them: "
+            "apt-get install nodejs npm make cmake g++ autoconf automake libtool python3") in checked.stderr
+    assert "functions.py" not in checked.stderr
+    ran = command(both, "run")
+    assert ran.returncode == 2 and "functions.web.runtime: nodejs needs node" in ran.stderr
+    assert command(python_only, "check").returncode == 0
