@@ -95,6 +95,13 @@ FUNCTIONS: dict[str, dict[str, str | dict]] = {
           return {slept: event.ms};
         };
     """},
+    "hog": {"index.js": """
+        const kept = [];
+        exports.handler = async (event) => {
+          if (event.heap) for (;;) kept.push(new Array(1 << 17).fill(1.5));  // until V8's heap limit
+          return {ok: true};
+        };
+    """},
     "crash": {"index.js": """
         exports.handler = async (event) => {
           if (event.how === "exit") process.exit(3);
@@ -124,6 +131,7 @@ def _functions(root: Path) -> dict[str, dict]:
         "single": {**common, "handler": "index.handler", "code": code["slow"], "timeout": 10,
                    "reserved_concurrency": 1},
         "crash": {**common, "handler": "index.handler", "code": code["crash"]},
+        "hog": {**common, "handler": "index.handler", "code": code["hog"], "timeout": 120},
     }
 
 
@@ -253,6 +261,19 @@ def test_worker_exit_mid_call_and_uncaught_exception(client, daemon: Daemon) -> 
     assert body["errorType"] == "TypeError" and body["errorMessage"] == "thrown outside the handler's promise"
     assert invoke(client, "crash")[1] == {"alive": True}
     assert len(daemon.find("worker.started", function="crash")) == 3
+
+
+def test_javascript_heap_exhausted_as_on_lambda(client, daemon: Daemon) -> None:
+    # V8's old space is sized from memory_size as Lambda's bootstrap sizes it, so the heap runs out before
+    # the process's memory does: V8 aborts, and Lambda reports the runtime's exit (signal: aborted).
+    response, body = invoke(client, "hog", {"heap": True}, LogType="Tail")
+    rid = response["ResponseMetadata"]["RequestId"]
+    assert body == {"errorType": "Runtime.ExitError",
+                    "errorMessage": f"RequestId: {rid} Error: Runtime exited with error: signal: aborted"}
+    assert re.search(rf"REPORT RequestId: {rid}\t.*\tStatus: error\tError Type: Runtime.ExitError", tail(response))
+    log = daemon.state / "logs" / "hog.log"  # V8's own message, attributed to the request
+    wait_until(lambda: re.search(rf"{rid}\tFATAL ERROR: .*JavaScript heap out of memory", log.read_text()), timeout=10)
+    assert invoke(client, "hog")[1] == {"ok": True}  # a fresh worker
 
 
 def test_reserved_concurrency_throttles_as_for_python(client, daemon: Daemon) -> None:
