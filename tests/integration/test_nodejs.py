@@ -422,3 +422,21 @@ def test_missing_toolchain_is_named_by_check_and_run_and_python_functions_are_un
     ran = command(both, "run")
     assert ran.returncode == 2 and "functions.web.runtime: nodejs needs node" in ran.stderr
     assert command(python_only, "check").returncode == 0
+
+
+def test_live_reload_builds_a_new_node_function_off_the_loop(tmp_path: Path, node_runtime_cache: Path) -> None:
+    py_code = write_handler(tmp_path, "py", "def handler(event, context):\n    return 'py'\n")
+    node_code = write_node(tmp_path, "late", DEPS_CJS)
+    state, port = link_runtime(node_runtime_cache, tmp_path / "state"), free_port()
+    base = {"state_dir": str(state), "api": {"listen": f"127.0.0.1:{port}"},
+            "functions": {"py": {"handler": "app.handler", "code": str(py_code)}}}
+    config = write_config(tmp_path / "config.yaml", base)
+    client = boto3.client("lambda", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                          config=BotoConfig(retries={"max_attempts": 0}))
+    with Daemon(config) as daemon:
+        late = {"runtime": "nodejs", "memory_size": NODE_MEMORY, "handler": "index.handler", "code": str(node_code)}
+        write_config(config, {**base, "functions": {**base["functions"], "late": late}})
+        daemon.wait_for("reload.applied", timeout=120)
+        assert [e for e in daemon.find("build.progress") if "installing" in e["detail"]]
+        assert invoke(client, "late")[1]["twoDays"] == 172800000
+        assert invoke(client, "py")[1] == "py"
