@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.daemon.http_errors import aws_error, server_logger
+from bridge.daemon.http_errors import aws_error
 from bridge.errors import (
     BridgeError,
     ClusterUnavailable,
@@ -21,6 +21,7 @@ from bridge.errors import (
     Throttled,
 )
 from bridge.events import payload as bounded_json
+from bridge.http_log import server_logger
 from bridge.invokers.registry import Functions
 from bridge.log import get_logger
 from bridge.model import ASYNC_LIMIT, SYNC_LIMIT, Invocation, InvokeResult, new_request_id
