@@ -82,6 +82,18 @@ def client_context(value: str | None) -> str | None:
     return value
 
 
+async def _read(request: web.Request, limit: int) -> bytes | None:
+    """The payload, or None past ``limit``: from its Content-Length before a byte is read, or past the app's
+    own cap (aiohttp's 413 would be plain text, not Lambda's RequestTooLargeException)."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    try:
+        payload = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return None
+    return payload if len(payload) <= limit else None
+
+
 class InvokeApi:
     """Request handlers for the Invoke operation, over the configured functions."""
 
@@ -112,9 +124,9 @@ class InvokeApi:
         kind = request.headers.get("X-Amz-Invocation-Type", "RequestResponse")
         if kind not in ("RequestResponse", "Event", "DryRun"):
             return aws_error(400, "InvalidParameterValueException", f"unknown invocation type {kind!r}", rid)
-        payload = await request.read()
         limit = SYNC_LIMIT if kind == "RequestResponse" else ASYNC_LIMIT
-        if len(payload) > limit:
+        payload = await _read(request, limit)
+        if payload is None:
             message = f"Request must be smaller than {limit} bytes for the InvokeFunction operation"
             return aws_error(413, "RequestTooLargeException", message, rid)
         if kind == "DryRun":
