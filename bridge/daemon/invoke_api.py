@@ -183,8 +183,10 @@ def result_headers(result: InvokeResult) -> dict[str, str]:
 @contextlib.asynccontextmanager
 async def serve(app: web.Application, host: str, port: int, shutdown_timeout: float) -> AsyncIterator[str]:
     """Listen on host:port while the context is open; on exit, wait for in-flight requests."""
+    # auto_decompress=False: neither Lambda's nor SQS's API inflates a Content-Encoding body, and aiohttp would
+    # do it on the event loop (a small gzip bomb held every listener of the daemon for 10 s).
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout,
-                           logger=server_logger())
+                           logger=server_logger(), auto_decompress=False)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port, shutdown_timeout=shutdown_timeout)

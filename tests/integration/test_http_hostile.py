@@ -15,10 +15,25 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridge.testing import Daemon, free_port, wait_until, write_config
+from bridge.testing import Daemon, free_port, wait_until, write_config, write_handler
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "http"
 ROUTES = [{"route": "ANY /raw/{proxy+}"}]  # any other path is answered 404 by the listener, no function called
+
+
+# A function that sends malformed HTTP to its own Runtime API (the one peer that listener admits).
+ROGUE = """
+    import os, socket
+
+    def handler(event, context):
+        host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")
+        answers = []
+        for request in event["requests"]:
+            with socket.create_connection((host, int(port)), timeout=10) as sock:
+                sock.sendall(request.encode("latin-1"))
+                answers.append(sock.recv(65536).split(b" ", 2)[1].decode())
+        return answers
+"""
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +42,10 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     root = tmp_path_factory.mktemp("http-hostile")
     ports = {name: free_port() for name in ("api", "http", "url", "rest")}
     echo = {"handler": "echo.handler", "code": str(EXAMPLES), "timeout": 30}
+    rogue = {"handler": "app.handler", "code": str(write_handler(root, "rogue", ROGUE)), "timeout": 30}
     config = write_config(root / "config.yaml", {
         "state_dir": str(root / "state"), "api": {"listen": f"127.0.0.1:{ports['api']}"},
-        "functions": {"echo": echo},
+        "functions": {"echo": echo, "rogue": rogue}, "queues": {"jobs": {}},
         "sources": [
             {"name": "http", "type": "http", "listen": f"127.0.0.1:{ports['http']}", "function": "echo",
              "routes": ROUTES},
@@ -114,23 +130,38 @@ def _probe(port: int, path: str) -> tuple[int, float]:
     return status_of(answer), time.monotonic() - started
 
 
-def test_a_gzip_bomb_reaches_the_function_as_sent_and_stalls_nothing(daemon: Daemon, bomb: bytes) -> None:
-    """The body is sent in slices; between two slices (the server is mid-body) another request to the same
-    listener and the Invoke API's /healthz are answered, promptly: the loop never inflates anything."""
-    request = post("/raw/upload", bomb, {"Content-Type": "application/octet-stream", "Content-Encoding": "gzip"})
+def send_probing(daemon: Daemon, port: int, request: bytes) -> bytes:
+    """Send ``request`` in slices; between two slices (the server is mid-body, so it cannot have answered yet)
+    a request to the http source and one to the Invoke API's /healthz must be answered promptly."""
     probes: list[tuple[int, float]] = []
-    with socket.create_connection(("127.0.0.1", _port(daemon, "http")), timeout=60) as sock:
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
         step = len(request) // 8
         for start in range(0, len(request), step):
             sock.sendall(request[start:start + step])
-            if start + step < len(request):  # the body is not complete: this request cannot have been answered
+            if start + step < len(request):
                 probes += [_probe(_port(daemon, "http"), "/elsewhere"), _probe(_port(daemon, "api"), "/healthz")]
         answer = _read_all(sock)
-    event = event_of(answer)
-    assert event["headers"]["content-encoding"] == "gzip" and event["isBase64Encoded"] is True
-    assert body_of(event) == bomb
     assert {status for status, _ in probes} == {404, 200}
     assert max(seconds for _, seconds in probes) < 2.0, probes  # generous: a loaded machine, no inflating
+    return answer
+
+
+def test_a_gzip_bomb_reaches_the_function_as_sent_and_stalls_nothing(daemon: Daemon, bomb: bytes) -> None:
+    headers = {"Content-Type": "application/octet-stream", "Content-Encoding": "gzip"}
+    event = event_of(send_probing(daemon, _port(daemon, "http"), post("/raw/upload", bomb, headers)))
+    assert event["headers"]["content-encoding"] == "gzip" and event["isBase64Encoded"] is True
+    assert body_of(event) == bomb
+
+
+@pytest.mark.parametrize(("path", "headers", "status"), [
+    ("/", {"X-Amz-Target": "AmazonSQS.SendMessage", "Content-Type": "application/x-amz-json-1.0"}, 400),
+    ("/2015-03-31/functions/echo/invocations", {"X-Amz-Invocation-Type": "DryRun"}, 204),
+])
+def test_the_api_does_not_inflate_a_gzip_bomb_either(daemon: Daemon, bomb: bytes, path: str,
+                                                     headers: dict[str, str], status: int) -> None:
+    """Neither Lambda's nor SQS's API inflates a body: the SQS endpoint sees bytes that are not JSON."""
+    answer = send_probing(daemon, _port(daemon, "api"), post(path, bomb, {**headers, "Content-Encoding": "gzip"}))
+    assert status_of(answer) == status, answer[:300]
 
 
 @pytest.mark.parametrize("source", ["http", "url"])
@@ -200,6 +231,15 @@ def test_a_client_gone_mid_body_is_one_json_line(daemon: Daemon) -> None:
     exchange(_port(daemon, "http"), HOSTILE[0])  # a second line marks the end of the first's
     wait_until(lambda: len(daemon.raw) > before + 1)
     assert [json.loads(line)["event"] for line in daemon.raw[before:]] == ["http.bad_request"] * 2
+
+
+def test_malformed_http_to_the_runtime_api_is_one_json_line_too(daemon: Daemon) -> None:
+    requests = [r.decode("latin-1") for r in (HOSTILE[0], HOSTILE[1], HOSTILE[10], HOSTILE[-1])]
+    before = len(daemon.find("http.bad_request"))
+    answer = exchange(_port(daemon, "api"), post("/2015-03-31/functions/rogue/invocations",
+                                                 json.dumps({"requests": requests}).encode(), {}))
+    assert json.loads(answer.partition(b"\r\n\r\n")[2]) == ["400"] * len(requests)
+    wait_until(lambda: len(daemon.find("http.bad_request")) >= before + len(requests))
 
 
 # --- fuzz: Content-Encoding values and bodies, raw request heads ----------------------------------------------
