@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aws_lambda_powertools.utilities.parser.models import APIGatewayProxyEventV2Model, LambdaFunctionUrlModel
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -19,6 +20,7 @@ from bridge.testing import Daemon, free_port, wait_until, write_config, write_ha
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "http"
 ROUTES = [{"route": "ANY /raw/{proxy+}"}]  # any other path is answered 404 by the listener, no function called
+MODELS = {"http": APIGatewayProxyEventV2Model, "url": LambdaFunctionUrlModel}
 
 
 # A function that sends malformed HTTP to its own Runtime API (the one peer that listener admits).
@@ -178,6 +180,8 @@ def test_any_content_encoding_passes_through(daemon: Daemon, source: str, encodi
                                                                    "Content-Encoding": encoding}))
     event = event_of(answer)
     assert event["headers"]["content-encoding"] == encoding and body_of(event) == body
+    MODELS[source].model_validate(event)
+    assert [name for name in event["headers"] if name != name.lower()] == []  # x-forwarded-for & co. too
 
 
 def test_rest_passes_a_gzip_body_through_as_a_binary_media_type(daemon: Daemon) -> None:
