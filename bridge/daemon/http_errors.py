@@ -1,12 +1,10 @@
-"""The HTTP API's last line of defence: an unexpected exception or malformed HTTP becomes one JSON log line."""
+"""The HTTP API's last line of defence: an unexpected exception becomes one 500 and one JSON log line."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 
 from bridge.log import get_logger
 from bridge.model import new_request_id
@@ -36,26 +34,3 @@ async def unexpected_errors(request: web.Request, handler: web.Handler) -> web.S
                            error=f"{type(err).__name__}: {err}"[:1024])
         return aws_error(500, "ServiceException", "An internal error occurred; the bridge's log has the details "
                          f"under request_id {rid}.", rid)
-
-
-class _Structured(logging.Handler):
-    """Forwards aiohttp's own log records (bad HTTP, unhandled errors) as one structured event each."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        exc = record.exc_info[1] if record.exc_info else None
-        error = f"{type(exc).__name__}: {exc}".splitlines()[0][:1024] if exc else None
-        log = get_logger()
-        if record.levelno <= logging.DEBUG:
-            log.debug("http.debug", message=record.getMessage(), error=error)
-        elif isinstance(exc, HttpProcessingError):  # the client sent something that is not valid HTTP: a 4xx
-            log.info("http.bad_request", message=record.getMessage(), error=error)
-        else:
-            log.error("http.unexpected_error", message=record.getMessage(), error=error)
-
-
-def server_logger() -> logging.Logger:
-    """The logger to give aiohttp's server (``AppRunner(logger=...)``): one JSON line per event, no traceback."""
-    logger = logging.Logger("bridge.http", logging.DEBUG)  # not registered globally: one per server
-    logger.propagate = False
-    logger.addHandler(_Structured())
-    return logger

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.daemon.http_errors import aws_error, server_logger
+from bridge.daemon.http_errors import aws_error
 from bridge.errors import (
     BridgeError,
     ClusterUnavailable,
@@ -21,6 +21,7 @@ from bridge.errors import (
     Throttled,
 )
 from bridge.events import payload as bounded_json
+from bridge.http_log import server_logger
 from bridge.invokers.registry import Functions
 from bridge.log import get_logger
 from bridge.model import ASYNC_LIMIT, SYNC_LIMIT, Invocation, InvokeResult, new_request_id
@@ -81,6 +82,18 @@ def client_context(value: str | None) -> str | None:
     return value
 
 
+async def _read(request: web.Request, limit: int) -> bytes | None:
+    """The payload, or None past ``limit``: from its Content-Length before a byte is read, or past the app's
+    own cap (aiohttp's 413 would be plain text, not Lambda's RequestTooLargeException)."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    try:
+        payload = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return None
+    return payload if len(payload) <= limit else None
+
+
 class InvokeApi:
     """Request handlers for the Invoke operation, over the configured functions."""
 
@@ -111,9 +124,9 @@ class InvokeApi:
         kind = request.headers.get("X-Amz-Invocation-Type", "RequestResponse")
         if kind not in ("RequestResponse", "Event", "DryRun"):
             return aws_error(400, "InvalidParameterValueException", f"unknown invocation type {kind!r}", rid)
-        payload = await request.read()
         limit = SYNC_LIMIT if kind == "RequestResponse" else ASYNC_LIMIT
-        if len(payload) > limit:
+        payload = await _read(request, limit)
+        if payload is None:
             message = f"Request must be smaller than {limit} bytes for the InvokeFunction operation"
             return aws_error(413, "RequestTooLargeException", message, rid)
         if kind == "DryRun":
@@ -170,8 +183,10 @@ def result_headers(result: InvokeResult) -> dict[str, str]:
 @contextlib.asynccontextmanager
 async def serve(app: web.Application, host: str, port: int, shutdown_timeout: float) -> AsyncIterator[str]:
     """Listen on host:port while the context is open; on exit, wait for in-flight requests."""
+    # auto_decompress=False: neither Lambda's nor SQS's API inflates a Content-Encoding body, and aiohttp would
+    # do it on the event loop (a small gzip bomb held every listener of the daemon for 10 s).
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout,
-                           logger=server_logger())
+                           logger=server_logger(), auto_decompress=False)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port, shutdown_timeout=shutdown_timeout)

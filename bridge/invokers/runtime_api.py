@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from bridge.http_log import server_logger
 from bridge.invokers.peer import admitted
 from bridge.log import get_logger
 
@@ -58,7 +59,9 @@ class RuntimeApi:
     async def start(self) -> str:
         """Listen on 127.0.0.1 on a free port; returns ``host:port`` for AWS_LAMBDA_RUNTIME_API."""
         # aiohttp's low-level server: four fixed routes need no router or middleware on this hot path.
-        server = _GuardedServer(self._admit, self._route, access_log=None, request_factory=_large_request)
+        # As on Lambda, a result is taken as sent (no inflating on the loop); bad HTTP is one JSON line.
+        server = _GuardedServer(self._admit, self._route, access_log=None, request_factory=_large_request,
+                                auto_decompress=False, logger=server_logger())
         self._runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=0.1)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0, shutdown_timeout=0.1)

@@ -135,6 +135,30 @@ class InvalidBatchEntryId(SqsError):
                          "It can be at most 80 letters long.")
 
 
+class BatchRequestTooLong(SqsError):
+    """The entries of a SendMessageBatch together are over SQS's limit."""
+
+    code = "BatchRequestTooLong"
+    query_code = "AWS.SimpleQueueService.BatchRequestTooLong"
+
+    def __init__(self, limit: int, size: int) -> None:
+        super().__init__(f"Batch requests cannot be longer than {limit} bytes. You have sent {size} bytes.")
+
+
+class RequestTooLarge(SqsError):
+    """The HTTP request body is over SQS's own limit: a 413, which SDKs do not retry (a 500 they would)."""
+
+    code = "RequestEntityTooLarge"
+    query_code = "RequestEntityTooLarge"
+    status = 413
+
+    def __init__(self, limit: int, size: int | None) -> None:
+        sent = f"this request has {size} bytes" if size is not None else "this request has more"
+        super().__init__(f"HTTP content length exceeded {limit} bytes ({sent}). An SQS message must be shorter "
+                         "than 262144 bytes, and a batch's messages together too: send less per request, or put "
+                         "large payloads elsewhere (S3) and send a pointer.")
+
+
 class UnsupportedOperation(SqsError):
     """An action the embedded queue does not implement."""
 

@@ -79,12 +79,28 @@ def _base64(name: str, value: Any) -> str:
     return str(value)
 
 
-def _check_size(settings: QueueConfig, body: str, attributes: Mapping[str, Any]) -> None:
-    size = len(body.encode())
+def message_size(body: str, attributes: Mapping[str, Any]) -> int:
+    """The bytes SQS counts against its size limits: the body, and each attribute's name, type and value."""
+    size = len(body.encode("utf-8", "surrogatepass"))
     for name, value in attributes.items():
-        size += len(name.encode()) + len(value["DataType"].encode())
-        size += len((value.get("StringValue") or value.get("BinaryValue") or "").encode())
-    if size > settings.maximum_message_size:
+        if isinstance(value, Mapping):  # a batch is measured before its entries are checked
+            size += sum(len(str(part).encode("utf-8", "surrogatepass")) for part in (
+                name, value.get("DataType") or "", value.get("StringValue") or value.get("BinaryValue") or ""))
+    return size
+
+
+def batch_size(entries: Iterable[Mapping[str, Any]]) -> int:
+    """The bytes of a SendMessageBatch, all entries together (SQS's BatchRequestTooLong limit)."""
+    total = 0
+    for entry in entries:
+        body, attributes = entry.get("MessageBody"), entry.get("MessageAttributes")
+        total += message_size(body if isinstance(body, str) else "", attributes if isinstance(attributes, Mapping)
+                              else {})
+    return total
+
+
+def _check_size(settings: QueueConfig, body: str, attributes: Mapping[str, Any]) -> None:
+    if message_size(body, attributes) > settings.maximum_message_size:
         raise InvalidParameterValue(f"One or more parameters are invalid. Reason: Message must be shorter than "
                                     f"{settings.maximum_message_size} bytes.")
 

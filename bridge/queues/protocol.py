@@ -15,18 +15,22 @@ from bridge.log import get_logger
 from bridge.model import new_request_id
 from bridge.queues.engine import QueueEngine, check_batch
 from bridge.queues.errors import (
+    BatchRequestTooLong,
     InternalError,
     InvalidParameterValue,
     MissingParameter,
     QueueDoesNotExist,
+    RequestTooLarge,
     SqsError,
     UnsupportedOperation,
 )
-from bridge.queues.messages import check_int
+from bridge.queues.messages import batch_size, check_int
 from bridge.queues.params import check_types
 
 CONTENT_TYPE = "application/x-amz-json-1.0"
 TARGET_PREFIX = "AmazonSQS."
+MAX_REQUEST = 1_662_976  # bytes of HTTP body SQS takes ("HTTP content length exceeded 1662976 bytes.", a 413)
+MAX_BATCH_BYTES = 262_144  # a SendMessageBatch's messages together (BatchRequestTooLong)
 Handler = Callable[["SqsProtocol", dict[str, Any], web.Request], Awaitable[dict[str, Any]]]
 
 
@@ -67,7 +71,7 @@ class SqsProtocol:
             if action is None:
                 raise UnsupportedOperation(f"{target or 'no X-Amz-Target header'}: not an SQS action this "
                                            "endpoint serves")
-            params = _params(await request.read())
+            params = _params(await _read(request))
             result = await action(self, params, request)
         except SqsError as err:
             self.log.info("sqs_api.error", action=target, code=err.code, error=err.message, request_id=rid)
@@ -147,6 +151,9 @@ class SqsProtocol:
         """SendMessageBatch: one durable commit for every valid entry."""
         name = self.queue_name(params)
         entries = check_batch(params.get("Entries"))
+        size = batch_size(entries)
+        if size > MAX_BATCH_BYTES:
+            raise BatchRequestTooLong(MAX_BATCH_BYTES, size)
         results = await self.engine.send(name, entries)
         return _batch_result(entries, results)
 
@@ -196,6 +203,20 @@ def require_int(params: dict[str, Any], name: str) -> Any:
     if params.get(name) is None:
         raise MissingParameter(name)
     return params[name]
+
+
+async def _read(request: web.Request) -> bytes:
+    """The body, refused (RequestTooLarge, a 413 no SDK retries) past MAX_REQUEST: from its Content-Length
+    before a byte is read; a chunked one as it passes the app's own cap."""
+    if request.content_length is not None and request.content_length > MAX_REQUEST:
+        raise RequestTooLarge(MAX_REQUEST, request.content_length)
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise RequestTooLarge(MAX_REQUEST, None) from None
+    if len(body) > MAX_REQUEST:
+        raise RequestTooLarge(MAX_REQUEST, len(body))
+    return body
 
 
 def _params(body: bytes) -> dict[str, Any]:

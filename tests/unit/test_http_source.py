@@ -186,6 +186,27 @@ def test_v2_event_shape() -> None:
     assert event["rawQueryString"] == "x=1&x=2" and "body" not in event
 
 
+# The headers API Gateway adds, as AWS's documented example events spell them: REST's "Input format of a Lambda
+# function for proxy integration" capitalises them; the function URL and HTTP API (2.0) examples lower-case every
+# header name ("x-amzn-trace-id", "x-forwarded-for", "x-forwarded-port", "x-forwarded-proto").
+ADDED = ("X-Amzn-Trace-Id", "X-Forwarded-For", "X-Forwarded-Port", "X-Forwarded-Proto")
+
+
+@pytest.mark.parametrize("fmt", ["http", "url"])
+def test_v2_header_names_are_all_lower_case(fmt: str) -> None:
+    request = HttpRequest("GET", "/a", "", (("Host", "h"), ("User-Agent", "t"), ("X-Mixed-Case", "1")))
+    headers = build_event(_api(fmt), request, "GET /a")["headers"]
+    assert [k for k in headers if k != k.lower()] == []
+    assert {name.lower() for name in ADDED} <= set(headers) and headers["x-forwarded-proto"] == "https"
+
+
+def test_rest_keeps_the_case_of_header_names() -> None:
+    request = HttpRequest("GET", "/a", "", (("Host", "h"), ("X-Mixed-Case", "1")))
+    event = build_event(_api("rest"), request, resource="/a")
+    assert set(ADDED) <= set(event["headers"]) and set(ADDED) <= set(event["multiValueHeaders"])
+    assert event["headers"]["X-Mixed-Case"] == "1" and event["headers"]["X-Forwarded-Port"] == "443"
+
+
 def test_sample_event_for_generate_event() -> None:
     for fmt in MODELS:
         MODELS[fmt].model_validate(sample_event(fmt, "POST", "/orders/1", "a=b", b"{}",
@@ -243,13 +264,20 @@ TEXT = st.lists(st.characters() | st.sampled_from(["\udcff", "\ud800", "%", "%ff
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(fmt=st.sampled_from(["rest", "http", "url"]), method=st.sampled_from(["GET", "POST", "PUT"]),
        path=TEXT, query=TEXT, headers=st.lists(st.tuples(TEXT, TEXT), max_size=5), body=st.binary(max_size=64),
-       content_type=st.sampled_from(["", "text/plain", "application/json", "image/png", "x/\udcff"]))
+       content_type=st.sampled_from(["", "text/plain", "application/json", "image/png", "x/\udcff"]),
+       encoding=st.sampled_from(["gzip", "deflate", "br", "zstd", "x-gzip", "gzip, br", "identity"]) | TEXT)
 def test_fuzz_request_to_event(fmt: str, method: str, path: str, query: str, headers: list, body: bytes,
-                               content_type: str) -> None:
-    request = HttpRequest(method, "/" + path, query, (("Content-Type", content_type), *headers), body)
+                               content_type: str, encoding: str) -> None:
+    request = HttpRequest(method, "/" + path, query, (*headers, ("Content-Type", content_type),
+                                                      ("Content-Encoding", encoding)), body)
     event = build_event(_api(fmt), request, "ANY /{proxy+}", "/{proxy+}", {"proxy": path or "x"})
     wire = json.dumps(event, ensure_ascii=False).encode("utf-8")  # raises on a lone surrogate
     MODELS[fmt].model_validate(json.loads(wire))
+    if fmt != "rest":  # 2.0: every name lower-case; the body as sent (Content-Encoding is only passed on)
+        assert [k for k in event["headers"] if k != k.lower()] == []
+        assert event["headers"]["content-encoding"].endswith(request.header("content-encoding") or "")
+        sent = base64.b64decode(event["body"]) if event["isBase64Encoded"] else event.get("body", "").encode()
+        assert sent == body
 
 
 @settings(max_examples=300, deadline=None)

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from multidict import CIMultiDict
 
 from bridge.errors import BridgeError
@@ -52,7 +53,7 @@ class HttpApi:
             body = await self._read_body(request)
         except TooLarge:
             return self._send(request, gateway_error(self.fmt, 413, "Request Entity Too Large"), None)
-        except (TimeoutError, ConnectionError, ValueError) as err:
+        except (TimeoutError, ConnectionError, ValueError, HttpProcessingError) as err:  # bad chunked framing too
             self.log.warning("http.bad_request", path=request.raw_path[:200], error=type(err).__name__)
             return self._send(request, gateway_error(self.fmt, 400, "Bad Request"), None)
         req = self._request(request, body)

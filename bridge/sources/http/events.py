@@ -113,12 +113,13 @@ def _source_ip(request: HttpRequest) -> str:
     return clean(request.source_ip) or "127.0.0.1"
 
 
-def _forwarded(request: HttpRequest, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The X-Forwarded-* and trace headers API Gateway adds in front of the caller's."""
+def _forwarded(request: HttpRequest, headers: list[tuple[str, str]], lower: bool = False) -> list[tuple[str, str]]:
+    """The X-Forwarded-* and trace headers API Gateway adds to the caller's: capitalised in REST's events
+    (AWS's example event), lower-cased with every other name in payload 2.0 (``lower``)."""
     names = {k.lower() for k, _ in headers}
     added = [("X-Forwarded-For", _source_ip(request)), ("X-Forwarded-Proto", "https"), ("X-Forwarded-Port", "443"),
              ("X-Amzn-Trace-Id", f"Root=1-{int(request.epoch):08x}-{secrets.token_hex(12)}")]
-    return headers + [(k, v) for k, v in added if k.lower() not in names]
+    return headers + [(k.lower() if lower else k, v) for k, v in added if k.lower() not in names]
 
 
 def rest_event(api: Api, request: HttpRequest, resource: str, params: dict[str, str],
@@ -193,7 +194,7 @@ def v2_event(api: Api, request: HttpRequest, route_key: str, params: dict[str, s
     """The HTTP API (payload 2.0) or function-URL event."""
     headers: dict[str, str] = {}
     cookies: list[str] = []
-    for k, v in _forwarded(request, [(clean(k).lower(), clean(v)) for k, v in request.headers]):
+    for k, v in _forwarded(request, [(clean(k).lower(), clean(v)) for k, v in request.headers], lower=True):
         if k == "cookie":
             cookies += [c.strip() for c in v.split(";") if c.strip()]
         else:

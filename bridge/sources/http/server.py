@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from bridge.http_log import server_logger
 from bridge.log import get_logger
 from bridge.sources.http.events import decode_path
 from bridge.sources.http.routes import Route, Router
@@ -69,7 +70,11 @@ class GuardedServer(web.Server):
 
     def __init__(self, handler: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]],
                  idle_timeout: float, **kwargs: Any) -> None:
-        super().__init__(handler, keepalive_timeout=KEEPALIVE_CAP, **kwargs)
+        # auto_decompress=False: API Gateway hands the function the body as sent, Content-Encoding and all; and
+        # inflating it here would let a small gzip bomb hold the event loop. The logger turns aiohttp's reports
+        # of malformed HTTP into one JSON line each (never a traceback).
+        super().__init__(handler, keepalive_timeout=KEEPALIVE_CAP, auto_decompress=False, logger=server_logger(),
+                         **kwargs)
         self.idle_timeout = idle_timeout  # a reload may change it: the next deadline armed uses the new value
         self._guards: dict[RequestHandler, _Guard] = {}
 
