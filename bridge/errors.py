@@ -122,6 +122,9 @@ class ListenError(BridgeError):
 
 
 class BuildFailed(BridgeError):
-    """A function's environment (the Node.js runtime, its npm packages) could not be built; says what failed."""
+    """Installing a function's dependencies failed; the message names the function, the manifest line (when
+    the installer's message points at one) and the installer's own words."""
 
-    exit_code = 2
+    def __init__(self, function: str, message: str) -> None:
+        self.function, self.reason = function, message
+        super().__init__(f"function {function}: {message}")

@@ -120,7 +120,7 @@ class Reloader:
         except ConfigError as err:
             return self._rejected(err)
         except BuildFailed as err:
-            return self._rejected(ConfigError([str(err)]))
+            return self._rejected(ConfigError([f"functions.{err.function}: {err.reason}"]))
         await self._apply(changes, effective)
         service.metrics.reloads.labels("applied").inc()
         if self.on_result:

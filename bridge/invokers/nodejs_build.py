@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bridge.config.model import Config, LocalFunctionConfig
-from bridge.errors import BuildFailed
+from bridge.errors import BuildFailed, ConfigError
 from bridge.invokers.nodejs import (
     MIN_NODE,
     RIC_VERSION,
@@ -30,7 +30,11 @@ from bridge.invokers.nodejs import (
 )
 from bridge.private import private_dir
 
-Progress = Callable[[str], None]
+Progress = Callable[[str], None]  # one line of what is being done (bridge/build's progress takes the same)
+
+
+class NpmFailed(Exception):
+    """npm failed or is missing; ``build_missing`` turns it into BuildFailed naming the function."""
 NPM_FLAGS = ("--omit=dev", "--no-audit", "--no-fund", "--loglevel=error")
 OUTPUT_TAIL = 20  # lines of npm's output an error shows
 
@@ -66,13 +70,22 @@ def build_missing(config: Config, progress: Progress) -> int:
         return 0
     problems = toolchain_problems(config)
     if problems:
-        raise BuildFailed("; ".join(problems))
+        raise ConfigError(problems)
     version = node_version()
     assert version is not None  # toolchain_problems checked node
-    built = int(build_runtime(config.state_dir, version, progress))
+    first = next(iter(functions))
+    built = int(_for(first, build_runtime, config.state_dir, version, progress))
     for name, fn in functions.items():
-        built += int(build_deps(config.state_dir, fn.code, version, progress, name))
+        built += int(_for(name, build_deps, config.state_dir, fn.code, version, progress, name))
     return built
+
+
+def _for(name: str, step: Callable[..., bool], *args: object) -> bool:
+    """Run one build step for function ``name``; its failure names the function."""
+    try:
+        return step(*args)
+    except NpmFailed as err:
+        raise BuildFailed(name, str(err)) from None
 
 
 def build_runtime(state_dir: Path, version: str, progress: Progress) -> bool:
@@ -103,7 +116,7 @@ def build_deps(state_dir: Path, code: Path, version: str, progress: Progress, na
 def _build(target: Path, files: dict[str, bytes], command: list[str], progress: Progress) -> None:
     npm = shutil.which("npm")
     if npm is None:
-        raise BuildFailed(f"npm is not on PATH; {install_hint(['npm'])}")
+        raise NpmFailed(f"npm is not on PATH; {install_hint(['npm'])}")
     private_dir(target.parent)
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
@@ -114,7 +127,7 @@ def _build(target: Path, files: dict[str, bytes], command: list[str], progress: 
                               capture_output=True, text=True, check=False)
         if done.returncode != 0:
             tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-OUTPUT_TAIL:])
-            raise BuildFailed(f"npm {' '.join(command)} for {target.name} failed (exit {done.returncode}):\n{tail}")
+            raise NpmFailed(f"npm {' '.join(command)} for {target.name} failed (exit {done.returncode}):\n{tail}")
         _move_into_place(work, target)
         progress(f"built {target} in {time.monotonic() - started:.0f} s")
     finally:

@@ -440,3 +440,17 @@ def test_live_reload_builds_a_new_node_function_off_the_loop(tmp_path: Path, nod
         assert [e for e in daemon.find("build.progress") if "installing" in e["detail"]]
         assert invoke(client, "late")[1]["twoDays"] == 172800000
         assert invoke(client, "py")[1] == "py"
+
+
+def test_a_failed_npm_install_names_the_function_and_npms_words(tmp_path: Path, node_runtime_cache: Path) -> None:
+    code = write_node(tmp_path, "broken", {
+        "package.json": {"name": "broken", "dependencies": {"ms": "999.999.999"}},  # no such version
+        "index.js": "exports.handler = async () => 1;\n"})
+    state = link_runtime(node_runtime_cache, tmp_path / "state")
+    config = write_config(tmp_path / "config.yaml", {"state_dir": str(state), "functions": {
+        "broken": {"runtime": "nodejs", "handler": "index.handler", "code": str(code)}}})
+    ran = subprocess.run([sys.executable, "-m", "bridge.cli", "run", "--config", str(config)], capture_output=True,
+                         text=True, timeout=120, check=False)
+    assert ran.returncode == 1
+    assert "function broken: npm install for nodejs-" in ran.stderr and "ETARGET" in ran.stderr
+    assert list((state / "envs").iterdir()) == []  # no half-built folder left behind
