@@ -77,7 +77,7 @@ def package_files(code: Path) -> dict[str, bytes]:
         return {}
     try:
         parsed = json.loads(manifest)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth: npm will say so
         parsed = None
     if isinstance(parsed, dict) and not parsed.get("dependencies"):
         return {}

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bridge.config.model import parse_config
 from bridge.invokers import nodejs
@@ -55,3 +57,30 @@ def test_missing_tools_and_the_packages_that_provide_them(monkeypatch: pytest.Mo
     assert nodejs.missing_tools(runtime_built=False) == ["node", "libtoolize"]
     assert nodejs.missing_tools(runtime_built=True) == ["node"]
     assert install_hint(["node", "libtoolize"]) == "install them: apt-get install nodejs libtool (Node.js >= 20)"
+
+
+JSONISH = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                       lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                    max_size=3), max_leaves=8)
+
+
+DEEP = (b"[" * 100_000, b'{"dependencies": ' * 50_000)  # past the JSON parser's depth
+
+
+@given(raw=st.one_of(st.binary(max_size=200), st.sampled_from(DEEP), JSONISH.map(lambda v: json.dumps(v).encode()),
+                     st.dictionaries(st.sampled_from(["dependencies", "type", "name"]), JSONISH, max_size=3)
+                     .map(lambda v: json.dumps(v).encode())))
+def test_fuzz_any_package_json_gets_a_folder_or_none(tmp_path_factory: pytest.TempPathFactory, raw: bytes) -> None:
+    # A user's package.json is outside input: anything there is hashed or skipped, never an exception here
+    # (npm then says what is wrong with it, naming the function).
+    code = tmp_path_factory.mktemp("code")
+    (code / "package.json").write_bytes(raw)
+    found = deps_dir(code / "state", code, "v20.0.0")
+    try:
+        parsed = json.loads(raw)
+    except (ValueError, RecursionError):
+        parsed = None
+    if isinstance(parsed, dict) and not parsed.get("dependencies"):
+        assert found is None
+    else:
+        assert found is not None and found.parent == code / "state" / "envs"
