@@ -116,7 +116,7 @@ class NodeRuntime:
     node: str
     runtime: Path
     deps: Path | None = None
-    layers: tuple[Path, ...] = ()  # layer roots, laid out as Lambda's /opt
+    layers: tuple[Path, ...] = ()  # layer roots, laid out as Lambda's /opt, in the function's order
     major: str = "20"
 
     def command(self, config: LocalFunctionConfig) -> list[str]:
@@ -127,7 +127,7 @@ class NodeRuntime:
     def module_path(self, config: LocalFunctionConfig) -> list[str]:
         """NODE_PATH in Lambda's order: the function's packages, its layers, the runtime's SDK, the task root."""
         paths = [self.deps / "node_modules"] if self.deps is not None else []
-        for layer in self.layers:
+        for layer in reversed(self.layers):  # Lambda extracts them into /opt in order: the last one wins
             paths += [layer / "nodejs" / f"node{self.major}" / "node_modules", layer / "nodejs" / "node_modules"]
         return [str(p) for p in (*paths, self.runtime / "node_modules", self.runtime, config.code)]
 

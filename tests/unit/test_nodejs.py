@@ -23,8 +23,10 @@ def test_heap_flags_use_the_arithmetic_of_lambdas_bootstrap() -> None:
 def test_node_path_in_lambdas_order_and_a_users_own_wins(tmp_path: Path) -> None:
     cfg = parse_config(f"functions:\n  f: {{handler: index.handler, code: '{tmp_path}', runtime: nodejs}}\n")
     fn = cfg.functions["f"]
-    node = NodeRuntime("/usr/bin/node", Path("/rt"), Path("/env"), layers=(Path("/l1"),), major="20")
-    assert node.module_path(fn) == ["/env/node_modules", "/l1/nodejs/node20/node_modules", "/l1/nodejs/node_modules",
+    node = NodeRuntime("/usr/bin/node", Path("/rt"), Path("/env"), layers=(Path("/l1"), Path("/l2")), major="20")
+    assert node.module_path(fn) == ["/env/node_modules",  # the function's own packages (/var/task/node_modules)
+                                    "/l2/nodejs/node20/node_modules", "/l2/nodejs/node_modules",  # a later layer
+                                    "/l1/nodejs/node20/node_modules", "/l1/nodejs/node_modules",  # wins in /opt
                                     "/rt/node_modules", "/rt", str(tmp_path)]
     env = node.environment(fn)
     assert env["AWS_EXECUTION_ENV"] == "AWS_Lambda_nodejs20.x" and env["LAMBDA_RUNTIME_DIR"] == "/rt"
