@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -58,8 +59,9 @@ def _digest(*parts: bytes) -> str:
 
 
 def major(version: str) -> str:
-    """``20`` for ``v20.20.2``."""
-    return version.lstrip("v").split(".")[0]
+    """``20`` for ``v20.20.2`` (``0`` for a version string that is not one)."""
+    found = re.match(r"v?(\d+)", version)
+    return found.group(1) if found else "0"
 
 
 def runtime_dir(state_dir: Path, version: str) -> Path:
