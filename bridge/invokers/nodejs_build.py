@@ -7,6 +7,7 @@ exists is complete, and two builds racing for the same one both end with it (the
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -123,8 +124,8 @@ def _build(target: Path, files: dict[str, bytes], command: list[str], progress: 
         for file, content in files.items():
             (work / file).write_bytes(content)
         started = time.monotonic()
-        done = subprocess.run([npm, *command, *NPM_FLAGS], cwd=work, stdin=subprocess.DEVNULL,
-                              capture_output=True, text=True, check=False)
+        done = subprocess.run([npm, *command, *NPM_FLAGS], cwd=work, env=npm_environment(target),
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-OUTPUT_TAIL:])
             raise NpmFailed(f"npm {' '.join(command)} for {target.name} failed (exit {done.returncode}):\n{tail}")
@@ -132,6 +133,15 @@ def _build(target: Path, files: dict[str, bytes], command: list[str], progress: 
         progress(f"built {target} in {time.monotonic() - started:.0f} s")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def npm_environment(target: Path) -> dict[str, str]:
+    """npm's cache under state_dir/cache/npm unless one is configured: a service's home may be read-only
+    (systemd's ProtectHome=, DynamicUser=), and the cache then stays with the state it speeds up."""
+    env = dict(os.environ)
+    if not any(key.lower() == "npm_config_cache" for key in env):
+        env["npm_config_cache"] = str(target.parent.parent / "cache" / "npm")
+    return env
 
 
 def _move_into_place(work: Path, target: Path) -> None:
