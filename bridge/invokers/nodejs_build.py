@@ -137,10 +137,14 @@ def _build(target: Path, files: dict[str, bytes], command: list[str], progress: 
 
 def npm_environment(target: Path) -> dict[str, str]:
     """npm's cache under state_dir/cache/npm unless one is configured: a service's home may be read-only
-    (systemd's ProtectHome=, DynamicUser=), and the cache then stays with the state it speeds up."""
+    (systemd's ProtectHome=, DynamicUser=), and the cache then stays with the state it speeds up; native
+    builds on every core."""
     env = dict(os.environ)
     if not any(key.lower() == "npm_config_cache" for key in env):
         env["npm_config_cache"] = str(target.parent.parent / "cache" / "npm")
+    # The ric's native part runs make (curl, aws-lambda-cpp) and node-gyp: on every core unless told otherwise.
+    env.setdefault("MAKEFLAGS", f"-j{os.cpu_count() or 1}")
+    env.setdefault("JOBS", "max")
     return env
 
 

@@ -31,6 +31,9 @@ from tests.integration.test_sam_import import sam_import
 
 __all__ = ["node_runtime_cache"]  # the session fixture, used by the daemon fixture below
 
+# The session's first test builds aws-lambda-ric (node_runtime_cache): over 5 minutes on a loaded machine.
+pytestmark = pytest.mark.timeout(1200)
+
 # V8 reserves far more address space than it uses: until memory_size is enforced on resident memory
 # (not RLIMIT_AS), a Node.js worker needs a memory_size of 2 GB just to start.
 NODE_MEMORY = 2048
