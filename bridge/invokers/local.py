@@ -19,7 +19,7 @@ from bridge.log import get_logger
 from bridge.model import Invocation, InvokeResult
 
 TAIL_BYTES = 4096
-RUNTIME_EXITS = ("Runtime.ExitError", "Runtime.OutOfMemory")
+RUNTIME_EXITS = ("Runtime.ExitError", "Runtime.OutOfMemory", "Runtime.InvalidEntrypoint")
 
 
 class LocalFunction:

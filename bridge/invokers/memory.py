@@ -247,16 +247,14 @@ class CgroupTree:
         return tree
 
     def _set_up(self) -> None:
+        others = set((self.base / "cgroup.procs").read_text().split()) - {str(os.getpid())}
+        if others:  # checked before anything changes: never rearrange a cgroup shared with other processes
+            raise OSError(errno.EBUSY, f"other processes share {self.base} (pids {' '.join(sorted(others)[:5])}): "
+                                       "the daemon needs a cgroup of its own (a systemd service with Delegate=yes)")
         leaf = self.base / "daemon"
         leaf.mkdir(exist_ok=True)
         (leaf / "cgroup.procs").write_text(str(os.getpid()))  # every thread of the daemon moves with it
-        try:
-            (self.base / "cgroup.subtree_control").write_text("+memory")
-        except OSError as err:
-            if err.errno != errno.EBUSY:
-                raise
-            raise OSError(errno.EBUSY, f"other processes share {self.base}: the daemon needs a cgroup of its "
-                                       "own (a systemd service with Delegate=yes)") from None
+        (self.base / "cgroup.subtree_control").write_text("+memory")
         self.workers.mkdir(exist_ok=True)
         (self.workers / "cgroup.subtree_control").write_text("+memory")
         for stale in [p for p in self.workers.iterdir() if p.is_dir()]:  # a previous daemon's workers

@@ -172,7 +172,12 @@ class Worker:
 
     def exit_error(self, request_id: str) -> bytes:
         """Lambda's error body for a runtime that exited: Runtime.OutOfMemory when it was killed for using more
-        than memory_size, else Runtime.ExitError; the message names the exit status or signal."""
+        than memory_size, Runtime.InvalidEntrypoint when the launcher could not execute it (a missing bootstrap
+        or interpreter), else Runtime.ExitError; the message names the exit status or signal."""
+        if self.proc is not None and self.proc.returncode == 127 and self.last_output:
+            failed = _exec_failure(self.last_output[-1])
+            if failed is not None:
+                return error_body("Runtime.InvalidEntrypoint", f"RequestId: {request_id} Error: {failed}")
         error_type = "Runtime.OutOfMemory" if self.memory.out_of_memory() else "Runtime.ExitError"
         return error_body(error_type, f"RequestId: {request_id} Error: Runtime exited with error: {self.exit_reason}")
 
@@ -294,6 +299,15 @@ class Worker:
 def _timeout_message(request_id: str, timeout: float) -> str:
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     return f"{stamp} {request_id} Task timed out after {timeout:.2f} seconds"
+
+
+def _exec_failure(line: str) -> str | None:
+    """setpriv's "failed to execute PATH: REASON" as Lambda words an exec failure ("fork/exec PATH: reason")."""
+    prefix = "setpriv: failed to execute "
+    if not line.startswith(prefix) or ": " not in line[len(prefix):]:
+        return None
+    path, _, reason = line[len(prefix):].rpartition(": ")
+    return f"fork/exec {path}: {reason.lower()}"
 
 
 def _describe_exit(code: int) -> str:
