@@ -173,8 +173,8 @@ class ResidentWatch:
         except OSError:
             return None
         for child in _descendants(self._pid):
-            with contextlib.suppress(OSError, ValueError):
-                total += _pages(Path(f"/proc/{child}/statm").read_bytes())
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                total += _pages(_read(f"/proc/{child}/statm"))
         return total * PAGE
 
     def out_of_memory(self) -> bool:
@@ -213,10 +213,19 @@ def _descendants(pid: int) -> list[int]:
             continue
         for tid in tasks:
             with contextlib.suppress(OSError):
-                kids = [int(k) for k in Path(f"/proc/{parent}/task/{tid}/children").read_bytes().split()]
+                kids = [int(k) for k in _read(f"/proc/{parent}/task/{tid}/children").split()]
                 found += kids
                 todo += kids
     return found
+
+
+def _read(path: str) -> bytes:
+    """A small procfs file in one read (no buffered file object: this runs on every look)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.read(fd, 4096)
+    finally:
+        os.close(fd)
 
 
 # --- cgroup v2 ------------------------------------------------------------------------------------------------

@@ -127,7 +127,8 @@ class Worker:
             self._spawn(address)
         except OSError as err:  # no launcher in front, and the bootstrap or interpreter cannot be executed
             self.exited.set()
-            message = f"RequestId: {request_id} Error: fork/exec {self.spec.command()[0]}: {os.strerror(err.errno or 0).lower()}"
+            reason = os.strerror(err.errno or 0).lower()
+            message = f"RequestId: {request_id} Error: fork/exec {self.spec.command()[0]}: {reason}"
             return error_body("Runtime.InvalidEntrypoint", message)
         self.memory.watch()  # init runs code too
         try:

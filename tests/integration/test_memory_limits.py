@@ -172,7 +172,7 @@ def test_allocating_past_memory_size_is_runtime_out_of_memory(client, daemon: Da
 
 def test_memory_of_the_workers_children_counts(client, daemon: Daemon) -> None:
     started = time.monotonic()
-    response, body, rid = invoke(client, "forker", {"mb": 400, "hold": 30})
+    _, body, _ = invoke(client, "forker", {"mb": 400, "hold": 30})
     assert body["errorType"] == "Runtime.OutOfMemory", body
     assert time.monotonic() - started < 20  # killed, not left to its 30 s sleep
     assert invoke(client, "forker", {"mb": 8, "hold": 0})[1] == {"child": "finished"}
@@ -193,7 +193,7 @@ def test_node_custom_runtime_starts_with_128_mb(client) -> None:
 
 def test_bootstrap_exiting_at_start_fails_the_call_at_once_and_says_why(client, daemon: Daemon) -> None:
     started = time.monotonic()
-    response, body, rid = invoke(client, "exit1")
+    _, body, rid = invoke(client, "exit1")
     assert time.monotonic() - started < 3  # not the 10 s init timeout
     assert body == {"errorType": "Runtime.ExitError",
                     "errorMessage": f"RequestId: {rid} Error: Runtime exited with error: exit status 1"}
@@ -208,7 +208,7 @@ def test_bootstrap_exiting_at_start_fails_the_call_at_once_and_says_why(client, 
 
 def test_bootstrap_killed_at_start_is_an_exit_error_not_out_of_memory(client, daemon: Daemon) -> None:
     started = time.monotonic()
-    response, body, rid = invoke(client, "killed")
+    _, body, rid = invoke(client, "killed")
     assert time.monotonic() - started < 3
     assert body == {"errorType": "Runtime.ExitError",
                     "errorMessage": f"RequestId: {rid} Error: Runtime exited with error: signal: killed"}
@@ -217,7 +217,7 @@ def test_bootstrap_killed_at_start_is_an_exit_error_not_out_of_memory(client, da
 
 def test_missing_interpreter_fails_fast_and_is_named(client, daemon: Daemon) -> None:
     started = time.monotonic()
-    response, body, rid = invoke(client, "nointerpreter")
+    _, body, rid = invoke(client, "nointerpreter")
     assert time.monotonic() - started < 3
     bootstrap = Path(daemon.config_path).parent / "nointerpreter" / "bootstrap"
     assert body == {"errorType": "Runtime.InvalidEntrypoint",  # the kernel names the script, as on Lambda
