@@ -20,8 +20,13 @@ import boto3
 import pytest
 from botocore.config import Config as BotoConfig
 
+from bridge.config.model import parse_config
+from bridge.errors import ConfigError
 from bridge.function_logs import log_path
-from bridge.invokers.memory import MODE_ENV, own_cgroup, usable
+from bridge.invokers.local import LocalFunction
+from bridge.invokers.memory import MODE_ENV, choose, own_cgroup, usable
+from bridge.invokers.worker import FunctionSpec
+from bridge.model import Invocation
 from bridge.testing import Daemon, free_port, wait_until, write_config, write_handler
 
 PYTHON = os.path.realpath(sys.executable)
@@ -235,3 +240,26 @@ def test_forcing_cgroups_that_cannot_be_used_is_a_clear_start_error(tmp_path: Pa
     assert daemon.proc.wait(10) == 2
     assert f"{MODE_ENV}=cgroup: cannot use cgroup v2 memory limits" in daemon.tail()
     assert "Delegate=yes" in daemon.tail()
+
+
+async def test_without_a_launcher_a_missing_interpreter_is_invalid_entrypoint(tmp_path: Path) -> None:
+    """Where setpriv cannot run, the worker is the bootstrap itself: Popen's own error must fail the call."""
+    code = Path(_bootstrap(tmp_path, "nointerpreter", "#!/nonexistent/python3\n"))
+    cfg = parse_config(f"functions:\n  f: {{handler: function.handler, code: '{code}', runtime: provided}}\n")
+    fn = LocalFunction(FunctionSpec("f", cfg.functions["f"], cfg.region, cfg.function_arn("f"), launcher=()))
+    try:
+        result = await fn.invoke(Invocation(b"{}"))
+        assert json.loads(result.payload) == {
+            "errorType": "Runtime.InvalidEntrypoint",
+            "errorMessage": f"RequestId: {result.request_id} Error: fork/exec {code / 'bootstrap'}: "
+                            "no such file or directory"}
+        assert fn.workers == 0  # nothing half-started is kept
+    finally:
+        await fn.close()
+
+
+def test_an_unknown_enforcement_is_a_config_error_naming_the_choices() -> None:
+    with pytest.raises(ConfigError) as err:
+        choose({MODE_ENV: "swap"})
+    assert err.value.exit_code == 2
+    assert f"{MODE_ENV}='swap' is not one of auto, cgroup, rss" in str(err.value)
