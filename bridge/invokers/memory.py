@@ -274,17 +274,22 @@ class CgroupTree:
         """A new cgroup for one worker (the kernel enforces it: ``on_exceeded`` is never called); the watch
         for this worker when its cgroup cannot be made (the subtree was taken away)."""
         try:
-            return WorkerCgroup(self.workers / f"{function}-{uuid.uuid4().hex[:12]}", limit_mb)
+            return WorkerCgroup(self.workers / f"{function}-{uuid.uuid4().hex[:12]}", limit_mb, on_exceeded)
         except OSError as err:
             get_logger(function=function).warning("memory.cgroup_failed", error=str(err), fallback="rss")
             return ResidentWatch(limit_mb, on_exceeded)
 
 
 class WorkerCgroup:
-    """One worker's cgroup: memory.max, no swap, the whole group killed together on OOM."""
+    """One worker's cgroup: memory.max, no swap, the whole group killed together on OOM.
 
-    def __init__(self, path: Path, limit_mb: int) -> None:
+    Should the worker not be let in (the subtree was changed behind the daemon's back), it is watched instead.
+    """
+
+    def __init__(self, path: Path, limit_mb: int, on_exceeded: Callable[[], None]) -> None:
         self.path = path
+        self._instead: ResidentWatch | None = None
+        self._fallback = ResidentWatch(limit_mb, on_exceeded)
         path.mkdir()
         try:
             (path / "memory.max").write_text(str(limit_mb * MB))
@@ -298,21 +303,36 @@ class WorkerCgroup:
     def adopt(self, pid: int) -> None:
         """Move the worker in. It is done right after the spawn returns: setpriv has not exec'd the worker yet
         in practice, and whatever the worker forks from then on is inside."""
-        (self.path / "cgroup.procs").write_text(str(pid))
+        try:
+            (self.path / "cgroup.procs").write_text(str(pid))
+        except ProcessLookupError:
+            raise
+        except OSError as err:
+            get_logger().warning("memory.cgroup_failed", cgroup=str(self.path), error=str(err), fallback="rss")
+            self._instead = self._fallback
+            self._instead.adopt(pid)
 
     def watch(self) -> None:
-        """Nothing to do: the kernel enforces memory.max."""
+        """Nothing to do: the kernel enforces memory.max (unless the worker is watched instead)."""
+        if self._instead is not None:
+            self._instead.watch()
 
     def unwatch(self) -> None:
-        """Nothing to do."""
+        """Nothing to do (unless the worker is watched instead)."""
+        if self._instead is not None:
+            self._instead.unwatch()
 
     def out_of_memory(self) -> bool:
         """True when the kernel's OOM killer acted in this cgroup."""
+        if self._instead is not None:
+            return self._instead.out_of_memory()
         events = _read_keyed(self.path / "memory.events")
         return events.get("oom_kill", 0) > 0 or events.get("oom_group_kill", 0) > 0
 
     def peak_mb(self, hwm_mb: int | None) -> int | None:
         """memory.peak (kernel 5.19+: the whole group's high-water mark), else the main process's."""
+        if self._instead is not None:
+            return self._instead.peak_mb(hwm_mb)
         try:
             return int((self.path / "memory.peak").read_text()) // MB
         except (OSError, ValueError):
@@ -320,6 +340,7 @@ class WorkerCgroup:
 
     def release(self) -> None:
         """Kill whatever is left in the cgroup and remove it, trying again while its processes die."""
+        self._fallback.release()
         _kill_all(self.path)
         if not _remove(self.path, tries=1):
             asyncio.get_running_loop().call_later(0.05, self._retry, RELEASE_TRIES)
