@@ -137,8 +137,8 @@ class LocalFunction:
         init_ms = monotonic_ms() - started
         pid = worker.proc.pid if worker.proc else None
         self.log.info("worker.started", pid=pid, init_ms=round(init_ms, 2), ok=init_error is None)
-        if init_error is not None and worker.exited.is_set():
-            # It died before asking for work: its last words and its exit say why (also in the function's log).
+        if init_error is not None and worker.exited.is_set() and worker.api.init_error is None:
+            # It died before asking for work or reporting an init error: its last words and its exit say why.
             self.log.warning("worker.init_exited", pid=pid, reason=worker.exit_reason,
                              last_output=list(worker.last_output))
         return worker, init_error, init_ms
