@@ -29,8 +29,6 @@ from bridge.testing import PRODUCTION_LOGS, Daemon, free_port, write_config, wri
 
 NOOP = "def handler(event, context):\n    return {'ok': True}\n"
 NODE_NOOP = "exports.handler = async () => ({ok: true});\n"
-# V8 reserves far more address space than it uses: until memory_size limits resident memory, not RLIMIT_AS.
-NODE_MEMORY = 2048
 EVENT = b'{"key": "value"}'
 
 
@@ -55,7 +53,7 @@ def direct(code: Path, n: int) -> dict[str, float]:
 
 def make_function(code: Path, concurrency: int, node: NodeRuntime | None = None) -> LocalFunction:
     """A no-op function on the pool: Python under awslambdaric, or Node.js under aws-lambda-ric (``node``)."""
-    extra = f", runtime: nodejs, memory_size: {NODE_MEMORY}" if node else ""
+    extra = ", runtime: nodejs" if node else ""
     text = (f"functions:\n  noop: {{handler: {'index' if node else 'app'}.handler, code: '{code}', "
             f"reserved_concurrency: {concurrency}{extra}}}\n")
     cfg = parse_config(text)
