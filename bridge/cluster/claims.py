@@ -76,7 +76,8 @@ class Claims:
         """The fires ``(scheduled, event_id)`` are durable in the shared queue: close their claims."""
         for scheduled, event_id in fires:
             async def mark(t: datetime = scheduled, e: str = event_id) -> None:
-                await self.table.handed(schedule, stamp(t), session=self.node.session, event_id=e, now=time.time())
+                await self.table.handed(schedule, stamp(t), owner=self.node.id, session=self.node.session,
+                                        event_id=e, now=time.time())
 
             try:
                 await with_retries(mark, what="handed", give_up_after=self.lease)
