@@ -159,6 +159,20 @@ def store_path(state_dir: Path) -> Path:
     return state_dir / "bridge.sqlite3"
 
 
+def connect_existing(path: Path | None) -> sqlite3.Connection:
+    """The store file for a command that reads it (or changes only entries it holds).
+
+    When there is no file (or no path: an unknown state_dir), an empty store in memory: nothing is created,
+    as a mistyped or unknown state_dir must not make a new store that then looks like the daemon's, empty.
+    """
+    if path is not None and path.is_file():
+        return connect(path)
+    conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+    conn.executescript(SCHEMA)
+    _add_columns(conn)
+    return conn
+
+
 class Store:
     """The daemon's store: every write goes through one thread and is group-committed with one fsync.
 
