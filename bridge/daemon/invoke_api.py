@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import re
@@ -15,6 +16,7 @@ from bridge.errors import (
     BridgeError,
     ClusterUnavailable,
     FunctionNotFound,
+    IntakeStopped,
     InvocationRejected,
     PayloadTooLarge,
     RemoteUnavailable,
@@ -27,6 +29,9 @@ from bridge.model import ASYNC_LIMIT, SYNC_LIMIT, Invocation, InvokeResult, new_
 
 AcceptAsync = Callable[[str, Invocation], Awaitable[None]]
 INVOKE_PATH = "/2015-03-31/functions/{name}/invocations"
+# Seconds aiohttp gives a request still running at the shutdown deadline, in each of its two steps (wait,
+# then cancel): answers already made get written out; the one shutdown_timeout is spent before, by serve.
+WRITE_GRACE = 0.5
 
 
 # Lambda's own pattern for FunctionName (API reference, Invoke): name, name:qualifier, partial or full ARN.
@@ -136,6 +141,11 @@ class InvokeApi:
             message = (f"The event was not queued (send it again): {err}. Check the cluster's queue and this "
                        "node's access to it with `lambda-bridge cluster check`.")
             return aws_error(503, "ServiceException", message, invocation.request_id)
+        except IntakeStopped as err:  # it waited for room on a full disk when the daemon was told to stop
+            self.log.warning("invoke.not_queued", function=name, request_id=invocation.request_id, error=str(err))
+            message = (f"The event was not queued (send it again): {err}. Lambda's SDKs retry this 503 by "
+                       "themselves; a restarted daemon takes the event once the disk has room.")
+            return aws_error(503, "ServiceException", message, invocation.request_id)
         return web.Response(status=202, headers={"x-amzn-RequestId": invocation.request_id})
 
     async def _sync(self, name: str, invocation: Invocation) -> web.Response:
@@ -168,17 +178,53 @@ def result_headers(result: InvokeResult) -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def serve(app: web.Application, host: str, port: int, shutdown_timeout: float) -> AsyncIterator[str]:
-    """Listen on host:port while the context is open; on exit, wait for in-flight requests."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout,
+async def serve(app: web.Application, host: str, port: int, stop_by: Callable[[], float | None]) -> AsyncIterator[str]:
+    """Listen on host:port while the context is open; on exit, stop listening and let the requests in flight
+    finish until the loop time ``stop_by()`` (the daemon's one shutdown deadline; None: at once), then cut
+    the ones still running."""
+    in_flight = InFlight()
+    app.middlewares.insert(0, in_flight.middleware)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=WRITE_GRACE,
                            logger=server_logger())
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port, shutdown_timeout=shutdown_timeout)
+        site = web.TCPSite(runner, host, port)
         await site.start()
         yield f"http://{host}:{runner.addresses[0][1]}"
     finally:
-        await runner.cleanup()
+        for site in list(runner.sites):
+            await site.stop()  # nothing new comes in
+        if not await in_flight.idle(stop_by() or asyncio.get_running_loop().time()):
+            get_logger().warning("api.stop_timeout", in_flight=in_flight.count)
+        await runner.cleanup()  # aiohttp waits at most WRITE_GRACE (twice) for what is still running
+
+
+class InFlight:
+    """The requests being handled; ``idle(by)`` waits until there are none, or until the loop time ``by``."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Count the request while its handler runs."""
+        self.count += 1
+        self._idle.clear()
+        try:
+            return await handler(request)
+        finally:
+            self.count -= 1
+            if self.count == 0:
+                self._idle.set()
+
+    async def idle(self, by: float) -> bool:
+        """True once no request is being handled; False when ``by`` came first."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout_at(by):
+                await self._idle.wait()
+        return self._idle.is_set()
 
 
 def parse_json_or_text(payload: bytes) -> Any:

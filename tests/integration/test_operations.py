@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from pathlib import Path
 
@@ -194,6 +195,40 @@ def test_second_signal_skips_the_drain(env) -> None:
     finally:
         daemon.kill()
     assert yaml.safe_load(path.read_text())["functions"]["slow"]
+
+
+def test_one_shutdown_timeout_covers_async_deliveries_and_api_calls_together(env) -> None:
+    """An async delivery and a synchronous Invoke both outlast shutdown_timeout: the stop takes one timeout
+    (and a moment to cut them), not one for the drain and another for the API's requests."""
+    path, config, _port, client = env
+    busy = "import time\ndef handler(e, c):\n    print('busy')\n    time.sleep(60)\n"
+    slow = write_handler(path.parent, "slow", busy)
+    config["functions"]["slow"] = {"handler": "app.handler", "code": str(slow), "timeout": 120,
+                                   "reserved_concurrency": 2}
+    config["shutdown_timeout"] = 3
+    write_config(path, config)
+    daemon = Daemon(path).start()
+    try:
+        client.invoke(FunctionName="slow", InvocationType="Event", Payload=b"{}")
+        caller = threading.Thread(target=lambda: _ignore_errors(client.invoke, FunctionName="slow", Payload=b"{}"),
+                                  daemon=True)
+        caller.start()
+        daemon.wait_for("function.output", count=2, function="slow")
+        started = time.monotonic()
+        daemon.signal(signal.SIGTERM)
+        assert daemon.proc.wait(30) == 0
+        took = time.monotonic() - started
+        assert took < 3 + 2, f"stopped after {took:.1f} s; shutdown_timeout is 3 s"
+        assert daemon.find("service.drain_timeout") and daemon.find("api.stop_timeout", in_flight=1)
+    finally:
+        daemon.kill()
+
+
+def _ignore_errors(call, **kwargs) -> None:
+    try:
+        call(**kwargs)
+    except Exception:  # the stop cuts this call: what matters here is how long the stop takes
+        return
 
 
 def test_reload_adding_changing_removing_sources_while_files_flow(tmp_path: Path) -> None:
