@@ -141,10 +141,10 @@ class InvokeApi:
             message = (f"The event was not queued (send it again): {err}. Check the cluster's queue and this "
                        "node's access to it with `lambda-bridge cluster check`.")
             return aws_error(503, "ServiceException", message, invocation.request_id)
-        except IntakeStopped as err:  # it waited for room on a full disk when the daemon was told to stop
+        except IntakeStopped as err:  # it waited for room (a full disk, max_queued_events) at the stop
             self.log.warning("invoke.not_queued", function=name, request_id=invocation.request_id, error=str(err))
             message = (f"The event was not queued (send it again): {err}. Lambda's SDKs retry this 503 by "
-                       "themselves; a restarted daemon takes the event once the disk has room.")
+                       "themselves; a restarted daemon takes the event once there is room.")
             return aws_error(503, "ServiceException", message, invocation.request_id)
         return web.Response(status=202, headers={"x-amzn-RequestId": invocation.request_id})
 

@@ -78,8 +78,8 @@ class Service:
                 app = self.build_app()
                 self.api_url = await stack.enter_async_context(serve(app, *address, lambda: self.stop_by))
             # Closed after the sources, before the API waits for its requests: an Invoke still waiting for
-            # room on a full disk is then answered (503, not queued) instead of keeping the stop waiting.
-            stack.callback(self.store.stop_intake)
+            # room (a full disk, max_queued_events) is then answered (503, not queued), not kept waiting.
+            stack.callback(self.dispatcher.stop_intake)
             self.sources = await stack.enter_async_context(SourceRunner(self.source_context, self.extensions))
             try:
                 await self.sources.claim(self.config.sources)  # a port in use: refused before any source starts
