@@ -29,8 +29,8 @@ from bridge.model import ASYNC_LIMIT, SYNC_LIMIT, Invocation, InvokeResult, new_
 
 AcceptAsync = Callable[[str, Invocation], Awaitable[None]]
 INVOKE_PATH = "/2015-03-31/functions/{name}/invocations"
-# Seconds aiohttp gives a request still running at the shutdown deadline, in each of its two steps (wait,
-# then cancel): answers already made get written out; the one shutdown_timeout is spent before, by serve.
+# Seconds a request cut at the shutdown deadline has to end, and aiohttp to write answers out in each of its
+# two steps (wait, then cancel): the one shutdown_timeout is spent before, by serve.
 WRITE_GRACE = 0.5
 
 
@@ -178,10 +178,11 @@ def result_headers(result: InvokeResult) -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def serve(app: web.Application, host: str, port: int, stop_by: Callable[[], float | None]) -> AsyncIterator[str]:
+async def serve(app: web.Application, host: str, port: int, shutdown_timeout: float,
+                stop_by: Callable[[], float | None] = lambda: None) -> AsyncIterator[str]:
     """Listen on host:port while the context is open; on exit, stop listening and let the requests in flight
-    finish until the loop time ``stop_by()`` (the daemon's one shutdown deadline; None: at once), then cut
-    the ones still running."""
+    finish until the loop time ``stop_by()`` (the daemon's one shutdown deadline; None: ``shutdown_timeout``
+    from now), then cut the ones still running."""
     in_flight = InFlight()
     app.middlewares.insert(0, in_flight.middleware)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=WRITE_GRACE,
@@ -194,29 +195,48 @@ async def serve(app: web.Application, host: str, port: int, stop_by: Callable[[]
     finally:
         for site in list(runner.sites):
             await site.stop()  # nothing new comes in
-        if not await in_flight.idle(stop_by() or asyncio.get_running_loop().time()):
-            get_logger().warning("api.stop_timeout", in_flight=in_flight.count)
-        await runner.cleanup()  # aiohttp waits at most WRITE_GRACE (twice) for what is still running
+        deadline = stop_by()
+        try:
+            if not await in_flight.idle(deadline or asyncio.get_running_loop().time() + shutdown_timeout):
+                get_logger().warning("api.stop_timeout", in_flight=in_flight.count)
+                await in_flight.cut()
+        finally:
+            await runner.cleanup()  # writes the answers out (aiohttp waits at most WRITE_GRACE, twice)
 
 
 class InFlight:
-    """The requests being handled; ``idle(by)`` waits until there are none, or until the loop time ``by``."""
+    """The requests being handled: ``idle(by)`` waits until there are none (or the loop time ``by``); ``cut()``
+    then ends the ones still running, each answered 503 ServiceException (send it again), not dropped."""
 
     def __init__(self) -> None:
-        self.count = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._cut: set[asyncio.Task[Any]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
 
+    @property
+    def count(self) -> int:
+        """Requests being handled now."""
+        return len(self._tasks)
+
     @web.middleware
     async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        """Count the request while its handler runs."""
-        self.count += 1
+        """Track the request while its handler runs (aiohttp runs each in a task of its own)."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
         self._idle.clear()
         try:
             return await handler(request)
+        except asyncio.CancelledError:
+            if task not in self._cut:
+                raise
+            task.uncancel()
+            return aws_error(503, "ServiceException", "The daemon stopped (its shutdown_timeout ran out) before "
+                             "this call finished; send it again.")
         finally:
-            self.count -= 1
-            if self.count == 0:
+            self._tasks.discard(task)
+            if not self._tasks:
                 self._idle.set()
 
     async def idle(self, by: float) -> bool:
@@ -225,6 +245,13 @@ class InFlight:
             async with asyncio.timeout_at(by):
                 await self._idle.wait()
         return self._idle.is_set()
+
+    async def cut(self) -> None:
+        """End every request still being handled (each is answered 503) and wait for them."""
+        self._cut |= self._tasks
+        for task in self._cut:
+            task.cancel()
+        await self.idle(asyncio.get_running_loop().time() + WRITE_GRACE)
 
 
 def parse_json_or_text(payload: bytes) -> Any:
