@@ -76,7 +76,8 @@ class Service:
             address = self.config.api.address
             if address is not None:
                 app = self.build_app()
-                self.api_url = await stack.enter_async_context(serve(app, *address, lambda: self.stop_by))
+                self.api_url = await stack.enter_async_context(
+                    serve(app, *address, self.config.shutdown_timeout, lambda: self.stop_by))
             # Closed after the sources, before the API waits for its requests: an Invoke still waiting for
             # room (a full disk, max_queued_events) is then answered (503, not queued), not kept waiting.
             stack.callback(self.dispatcher.stop_intake)
