@@ -41,6 +41,12 @@ def is_transient(err: BaseException) -> bool:
     return isinstance(err, BotoCoreError | OSError | TimeoutError)
 
 
+def transient_or_table_missing(err: BaseException) -> bool:
+    """A running node waits out a missing table too (being restored or created again) rather than stop: its
+    start checked that the table exists, so the table is gone for a while, not misconfigured."""
+    return is_transient(err) or error_code(err) == "ResourceNotFoundException"
+
+
 def describe(err: BaseException, config: ClusterConfig) -> str:
     """What went wrong, said so that the user knows what to do."""
     code = error_code(err)

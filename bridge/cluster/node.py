@@ -9,7 +9,7 @@ import time
 import uuid
 from typing import Any
 
-from bridge.cluster.aws import Clients, error_code, is_transient, unless_stopped, with_retries
+from bridge.cluster.aws import Clients, is_transient, transient_or_table_missing, unless_stopped, with_retries
 from bridge.cluster.config import ClusterConfig
 from bridge.cluster.table import NodeItemLost, Table
 from bridge.errors import ClusterUnavailable
@@ -74,7 +74,7 @@ class Node:
             if stopping.is_set():
                 return
             await unless_stopped(with_retries(self._beat, what="heartbeat", give_up_after=None,
-                                              transient=_beat_again), stopping)
+                                              transient=transient_or_table_missing), stopping)
 
     async def _beat(self) -> None:
         """One heartbeat; a lost membership item (restored or re-created table, TTL) is written again."""
@@ -100,7 +100,3 @@ class Node:
         """The SQS client."""
         return self.clients.sqs
 
-
-def _beat_again(err: BaseException) -> bool:
-    """A running node waits out a missing table too (being restored or re-created), rather than exit."""
-    return is_transient(err) or error_code(err) == "ResourceNotFoundException"
