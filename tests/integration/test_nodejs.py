@@ -63,7 +63,7 @@ FUNCTIONS: dict[str, dict[str, str | dict]] = {
     "esm": {"index.mjs": """
         import { S3Client, GetObjectCommand } from "@aws-sdk/client-s3";
         import { LambdaClient } from "@aws-sdk/client-lambda";
-        export const handler = async (event) => ({
+        export const handler = async (event) => (console.info("esm", {k: event.k}), {
           module: typeof require === "undefined" ? "esm" : "cjs",
           sdk: [typeof S3Client, typeof GetObjectCommand, typeof LambdaClient], event,
         });
@@ -122,7 +122,8 @@ def _functions(root: Path) -> dict[str, dict]:
     return {
         "cjs": {**common, "handler": "src/handlers/app.handler", "code": code["cjs"],
                 "environment": {"GREETING": "hi"}},
-        "esm": {**common, "handler": "index.handler", "code": code["esm"]},
+        "esm": {**common, "handler": "index.handler", "code": code["esm"],
+                "environment": {"AWS_LAMBDA_LOG_FORMAT": "JSON"}},
         "esmpkg": {**common, "handler": "app.handler", "code": code["esmpkg"]},
         "callback": {**common, "handler": "index.handler", "code": code["callback"]},
         "boom": {**common, "handler": "index.handler", "code": code["boom"]},
@@ -188,9 +189,13 @@ def test_commonjs_nested_handler_with_lambda_context_env_and_log_format(client) 
 
 
 def test_es_modules_import_the_runtime_sdk(client) -> None:
-    response, body = invoke(client, "esm", {"k": "v"})
+    response, body = invoke(client, "esm", {"k": "v"}, LogType="Tail")
     assert "FunctionError" not in response
     assert body == {"module": "esm", "sdk": ["function", "function", "function"], "event": {"k": "v"}}
+    # AWS_LAMBDA_LOG_FORMAT=JSON: Lambda's JSON log lines, from the ric too.
+    [line] = [json.loads(text) for text in tail(response).splitlines() if text.startswith("{")]
+    assert line["level"] == "INFO" and line["requestId"] == response["ResponseMetadata"]["RequestId"]
+    assert line["message"] == "esm { k: 'v' }" and line["timestamp"].endswith("Z")
     response, body = invoke(client, "esmpkg")
     assert "FunctionError" not in response and body == {"module": "undefined", "sdk": "function"}
 
