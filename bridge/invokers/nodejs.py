@@ -161,4 +161,5 @@ def prepared(config: LocalFunctionConfig, state_dir: Path) -> NodeRuntime | str:
     if deps is not None and not deps.is_dir():
         return (f"the dependencies of {config.code / 'package.json'} are not installed (or it changed); "
                 "`lambda-bridge run` installs them before it starts")
-    return NodeRuntime(node, runtime, deps, major=major(version))
+    layers = tuple(getattr(config, "layers", ()))  # layers: comes with bridge/build (docs/build.md)
+    return NodeRuntime(node, runtime, deps, layers, major=major(version))
