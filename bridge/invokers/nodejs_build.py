@@ -38,6 +38,7 @@ class NpmFailed(Exception):
     """npm failed or is missing; ``build_missing`` turns it into BuildFailed naming the function."""
 NPM_FLAGS = ("--omit=dev", "--no-audit", "--no-fund", "--loglevel=error")
 OUTPUT_TAIL = 20  # lines of npm's output an error shows
+NPM_TIMEOUT = 1800.0  # seconds one npm run may take (the ric's native build: minutes on a loaded machine)
 
 
 def nodejs_functions(config: Config) -> dict[str, LocalFunctionConfig]:
@@ -95,7 +96,7 @@ def build_runtime(state_dir: Path, version: str, progress: Progress) -> bool:
     if target.is_dir():
         return False
     progress(f"building the Node.js runtime (aws-lambda-ric {RIC_VERSION}, node {version}) in {target}: "
-             "its native part compiles for a minute or two, once")
+             "its native part compiles for a few minutes, once")
     files = {"package.json": json.dumps(runtime_manifest(), indent=2).encode()}
     _build(target, files, ["install"], progress)
     return True
@@ -124,8 +125,13 @@ def _build(target: Path, files: dict[str, bytes], command: list[str], progress: 
         for file, content in files.items():
             (work / file).write_bytes(content)
         started = time.monotonic()
-        done = subprocess.run([npm, *command, *NPM_FLAGS], cwd=work, env=npm_environment(target),
-                              stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
+        try:
+            done = subprocess.run([npm, *command, *NPM_FLAGS], cwd=work, env=npm_environment(target),
+                                  stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False,
+                                  timeout=NPM_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise NpmFailed(f"npm {' '.join(command)} for {target.name} took more than {NPM_TIMEOUT:.0f} s; "
+                            "is the npm registry reachable (npm ping)?") from None
         if done.returncode != 0:
             tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-OUTPUT_TAIL:])
             raise NpmFailed(f"npm {' '.join(command)} for {target.name} failed (exit {done.returncode}):\n{tail}")
