@@ -186,6 +186,7 @@ class Tailer:
             if tailed.key == key and self._same(tailed, entry):
                 tailed.offset = min(int(entry["offset"]), os.fstat(tailed.fd).st_size)
                 tailed.rotated_at = time.monotonic()
+                tailed.path = entry.get("path", tailed.path)  # its lines keep the log stream they had
                 self.files[key] = tailed
             else:
                 os.close(tailed.fd)
@@ -236,7 +237,9 @@ class Tailer:
             self.warn("logs.truncated", None, path=tailed.path, offset=tailed.offset, size=size)
             tailed.offset, tailed.skipping, tailed.partial_since = 0, False, None
             tailed.buffer.clear()
-        if tailed.fp_len < FINGERPRINT_BYTES and size > tailed.fp_len:
+            tailed.pending.clear()
+            tailed.fp_len = -1  # hashed again below: the file's first bytes are new
+        if tailed.fp_len < min(FINGERPRINT_BYTES, size):
             tailed.fingerprint, tailed.fp_len = fingerprint(tailed.fd)
 
     def _take(self, tailed: TailedFile, chunk: bytes, records: list[Record], now: float) -> None:
