@@ -26,6 +26,7 @@ class JournalConfig(Strict):
     identifier: str | None = None
     priority: int | str | None = None
     matches: dict[str, str] = {}
+    namespace: str | None = None  # a journal namespace (journalctl --namespace), e.g. of a LogNamespace= unit
 
     @field_validator("priority")
     @classmethod
@@ -45,7 +46,8 @@ class JournalConfig(Strict):
 
     def arguments(self) -> list[str]:
         """journalctl's match arguments for this selection."""
-        args = [f"--unit={self.unit}"] if self.unit else []
+        args = [f"--namespace={self.namespace}"] if self.namespace else []
+        args += [f"--unit={self.unit}"] if self.unit else []
         args += [f"--identifier={self.identifier}"] if self.identifier else []
         args += [f"--priority={self.priority}"] if self.priority is not None else []
         return args + [f"{name}={value}" for name, value in self.matches.items()]

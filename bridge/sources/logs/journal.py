@@ -30,15 +30,13 @@ class JournalEnded(Exception):
 
 
 def journal_command(source: LogsSource, cursor: str | None) -> list[str]:
-    """The journalctl command line: after the saved cursor, else from the end (or the beginning)."""
+    """The journalctl command line: after the saved cursor, else from the first matching entry."""
     assert source.config.journal is not None
     args = ["journalctl", "--output=json", "--follow", "--no-pager", "--all"]
     if cursor:
         args += [f"--after-cursor={cursor}", "--no-tail"]
-    elif source.config.start_position == "beginning":
+    else:  # "" (nothing matched at the first start) or start_position: beginning
         args += ["--no-tail"]
-    else:
-        args += ["--lines=0"]
     return args + source.config.journal.arguments()
 
 
@@ -84,8 +82,27 @@ def _before_sleep(source: LogsSource) -> Any:
     return before_sleep
 
 
+async def initial_cursor(source: LogsSource) -> str | None:
+    """The first start's position: the cursor of the last entry that matches now (None: none does yet)."""
+    assert source.config.journal is not None
+    process = await asyncio.create_subprocess_exec(
+        "journalctl", "--lines=0", "--show-cursor", "--no-pager", "--quiet", *source.config.journal.arguments(),
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await process.communicate()
+    if process.returncode != 0:
+        raise JournalEnded(f"journalctl exited with {process.returncode}: {err.decode(errors='replace')[:500]}")
+    found = re.search(r"^-- cursor: (\S+)", out.decode(errors="replace"), re.MULTILINE)
+    return found.group(1) if found else None
+
+
 async def _run_journalctl(source: LogsSource, batcher: Batcher) -> None:
     cursor = await source.ctx.store.get_state(source.name, "cursor")
+    if cursor is None and source.config.start_position == "end":
+        try:
+            cursor = await initial_cursor(source) or ""
+        except OSError as err:
+            raise JournalEnded(f"cannot run journalctl: {err.strerror}") from None
+        await source.ctx.store.put_state(source.name, "cursor", cursor)  # "": from the first matching entry
     command = journal_command(source, cursor)
     try:
         process = await asyncio.create_subprocess_exec(*command, stdin=asyncio.subprocess.DEVNULL,
