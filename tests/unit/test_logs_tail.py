@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -118,3 +121,39 @@ def test_first_start_at_the_end_and_new_files_from_their_start(tmp_path: Path, w
     t.scan()
     assert texts(t) == ["new file"]
     assert t.matches("c.log") and not t.matches("c.txt")
+
+
+def test_an_unreadable_file_is_reported_and_the_others_are_read() -> None:
+    """As a user who may not read it (the test drops root in a child process: root reads anything). The
+    tailer reports it under one key each time (the source logs a key once)."""
+    tmp_path = Path(tempfile.mkdtemp(dir="/tmp"))  # beside pytest's 0700 folders: nobody must reach it
+    (tmp_path / "secret.log").write_text("hidden\n")
+    (tmp_path / "secret.log").chmod(0o000)
+    (tmp_path / "open.log").write_text("visible\n")
+    tmp_path.chmod(0o755)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: nobody, then the tailer; its findings go back through the pipe
+        try:
+            os.close(read_end)
+            if os.getuid() == 0:
+                os.setgroups([])
+                os.setresgid(65534, 65534, 65534)
+                os.setresuid(65534, 65534, 65534)
+            found: set = set()
+            t = Tailer(str(tmp_path / "*.log"), follow_symlinks=False, multiline_start=None, partial_timeout=1,
+                       warn=lambda event, once, **fields: found.add((event, once, fields["path"])))
+            for _ in range(3):
+                t.scan()
+            out = {"texts": texts(t), "warnings": sorted(found)}
+            os.write(write_end, json.dumps(out).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        result = json.loads(pipe.read())
+    os.waitpid(pid, 0)
+    assert result["texts"] == ["visible"]
+    secret = str(tmp_path / "secret.log")
+    assert result["warnings"] == [["logs.unreadable", secret, secret]]
+    shutil.rmtree(tmp_path)
