@@ -157,3 +157,21 @@ def test_an_unreadable_file_is_reported_and_the_others_are_read() -> None:
     secret = str(tmp_path / "secret.log")
     assert result["warnings"] == [["logs.unreadable", secret, secret]]
     shutil.rmtree(tmp_path)
+
+
+def test_links_are_followed_only_inside_the_directory(tmp_path: Path, warnings: list) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "2026-12-07.txt").write_text("today\n")
+    (tmp_path / "outside.txt").write_text("not ours\n")
+    os.symlink(logs / "2026-12-07.txt", logs / "current.log")
+    os.symlink(tmp_path / "outside.txt", logs / "escape.log")
+    t = tailer(logs / "*.log", warnings, follow_symlinks=True)
+    t.scan()
+    records, _ = t.read(None)
+    assert [(r.text, r.path) for r in records] == [("today", str(logs / "current.log"))]
+    escape = str(logs / "escape.log")
+    assert [(event, fields["path"]) for event, fields in warnings] == [("logs.symlink_outside", escape)]
+    plain = tailer(logs / "*.log", warnings, follow_symlinks=False)
+    plain.scan()
+    assert texts(plain) == []

@@ -106,7 +106,7 @@ class Tailer:
         """Compare the glob with the open files: open new ones, follow renames, retire the ones gone."""
         seen: dict[str, str] = {}
         for path in sorted(glob.glob(glob.escape(self.directory) + os.sep + self.glob)):
-            key = self._track(path, saved or {}, new_at_end)
+            key = self._track(path, saved or {}, new_at_end, set(seen.values()))
             if key is not None:
                 seen[path] = key
         now = time.monotonic()
@@ -115,27 +115,51 @@ class Tailer:
                 tailed.rotated_at = now  # renamed out of the glob or deleted: drained, then closed
         self.by_path = seen
 
-    def _track(self, path: str, saved: dict[str, Any], new_at_end: bool) -> str | None:
+    def _track(self, path: str, saved: dict[str, Any], new_at_end: bool, taken: set[str]) -> str | None:
+        target = self._target(path)
+        if target is None:
+            return None
         try:
-            info = os.lstat(path)
+            info = os.stat(target, follow_symlinks=False)
         except OSError:
             return None
-        if stat.S_ISLNK(info.st_mode) and not self.follow_symlinks:
-            self.warn("logs.symlink_skipped", path, path=path, hint="set follow_symlinks: true to read through links")
-            return None
         key = f"{info.st_dev}:{info.st_ino}"
-        if key in self.files and not stat.S_ISLNK(info.st_mode):
+        if key in taken:  # a link and its target both match: one file, read once
+            return None
+        if key in self.files:
             tailed = self.files[key]
             tailed.path, tailed.rotated_at = path, None
             return key
-        tailed = self._open(path, saved, new_at_end)
+        tailed = self._open(target, saved, new_at_end)
         if tailed is None:
             return None
+        tailed.path = path
         self.files[tailed.key] = tailed
         return tailed.key
 
+    def _target(self, path: str) -> str | None:
+        """What to open for ``path``: itself, or for a link (with follow_symlinks) its target in the same directory.
+
+        Links are never followed out of the watched directory (a log link swapped for one to /etc/shadow);
+        the target is opened with O_NOFOLLOW, so a link swapped in after this check is refused too.
+        """
+        try:
+            if not stat.S_ISLNK(os.lstat(path).st_mode):
+                return path
+        except OSError:
+            return None
+        if not self.follow_symlinks:
+            self.warn("logs.symlink_skipped", path, path=path, hint="set follow_symlinks: true to read through links")
+            return None
+        target = os.path.realpath(path)
+        if os.path.dirname(target) != os.path.realpath(self.directory):
+            self.warn("logs.symlink_outside", path, path=path, target=target,
+                      hint="links are followed only to files in the watched directory")
+            return None
+        return target
+
     def _open(self, path: str, saved: dict[str, Any], new_at_end: bool) -> TailedFile | None:
-        flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | (0 if self.follow_symlinks else os.O_NOFOLLOW)
+        flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW
         try:
             fd = os.open(path, flags)
         except OSError as err:
