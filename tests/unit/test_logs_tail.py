@@ -7,10 +7,13 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bridge.sources.logs.tail import Tailer
 
@@ -175,3 +178,23 @@ def test_links_are_followed_only_inside_the_directory(tmp_path: Path, warnings: 
     plain = tailer(logs / "*.log", warnings, follow_symlinks=False)
     plain.scan()
     assert texts(plain) == []
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.binary(max_size=300), max_size=12))
+def test_any_bytes_in_any_chunks_come_out_as_their_lines(tmp_path: Path, chunks: list[bytes]) -> None:
+    """Whatever the bytes and however the writes split them: every whole line once, in order, as text."""
+    log = tmp_path / f"fuzz-{uuid.uuid4().hex}.log"
+    log.touch()
+    t = tailer(log, [])
+    t.scan()
+    got: list[str] = []
+    with open(log, "ab") as f:
+        for chunk in chunks:
+            f.write(chunk)
+            f.flush()
+            got += texts(t)
+    t.close()
+    data = b"".join(chunks)
+    whole = data[:data.rfind(b"\n") + 1].split(b"\n")[:-1] if b"\n" in data else []
+    assert got == [line.removesuffix(b"\r").decode("utf-8", "replace") for line in whole]
