@@ -37,7 +37,7 @@ class LogEvent:
     @property
     def size(self) -> int:
         """What AWS counts against a batch's byte limit."""
-        return len(self.message.encode("utf-8", "surrogatepass")) + EVENT_OVERHEAD
+        return len(self.message.encode("utf-8", "replace")) + EVENT_OVERHEAD
 
 
 def event_id(timestamp_ms: int, origin: str, position: int) -> str:
@@ -51,8 +51,13 @@ def event_id(timestamp_ms: int, origin: str, position: int) -> str:
 
 
 def truncate_message(message: str) -> str:
-    """At most AWS's 256 KB log event (UTF-8 bytes, whole characters), as the CloudWatch agent truncates."""
-    data = message.encode("utf-8", "surrogatepass")
+    """At most AWS's 256 KB log event (UTF-8 bytes, whole characters), as the CloudWatch agent truncates; a lone
+    surrogate (a journal's JSON may carry one) becomes '?', so the event is valid UTF-8."""
+    try:
+        data = message.encode("utf-8")
+    except UnicodeEncodeError:
+        data = message.encode("utf-8", "replace")
+        message = data.decode("utf-8")
     if len(data) <= MAX_MESSAGE_BYTES:
         return message
     return data[:MAX_MESSAGE_BYTES].decode("utf-8", "ignore")
@@ -66,7 +71,7 @@ def logs_data(owner: str, log_group: str, log_stream: str, filter_name: str, eve
 
 def encode(data: dict[str, Any]) -> dict[str, Any]:
     """The Lambda event for a decoded document: base64 of its gzip'd JSON under ``awslogs.data``."""
-    raw = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
+    raw = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "replace")
     return {"awslogs": {"data": base64.b64encode(gzip.compress(raw, compresslevel=6, mtime=0)).decode("ascii")}}
 
 

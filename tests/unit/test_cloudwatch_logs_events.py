@@ -76,6 +76,7 @@ def test_truncate_keeps_whole_characters_within_256_kb() -> None:
     cut = truncate_message(text)
     assert len(cut.encode()) <= MAX_MESSAGE_BYTES and set(cut) == {"é"}
     assert truncate_message("short") == "short"
+    assert truncate_message("lone \ud800 surrogate") == "lone ? surrogate"  # a journal's JSON can hold one
 
 
 @given(st.lists(st.text(st.characters(blacklist_categories=["Cs"]), max_size=200), min_size=1, max_size=20),
