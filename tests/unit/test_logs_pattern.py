@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import pytest
 from hypothesis import given
@@ -247,3 +248,15 @@ def test_json_equality_and_inequality_are_complements_on_value_nodes(value: str,
     assert equal != unequal
     if "*" not in other:
         assert equal == (value == other)
+
+
+def test_ellipses_are_bounded() -> None:
+    """Two ``...`` at most (a third is an error at its column); a line of 100,000 fields stays cheap."""
+    two = compile_pattern("[a, ..., b=zz, ..., d]")
+    assert two.match("x y zz w q") == {"$a": "x", "$2": "y", "$b": "zz", "$4": "w", "$d": "q"}
+    with pytest.raises(PatternError, match="column 18"):
+        compile_pattern("[..., a, ..., b, ...]")
+    line = " ".join(["x"] * 100_000)
+    started = time.perf_counter()
+    assert two.match(line) is None
+    assert time.perf_counter() - started < 5  # linear; a quadratic search would take minutes

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,8 @@ Test = Callable[[Any], bool]
 
 NO_FIELDS: Extracted = {}
 MAX_PATTERN = 1024  # AWS's length limit on filterPattern
+MAX_ELLIPSES = 2  # '...' in one space-delimited pattern (more would make matching a line quadratic or worse)
+MAX_PLACEMENTS = 4096  # ways of laying one line on a pattern with two ellipses tried, at most
 MAX_REGEXES = 2  # AWS: at most two %regex% in one JSON or space-delimited pattern
 # AWS's regex subset: letters, digits, these symbols and operators; no parentheses, no multi-byte characters.
 REGEX_CHARS = frozenset(string.ascii_letters + string.digits + "_#=@/;,-:" + "^$?[]{}|\\*+." + " ")
@@ -454,7 +456,10 @@ class _DelimitedParser(_Scanner):
         self.expect("[", "a space-delimited pattern starts with [")
         slots = [self._slot()]
         while self.take(","):
+            start = self.pos
             slots.append(self._slot())
+            if sum(1 for slot in slots if slot.name == ELLIPSIS) > MAX_ELLIPSES:
+                raise self.error(f"at most {MAX_ELLIPSES} '...' in one pattern", start + 1)
         self.expect("]", "close the space-delimited pattern")
         if not self.at_end():
             raise self.error("unexpected text after the closing ]")
@@ -511,37 +516,40 @@ def split_fields(message: str) -> list[str]:
 def _delimited_matcher(slots: list[_Slot]) -> Matcher:
     fixed = sum(1 for slot in slots if slot.name != ELLIPSIS)
     open_ended = fixed != len(slots)
+    named = [(i, f"${slot.name}") for i, slot in enumerate(slots) if slot.name not in (None, ELLIPSIS)]
+    tests = [slot.test for slot in slots if slot.test is not None]
 
     def match(message: str) -> Extracted | None:
         tokens = split_fields(message)
         if len(tokens) < fixed or (not open_ended and len(tokens) != fixed):
             return None
-        for fields in _assignments(slots, tokens, 0, 0, {}):
-            if all(slot.test is None or slot.test(fields) for slot in slots):
-                return fields
+        for tries, starts in enumerate(_placements(slots, len(tokens), 0, 0, [])):
+            if tries >= MAX_PLACEMENTS:
+                return None  # a line of thousands of fields against two ellipses: bounded, as no match
+            fields = {key: tokens[starts[i]] for i, key in named}
+            if all(test(fields) for test in tests):
+                return _extracted(slots, starts, tokens)
         return None
     return match
 
 
-def _assignments(slots: list[_Slot], tokens: list[str], i: int, j: int, fields: dict[str, str]):  # type: ignore[no-untyped-def]
-    """Every way to lay the tokens on the slots (an ellipsis takes 0..n); fields named $name or $position."""
+def _placements(slots: list[_Slot], count: int, i: int, j: int, starts: list[int]) -> Iterator[list[int]]:
+    """Every way to lay ``count`` fields on the slots: the index of each slot's first field (an ellipsis takes
+    0..n). At most two ellipses keep this linear in the line's fields."""
     if i == len(slots):
-        if j == len(tokens):
-            yield dict(fields)
+        if j == count:
+            yield starts
         return
-    slot = slots[i]
-    if slot.name == ELLIPSIS:
-        rest = sum(1 for s in slots[i + 1:] if s.name != ELLIPSIS)
-        for take in range(len(tokens) - j - rest, -1, -1):
-            for k in range(j, j + take):
-                fields[f"${k + 1}"] = tokens[k]
-            yield from _assignments(slots, tokens, i + 1, j + take, fields)
-            for k in range(j, j + take):
-                fields.pop(f"${k + 1}", None)
-        return
-    if j >= len(tokens):
-        return
-    key = f"${slot.name}" if slot.name else f"${j + 1}"
-    fields[key] = tokens[j]
-    yield from _assignments(slots, tokens, i + 1, j + 1, fields)
-    fields.pop(key, None)
+    if slots[i].name == ELLIPSIS:
+        rest = sum(1 for slot in slots[i + 1:] if slot.name != ELLIPSIS)
+        last = rest == len(slots) - i - 1  # no ellipsis after this one: it takes exactly what is left over
+        for take in range(count - j - rest, -1 if not last else count - j - rest - 1, -1):
+            yield from _placements(slots, count, i + 1, j + take, [*starts, j])
+    elif j < count:
+        yield from _placements(slots, count, i + 1, j + 1, [*starts, j])
+
+
+def _extracted(slots: list[_Slot], starts: list[int], tokens: list[str]) -> Extracted:
+    """extractedFields as AWS writes them: ``$name`` for a named slot's field, ``$N`` (1-based) for the rest."""
+    names = {starts[i]: f"${slot.name}" for i, slot in enumerate(slots) if slot.name not in (None, ELLIPSIS)}
+    return {names.get(n, f"${n + 1}"): token for n, token in enumerate(tokens)}
