@@ -61,6 +61,7 @@ class Batcher:
         self.pending_bytes = 0
         self.first_event: float | None = None  # monotonic time of the oldest matching record waiting
         self.first_line: float | None = None  # ... of the oldest record read since the last commit
+        self.log = get_logger(source=config.name, function=config.function)
         ctx.stats.extra.update(lines=0, matched=0, batches=0)
 
     def offer(self, records: list[Record], stream_of: Callable[[Record], Stream], now: float,
@@ -74,7 +75,12 @@ class Batcher:
         wall_ms = wall_ms or time.time_ns() // 1_000_000  # the time read, as the CloudWatch agent stamps lines
         matched = 0
         for record in records:
-            fields = match(record.text)
+            try:
+                fields = match(record.text)
+            except Exception as err:  # a bug in matching one line never stops the source: that line is skipped
+                self.log.error("logs.match_failed", path=record.path, position=record.position,
+                               error=f"{type(err).__name__}: {err}"[:500])
+                continue
             if fields is None:
                 continue
             message = truncate_message(record.text)
