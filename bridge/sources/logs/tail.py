@@ -100,7 +100,11 @@ class Tailer:
         self.scan(saved=saved, new_at_end=first_start and from_end)
         for key, entry in saved.items():
             if key not in self.files:
-                self._recover_rotated(key, entry)
+                try:
+                    self._recover_rotated(key, entry)
+                except (OSError, ValueError, KeyError, TypeError) as err:  # a damaged entry or an I/O error
+                    self.warn("logs.recover_failed", key, path=entry.get("path") if isinstance(entry, dict) else None,
+                              error=str(err))
 
     def scan(self, saved: dict[str, Any] | None = None, new_at_end: bool = False) -> None:
         """Compare the glob with the open files: open new ones, follow renames, retire the ones gone."""
@@ -168,6 +172,14 @@ class Tailer:
                 self.warn("logs.unreadable", path, path=path, error=reason,
                           hint="give the daemon's user read access (e.g. the adm group) or narrow path:")
             return None
+        try:
+            return self._opened(path, fd, saved, new_at_end)
+        except OSError as err:  # an I/O error reading its first bytes: logged once, tried again at the next scan
+            os.close(fd)
+            self.warn("logs.read_failed", path, path=path, error=err.strerror)
+            return None
+
+    def _opened(self, path: str, fd: int, saved: dict[str, Any], new_at_end: bool) -> TailedFile | None:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             os.close(fd)
@@ -198,11 +210,11 @@ class Tailer:
         """A file we had not finished, renamed while we were down: found by inode in its directory, drained."""
         directory = os.path.dirname(entry.get("path", "")) or self.directory
         try:
-            entries = list(os.scandir(directory))
-        except OSError:
+            entries = [e for e in os.scandir(directory) if e.inode() == int(key.split(":")[1])]
+        except (OSError, ValueError):
             return
         for found in entries:
-            if found.inode() != int(key.split(":")[1]) or not found.is_file(follow_symlinks=False):
+            if not found.is_file(follow_symlinks=False):
                 continue
             tailed = self._open(found.path, {}, False)
             if tailed is None:
