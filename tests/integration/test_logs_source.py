@@ -252,3 +252,21 @@ def test_pattern_error_names_the_column(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "sources[0].filter_pattern" in result.stderr + result.stdout
     assert "column 24" in result.stderr + result.stdout
+
+
+def test_watched_directory_removed_and_recreated(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    config = logs_config(tmp_path, str(logs / "*.log"), filter_pattern="ERROR")
+    with Daemon(config) as daemon:
+        daemon.wait_for("logs.watching")
+        (logs / "a.log").write_text("ERROR before\n")
+        wait_delivered(tmp_path, {"ERROR before"})
+        for path in logs.iterdir():
+            path.unlink()
+        logs.rmdir()
+        daemon.wait_for("logs.directory_missing")
+        logs.mkdir()
+        daemon.wait_for("logs.watching", count=2)
+        (logs / "b.log").write_text("ERROR after\n")
+        wait_delivered(tmp_path, {"ERROR before", "ERROR after"})
