@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import glob
 import os
+import random
 import shutil
 import subprocess
 import tempfile
+import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -18,6 +21,7 @@ from aws_lambda_powertools.utilities.parser.models import CloudWatchLogsModel
 
 from bridge.testing import Daemon, wait_until, write_config, write_handler
 from tests.integration.test_async_delivery import RECORDER, records
+from tests.integration.test_logs_source import _repeats
 
 JOURNALD = "/lib/systemd/systemd-journald"
 
@@ -87,3 +91,42 @@ def _wait(tmp_path: Path, expected: set[str]) -> list[str]:
         return [e.message for r in records(tmp_path / "sink.jsonl")
                 for e in CloudWatchLogsModel.model_validate(r["event"]).awslogs.decoded_data.logEvents]
     return wait_until(lambda: (got := messages()) and expected <= set(got) and got, timeout=30)
+
+
+def test_journal_kill9_loses_no_entry(tmp_path: Path, namespace: str) -> None:
+    """SIGKILL while entries flow: the cursor is saved with the events, so none is lost or read twice."""
+    code = write_handler(tmp_path, "sink", RECORDER)
+    config = write_config(tmp_path / "config.yaml", {
+        "state_dir": str(tmp_path / "state"), "log_level": "info",
+        "functions": {"sink": {"handler": "app.handler", "code": str(code),
+                               "environment": {"RECORD_FILE": str(tmp_path / "sink.jsonl")}}},
+        "sources": [{"name": "journal", "type": "logs", "function": "sink", "batch_window": 0.05,
+                     "journal": {"identifier": "lbkill", "namespace": namespace}}],
+    })
+    written: list[str] = []
+    stop = threading.Event()
+
+    def write() -> None:
+        n = 0
+        while not stop.is_set():
+            batch = [f"entry {n + i}" for i in range(25)]
+            systemd_cat(namespace, "lbkill", batch)
+            written.extend(batch)
+            n += 25
+
+    writer = threading.Thread(target=write, daemon=True)
+    rng = random.Random(4)
+    for round_ in range(4):
+        daemon = Daemon(config).start()
+        daemon.wait_for("logs.journal_following")
+        if round_ == 0:
+            writer.start()
+        time.sleep(rng.uniform(0.3, 0.8))  # the scenario: entries flow for a random while, then the kill
+        daemon.kill()
+    stop.set()
+    writer.join()
+    with Daemon(config):
+        got = _wait(tmp_path, set(written))
+    redelivered, read_twice = _repeats(tmp_path)
+    assert read_twice == 0 and redelivered <= 8, (redelivered, read_twice)
+    assert len(set(got)) == len(written)

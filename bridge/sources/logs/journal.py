@@ -89,10 +89,12 @@ async def initial_cursor(source: LogsSource) -> str | None:
         "journalctl", "--lines=0", "--show-cursor", "--no-pager", "--quiet", *source.config.journal.arguments(),
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await process.communicate()
-    if process.returncode != 0:
-        raise JournalEnded(f"journalctl exited with {process.returncode}: {err.decode(errors='replace')[:500]}")
     found = re.search(r"^-- cursor: (\S+)", out.decode(errors="replace"), re.MULTILINE)
-    return found.group(1) if found else None
+    if found:
+        return found.group(1)
+    if process.returncode not in (0, 1) or err.strip():  # 1 and silent: no entry matches yet
+        raise JournalEnded(f"journalctl exited with {process.returncode}: {err.decode(errors='replace')[:500]}")
+    return None
 
 
 async def _run_journalctl(source: LogsSource, batcher: Batcher) -> None:
