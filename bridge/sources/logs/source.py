@@ -228,7 +228,9 @@ class LogsSource:
         more = True  # catch up first: whatever was written while the daemon was down
         while not pump.done() or self._rescan:
             now = time.monotonic()
-            if not more:
+            if more:
+                await asyncio.sleep(0)  # catching up: the loop's other tasks run between passes
+            else:
                 await self._sleep(now, tailer, batcher)
                 now = time.monotonic()
             timer = tailer.next_timer()

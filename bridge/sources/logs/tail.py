@@ -18,7 +18,7 @@ from bridge.events.cloudwatch_logs import MAX_MESSAGE_BYTES
 
 FINGERPRINT_BYTES = 256  # a file's identity beside its inode: a hash of (up to) its first 256 bytes
 READ_CHUNK = 1 << 20  # bytes read from one file in one call
-READ_BUDGET = 4 << 20  # bytes read from one file per wake-up; the rest on the next pass (others get a turn)
+READ_BUDGET = 2 << 20  # bytes read from one file per pass; the rest on the next (other files and tasks get a turn)
 ROTATED_GRACE = 2.0  # seconds a rotated-away file is kept open after it stopped growing (late writes)
 Warn = Callable[..., None]  # warn(event, key, **fields): logged once per key
 
