@@ -99,6 +99,9 @@ async def initial_cursor(source: LogsSource) -> str | None:
 
 async def _run_journalctl(source: LogsSource, batcher: Batcher) -> None:
     cursor = await source.ctx.store.get_state(source.name, "cursor")
+    if cursor is not None and not isinstance(cursor, str):  # not ours (a hand-edited store): start afresh
+        source.warn("logs.state_ignored", None, state=str(cursor)[:200])
+        cursor = None
     if cursor is None and source.config.start_position == "end":
         try:
             cursor = await initial_cursor(source) or ""

@@ -176,6 +176,9 @@ class LogsSource:
                         partial_timeout=self.config.partial_line_timeout)
         batcher = Batcher(self.config, self.ctx, "files")
         saved = await self.ctx.store.get_state(self.name, "files")
+        if saved is not None and not isinstance(saved, dict):  # not ours (a hand-edited store): start afresh
+            self.warn("logs.state_ignored", None, state=str(saved)[:200])
+            saved = None
         try:
             while True:  # once per life of the watched directory
                 await self._watch_directory(tailer, batcher, saved)
