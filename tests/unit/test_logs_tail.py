@@ -198,3 +198,13 @@ def test_any_bytes_in_any_chunks_come_out_as_their_lines(tmp_path: Path, chunks:
     data = b"".join(chunks)
     whole = data[:data.rfind(b"\n") + 1].split(b"\n")[:-1] if b"\n" in data else []
     assert got == [line.removesuffix(b"\r").decode("utf-8", "replace") for line in whole]
+
+
+def test_damaged_saved_state_is_a_fresh_start(tmp_path: Path, warnings: list) -> None:
+    log = tmp_path / "app.log"
+    log.write_text("one\n")
+    t = tailer(log, warnings)
+    key = f"{log.stat().st_dev}:{log.stat().st_ino}"
+    t.resume({key: {"offset": "x", "fp_len": None}, "1:2": "not a dict", "3:4": {"path": 5}},
+             first_start=False, from_end=False)
+    assert texts(t) == ["one"]

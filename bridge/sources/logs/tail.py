@@ -102,7 +102,7 @@ class Tailer:
             if key not in self.files:
                 try:
                     self._recover_rotated(key, entry)
-                except (OSError, ValueError, KeyError, TypeError) as err:  # a damaged entry or an I/O error
+                except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:  # damaged entry, I/O error
                     self.warn("logs.recover_failed", key, path=entry.get("path") if isinstance(entry, dict) else None,
                               error=str(err))
 
@@ -192,8 +192,8 @@ class Tailer:
         tailed = TailedFile(path, fd, info.st_dev, info.st_ino, 0)
         tailed.fingerprint, tailed.fp_len = fingerprint(fd)
         entry = saved.get(key)
-        if entry and self._same(tailed, entry):
-            tailed.offset = min(int(entry["offset"]), info.st_size)
+        if isinstance(entry, dict) and isinstance(entry.get("offset"), int) and self._same(tailed, entry):
+            tailed.offset = min(max(entry["offset"], 0), info.st_size)
         elif new_at_end:
             tailed.offset = info.st_size
         return tailed
@@ -201,8 +201,8 @@ class Tailer:
     @staticmethod
     def _same(tailed: TailedFile, entry: dict[str, Any]) -> bool:
         """The saved entry is this file: the fingerprint of as many bytes as were hashed then still agrees."""
-        length = int(entry.get("fp_len", 0))
-        if length == 0:
+        length = entry.get("fp_len", 0)
+        if not isinstance(length, int) or length <= 0:
             return True
         return fingerprint(tailed.fd, length) == (entry.get("fp"), length)
 
