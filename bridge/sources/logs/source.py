@@ -206,8 +206,19 @@ class LogsSource:
                 await self._loop(tailer, batcher, pump)
             finally:
                 pump.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pump
+                await self._pump_ended(pump)
+
+    async def _pump_ended(self, pump: asyncio.Task[None]) -> None:
+        """Wait for the kernel-event reader; an error of its own is logged and the directory watched anew."""
+        try:
+            await pump
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the source itself is being stopped
+        except Exception as err:  # e.g. the inotify descriptor failing: a new watch after a pause
+            self.log.warning("logs.watch_failed", error=f"{type(err).__name__}: {err}"[:500])
+            await asyncio.sleep(1.0)
 
     async def _pump(self, inotify: Inotify, tailer: Tailer) -> None:
         """Kernel events -> which files to read, whether to rescan; one wake-up for many events."""
