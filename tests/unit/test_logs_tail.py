@@ -208,3 +208,17 @@ def test_damaged_saved_state_is_a_fresh_start(tmp_path: Path, warnings: list) ->
     t.resume({key: {"offset": "x", "fp_len": None}, "1:2": "not a dict", "3:4": {"path": 5}},
              first_start=False, from_end=False)
     assert texts(t) == ["one"]
+
+
+def test_journal_entries_as_journalctl_prints_them() -> None:
+    """journalctl -o json: MESSAGE is text, an array of bytes (binary), or null; the cursor orders entries."""
+    from bridge.sources.logs.journal import entry_record
+
+    text, cursor, ms = entry_record({"MESSAGE": "ERROR x", "__CURSOR": "s=ab;i=1f;b=cd", "_SYSTEMD_UNIT": "a.service",
+                                     "__REALTIME_TIMESTAMP": "1796685675783085"})
+    assert (text.text, text.position, text.path, cursor, ms) == ("ERROR x", 31, "a.service", "s=ab;i=1f;b=cd",
+                                                                 1796685675783)
+    binary, _, _ = entry_record({"MESSAGE": [69, 82, 0, 255, 300, "x"], "SYSLOG_IDENTIFIER": "b"})
+    assert (binary.text, binary.path) == ("ER\x00\ufffd", "b")
+    empty, _, _ = entry_record({"MESSAGE": None, "__CURSOR": "garbage"})
+    assert empty.text == "" and empty.position == 0

@@ -134,6 +134,16 @@ async def _run_journalctl(source: LogsSource, batcher: Batcher) -> None:
 
 async def _read(source: LogsSource, process: asyncio.subprocess.Process,
                 queue: asyncio.Queue[Entry | None]) -> None:
+    """journalctl's JSON lines -> entries; None at the end (or after an error of the reader's own)."""
+    try:
+        await _parse_lines(source, process, queue)
+    except Exception as err:  # never a silent hang: the consumer sees the end, journalctl is restarted
+        source.log.warning("logs.journal_read_failed", error=f"{type(err).__name__}: {err}"[:500])
+    await queue.put(None)
+
+
+async def _parse_lines(source: LogsSource, process: asyncio.subprocess.Process,
+                       queue: asyncio.Queue[Entry | None]) -> None:
     assert process.stdout is not None
     while True:
         try:
@@ -142,7 +152,6 @@ async def _read(source: LogsSource, process: asyncio.subprocess.Process,
             source.warn("logs.journal_entry_too_large", None, limit=LINE_LIMIT)
             continue
         if not line:
-            await queue.put(None)
             return
         try:
             entry = json.loads(line)
