@@ -270,3 +270,18 @@ def test_watched_directory_removed_and_recreated(tmp_path: Path) -> None:
         daemon.wait_for("logs.watching", count=2)
         (logs / "b.log").write_text("ERROR after\n")
         wait_delivered(tmp_path, {"ERROR before", "ERROR after"})
+
+
+def test_multiline_records_and_a_line_that_never_ends(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    config = logs_config(tmp_path, str(logs / "app.log"), filter_pattern="ERROR", multiline_start=r"^\d{4}-",
+                         partial_line_timeout=0.5)
+    with Daemon(config) as daemon:
+        daemon.wait_for("logs.watching")
+        with open(logs / "app.log", "a") as f:
+            f.write("2026-12-07 ERROR boom\nTraceback (most recent call last):\n  File \"x\"\n")
+            f.write("2026-12-07 INFO fine\n2026-12-07 ERROR last, without a newline")
+        got = wait_delivered(tmp_path, {"2026-12-07 ERROR boom\nTraceback (most recent call last):\n  File \"x\"",
+                                        "2026-12-07 ERROR last, without a newline"})
+    assert len(got) == 2
