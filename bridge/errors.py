@@ -128,7 +128,7 @@ class ManifestError(BridgeError):
     exit_code = 2
 
     def __init__(self, path: str, line: int | None, message: str) -> None:
-        self.path, self.line = path, line
+        self.path, self.line, self.reason = path, line, message
         super().__init__(f"{path}{f', line {line}' if line else ''}: {message}")
 
 

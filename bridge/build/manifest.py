@@ -104,7 +104,10 @@ def _read_pyproject(path: Path, code: Path, manifest: Manifest) -> None:
     for number, text in enumerate(deps, 1):
         if text.strip().startswith("-"):
             raise ManifestError(str(path), None, f"dependency {number} {text!r}: options are not allowed here")
-        manifest.lines.append(_requirement(path, number, text.strip(), code.resolve(), f"dependency {number}"))
+        try:
+            manifest.lines.append(_requirement(path, number, text.strip(), code.resolve()))
+        except ManifestError as err:  # a list item has no line of its own: name its place in the list
+            raise ManifestError(str(path), None, f"[project] dependency {number} {err.reason}") from None
 
 
 def _read_requirements(path: Path, code: Path, manifest: Manifest, seen: list[Path]) -> None:
@@ -119,7 +122,7 @@ def _read_requirements(path: Path, code: Path, manifest: Manifest, seen: list[Pa
         if line.startswith("-"):
             _option(path, number, line, code, manifest, seen)
         else:
-            manifest.lines.append(_requirement(path, number, line, code, f"line {number}"))
+            manifest.lines.append(_requirement(path, number, line, code))
 
 
 def _logical_lines(text: str) -> list[tuple[int, str]]:
@@ -173,7 +176,7 @@ def _location(path: Path, number: int, value: str, code: Path, line: str) -> str
     return str(_inside(path, number, value, code, line))
 
 
-def _requirement(path: Path, number: int, text: str, code: Path, where: str) -> Line:
+def _requirement(path: Path, number: int, text: str, code: Path) -> Line:
     """One requirement: a PEP 508 requirement, a URL, or a local path inside the code folder."""
     spec, *options = re.split(r"\s+(?=--)", text)
     for option in options:

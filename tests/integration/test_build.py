@@ -251,8 +251,8 @@ def test_a_build_killed_midway_leaves_nothing_that_looks_ready(tmp_path: Path, u
                                                                stalled_download: str) -> None:
     code = write_handler(tmp_path, "fn", HANDLERS["six"])
     (code / "requirements.txt").write_text(f"six @ {stalled_download}/six-1.16.0-py2.py3-none-any.whl\n")
-    config = write_config(tmp_path / "config.yaml", {"state_dir": str(tmp_path / "state"),
-                                                     "functions": {"fn": {"handler": "app.handler", "code": str(code)}}})
+    functions = {"fn": {"handler": "app.handler", "code": str(code)}}
+    config = write_config(tmp_path / "config.yaml", {"state_dir": str(tmp_path / "state"), "functions": functions})
     envs = tmp_path / "state" / "envs"
     proc = subprocess.Popen([sys.executable, "-m", "bridge.cli", "build", "--config", str(config)],
                             env={**os.environ, **uv_cache}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

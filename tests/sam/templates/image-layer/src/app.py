@@ -4,7 +4,6 @@ import os
 
 import boto3
 from PIL import Image
-
 from shared.sizes import fit_within
 
 SIZE = int(os.environ.get("THUMBNAIL_SIZE", "128"))
