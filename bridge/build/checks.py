@@ -32,7 +32,11 @@ def environment_findings(config: Config) -> tuple[list[str], list[str], dict[str
             warnings.append(f"functions.{name}: its environment ({_what(the_plan)}) {state}; run `lambda-bridge "
                             f"build {name}` (lambda-bridge run also builds it before the function's first worker)")
         else:
-            ready[name] = envs.setup(the_plan)
+            try:
+                ready[name] = envs.setup(the_plan)
+            except OSError as err:  # the runtime folder cannot be made (a state_dir this user cannot write)
+                warnings.append(f"functions.{name}: handler not imported: cannot prepare its runtime folder in "
+                                f"{envs.runtimes} ({err.strerror}); run check as the daemon's user")
     return problems, warnings, ready
 
 

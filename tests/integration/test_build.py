@@ -28,10 +28,10 @@ from bridge.testing import Daemon, free_port, wait_until, write_config, write_ha
 TEMPLATES = Path(__file__).resolve().parents[1] / "sam" / "templates"
 
 
-@pytest.fixture(scope="session")
-def uv_cache(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """One wheel cache for every build of the session: each package is downloaded once."""
-    return {"UV_CACHE_DIR": str(tmp_path_factory.getbasetemp() / "uv-cache")}
+@pytest.fixture
+def uv_cache() -> dict[str, str]:
+    """The session's wheel cache (tests/conftest.py), passed explicitly to every command that builds."""
+    return {"UV_CACHE_DIR": os.environ["UV_CACHE_DIR"]}
 
 
 def bridge(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -131,13 +131,13 @@ def _functions(root: Path) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory, uv_cache: dict[str, str]) -> Iterator[tuple[Daemon, Path]]:
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, Path]]:
     root = tmp_path_factory.mktemp("envs")
     port = free_port()
     config = write_config(root / "config.yaml", {"state_dir": str(root / "state"),
                                                  "api": {"listen": f"127.0.0.1:{port}"},
                                                  "functions": _functions(root)})
-    with Daemon(config, env=uv_cache) as daemon:
+    with Daemon(config) as daemon:
         daemon.client = lambda_client(port)
         yield daemon, config
 
@@ -268,3 +268,41 @@ def test_a_build_killed_midway_leaves_nothing_that_looks_ready(tmp_path: Path, u
     cleaned = bridge("build", "--clean", "--config", str(config))
     assert cleaned.returncode == 0 and ".tmp-" in cleaned.stdout
     assert list(envs.iterdir()) == []
+
+
+def other_python() -> tuple[str, str]:
+    """(folder, 3.N) of an installed Python other than the daemon's: on PATH, or in pyenv's versions."""
+    own = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    folders = os.environ.get("PATH", "").split(os.pathsep) + sorted(
+        str(p) for p in Path("~/.pyenv/versions").expanduser().glob("3.*/bin"))
+    for folder in folders:
+        for exe in sorted(Path(folder).glob("python3.[0-9]*")) if Path(folder).is_dir() else []:
+            version = exe.name.removeprefix("python")
+            if version.replace(".", "").isdigit() and version != own and int(version.split(".")[1]) >= 9 and \
+                    subprocess.run([str(exe), "-c", "pass"], capture_output=True, check=False).returncode == 0:
+                return folder, version
+    raise AssertionError("this test needs a Python 3.9+ other than the daemon's (e.g. apt install python3.12, "
+                         "or pyenv install 3.12)")
+
+
+def test_runtime_python3_n_runs_on_that_interpreter(tmp_path: Path, uv_cache: dict[str, str]) -> None:
+    folder, version = other_python()
+    code = write_handler(tmp_path, "fn", """
+        import sys, six, boto3
+        def handler(event, context):
+            return {"python": "%d.%d" % sys.version_info[:2], "boto3": boto3.__file__, "six": six.__file__}
+    """)
+    (code / "requirements.txt").write_text("six==1.16.0\n")
+    port = free_port()
+    functions = {"fn": {"handler": "app.handler", "code": str(code), "runtime": f"python{version}"}}
+    config = write_config(tmp_path / "config.yaml", {"state_dir": str(tmp_path / "state"), "functions": functions,
+                                                     "api": {"listen": f"127.0.0.1:{port}"}})
+    path = {"PATH": f"{folder}{os.pathsep}{os.environ['PATH']}", **uv_cache}
+    built = bridge("build", "--config", str(config), env=path)
+    assert built.returncode == 0 and f"installing awslambdaric and boto3 for python{version}" in built.stderr
+    with Daemon(config, env=path) as daemon:
+        _, body = invoke(lambda_client(port), "fn")
+        assert not daemon.find("function.interpreter_missing")
+    runtimes = tmp_path / "state" / "runtimes"
+    assert body["python"] == version and body["boto3"].startswith(str(runtimes / f"python{version}-"))
+    assert body["six"].startswith(str(tmp_path / "state" / "envs"))
