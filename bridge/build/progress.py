@@ -16,21 +16,21 @@ class Display:
 
     def __init__(self, stream: TextIO, live: bool) -> None:
         self.stream, self.live = stream, live
-        self._rows: dict[str, tuple[float, str, float | None]] = {}  # name -> (started, text, finished)
+        self._rows: dict[str, tuple[float, str, float | None, bool]] = {}  # name -> (started, text, finished, ok)
         self._drawn = 0
 
     def update(self, name: str, text: str) -> None:
         """``name`` is now doing ``text``."""
-        started = self._rows.get(name, (time.monotonic(), "", None))[0]
-        self._rows[name] = (started, text, None)
+        started = self._rows.get(name, (time.monotonic(), "", None, True))[0]
+        self._rows[name] = (started, text, None, True)
         if not self.live:
             self._print(name, text, time.monotonic() - started)
 
-    def finish(self, name: str, text: str) -> None:
+    def finish(self, name: str, text: str, ok: bool = True) -> None:
         """``name`` is done (``text``: its outcome)."""
-        started = self._rows.get(name, (time.monotonic(), "", None))[0]
+        started = self._rows.get(name, (time.monotonic(), "", None, True))[0]
         now = time.monotonic()
-        self._rows[name] = (started, text, now)
+        self._rows[name] = (started, text, now, ok)
         if not self.live:
             self._print(name, text, now - started)
 
@@ -45,9 +45,10 @@ class Display:
         width = max((len(n) for n in self._rows), default=0)
         now = time.monotonic()
         rows = []
-        for name, (started, text, finished) in self._rows.items():
+        for name, (started, text, finished, ok) in self._rows.items():
             elapsed = (finished or now) - started
-            rows.append(f"{'✓' if finished else '…'} {name:<{width}}  {elapsed:6.1f} s  {text}"[:150])
+            mark = "…" if finished is None else ("✓" if ok else "✗")
+            rows.append(f"{mark} {name:<{width}}  {elapsed:6.1f} s  {text}"[:150])
         up = f"\x1b[{self._drawn}F" if self._drawn else ""
         self.stream.write(up + "".join(f"\x1b[2K{row}\n" for row in rows))
         self.stream.flush()

@@ -71,7 +71,7 @@ async def build_functions(config: Config, envs: Envs, names: list[str], *, force
             try:
                 await envs.build(the_plan, lambda text: display.update(name, text), force=force)
             except BuildFailed as err:
-                display.finish(name, "failed")
+                display.finish(name, "failed", ok=False)
                 results[name] = {"ok": False, "error": str(err), "refused": the_plan.error is not None}
                 return
         done = "nothing to install" if the_plan.key is None else \
