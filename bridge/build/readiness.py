@@ -47,6 +47,13 @@ class Readiness:
         return fresh.error is None and (fresh.key != self.key or not self.envs.needs_build(fresh))
 
     async def _prepare(self) -> Setup:
+        try:
+            return await self._prepare_once()
+        except OSError as err:  # e.g. a full disk: this function fails, with the reason, and nothing else
+            self.log.error("build.failed", error=str(err), fix="see that state_dir is writable and has room")
+            raise BuildFailed(self.name, f"cannot prepare its environment: {err}") from None
+
+    async def _prepare_once(self) -> Setup:
         the_plan = await asyncio.to_thread(plan, self.name, self.config)
         self.key = the_plan.key
         if the_plan.warning:

@@ -25,7 +25,10 @@ def closure(names: tuple[str, ...] = RUNTIME_PACKAGES) -> list[metadata.Distribu
         name = canonicalize_name(todo.pop())
         if name in found:
             continue
-        dist = metadata.distribution(name)
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:  # a venv installed without it: the handler's import says so
+            continue
         found[name] = dist
         for text in dist.requires or []:
             requirement = Requirement(text)

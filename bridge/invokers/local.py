@@ -66,6 +66,8 @@ class LocalFunction:
             failure = await self._ready()  # waits while the environment builds, before taking a slot
             if failure is not None:
                 return self._not_ready(invocation, failure)
+            if self._slots.locked() and not wait:  # the slots may have filled while it waited
+                raise Throttled(self.spec.name, self.limit)
             async with self._slots:
                 return await self._invoke(invocation)
 
