@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -132,7 +134,16 @@ def _probe(spec: FunctionSpec) -> str | None:
     if not lines:
         tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
         return f"importing {cfg.handler!r} ended the process: {tail[0]}"
-    return json.loads(lines[-1][len(MARKER):])
+    return _with_hint(json.loads(lines[-1][len(MARKER):]))
+
+
+def _with_hint(verdict: str | None) -> str | None:
+    """A module the handler cannot import but the daemon can: say where it must come from now."""
+    match = re.search(r"No module named '([^'.]+)", verdict or "")
+    if verdict is None or match is None or importlib.util.find_spec(match.group(1)) is None:
+        return verdict
+    return (f"{verdict} (the daemon has it, but a handler sees only its code, its requirements.txt, its layers "
+            "and the runtime's boto3, as on Lambda: list it in requirements.txt and run lambda-bridge build)")
 
 
 COMMANDS = (check,)

@@ -306,3 +306,12 @@ def test_runtime_python3_n_runs_on_that_interpreter(tmp_path: Path, uv_cache: di
     runtimes = tmp_path / "state" / "runtimes"
     assert body["python"] == version and body["boto3"].startswith(str(runtimes / f"python{version}-"))
     assert body["six"].startswith(str(tmp_path / "state" / "envs"))
+
+
+def test_check_says_a_daemon_package_must_be_listed(tmp_path: Path) -> None:
+    code = write_handler(tmp_path, "fn", "import aiohttp\ndef handler(event, context):\n    return 1\n")
+    functions = {"fn": {"handler": "app.handler", "code": str(code)}}
+    config = write_config(tmp_path / "config.yaml", {"state_dir": str(tmp_path / "state"), "functions": functions})
+    checked = bridge("check", "--config", str(config))
+    assert checked.returncode == 2 and "No module named 'aiohttp' (the daemon has it" in checked.stderr
+    assert "list it in requirements.txt" in checked.stderr
