@@ -173,7 +173,7 @@ def _location(path: Path, number: int, value: str, code: Path, line: str) -> str
     """An index or find-links location: an http(s) URL, or a folder inside the code folder (made absolute)."""
     if urlparse(value).scheme in ("http", "https"):
         return value
-    return str(_inside(path, number, value, code, line))
+    return _url_or_path(path, number, value, code, line)
 
 
 def _requirement(path: Path, number: int, text: str, code: Path) -> Line:

@@ -40,6 +40,7 @@ REFUSED = [
     ("six --config-settings=x=y\n", 1, "is not allowed after a requirement"),
     ("x @ ftp://example.com/x.whl\n", 1, "the scheme ftp: is not allowed"),
     ("--find-links ../wheels\n", 1, "lies outside the function's code folder"),
+    ("--index-url file:///etc\n", 1, "/etc lies outside the function's code folder"),
     ("not a requirement ((\n", 1, "is not a requirement"),
     ("six\\\n  --target /etc\n", 1, "is not allowed after a requirement"),
 ]
