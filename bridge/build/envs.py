@@ -22,6 +22,7 @@ from bridge.config.model import LocalFunctionConfig
 from bridge.errors import BuildFailed, ManifestError
 
 FORMAT = "1"  # part of every key: a change of layout rebuilds everything
+PARALLEL_INSTALLS = 2  # uv downloads in parallel itself; more installs at once only compete for the CPU
 BUILD_TIMEOUT = 900.0  # seconds one installer run may take
 Progress = Callable[[str], None]
 
@@ -68,6 +69,7 @@ class Envs:
         self.cache = Path(os.environ.get("UV_CACHE_DIR") or state_dir / "cache" / "uv")
         self._index: list[str] | None = None
         self._running: dict[Path, asyncio.Future[None]] = {}  # one build per folder, however many ask
+        self._gate = asyncio.Semaphore(PARALLEL_INSTALLS)
 
     def path(self, key: str) -> Path:
         """Where the environment of ``key`` lives (it exists only once complete)."""
@@ -144,8 +146,10 @@ class Envs:
         """Install into a scratch folder next to ``target``, then rename it into place: never half a folder."""
         scratch = await asyncio.to_thread(_scratch, target, requirements)
         try:
-            started = time.monotonic()
-            await self._run_uv(plan, scratch / "requirements.txt", scratch if flat else scratch / "python", progress)
+            async with self._gate:
+                started = time.monotonic()
+                await self._run_uv(plan, scratch / "requirements.txt", scratch if flat else scratch / "python",
+                                   progress)
             record = None if flat else _record(plan, time.monotonic() - started)
             await asyncio.to_thread(_finish, scratch, target, record, force)
         finally:

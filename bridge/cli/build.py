@@ -15,8 +15,6 @@ from bridge.errors import UsageError
 if TYPE_CHECKING:
     from bridge.build.envs import Envs
 
-PARALLEL_BUILDS = 2  # uv runs its own downloads in parallel; more builds at once only compete for the CPU
-
 
 @click.command("build", short_help="install each function's requirements into its own environment")
 @click.argument("functions", nargs=-1)
@@ -52,13 +50,13 @@ def _selected(config: Config, wanted: tuple[str, ...]) -> list[str]:
 
 
 async def build_functions(config: Config, envs: Envs, names: list[str], *, force: bool, as_json: bool) -> int:
-    """Plan and build ``names`` (PARALLEL_BUILDS at a time) with a progress display; returns the exit code."""
+    """Plan and build ``names`` (Envs limits how many install at once) with a progress display; returns the
+    exit code."""
     from bridge.build.envs import plan
     from bridge.build.progress import Display
     from bridge.errors import BuildFailed
 
     display = Display(sys.stderr, live=sys.stderr.isatty() and not as_json)
-    gate = asyncio.Semaphore(PARALLEL_BUILDS)
     results: dict[str, dict[str, object]] = {}
 
     async def one(name: str) -> None:
@@ -66,14 +64,13 @@ async def build_functions(config: Config, envs: Envs, names: list[str], *, force
         the_plan = await asyncio.to_thread(plan, name, config.functions[name])  # type: ignore[arg-type]
         if the_plan.warning:
             note(f"{name}: {the_plan.warning}")
-        async with gate:
-            before = envs.status(the_plan)
-            try:
-                await envs.build(the_plan, lambda text: display.update(name, text), force=force)
-            except BuildFailed as err:
-                display.finish(name, "failed", ok=False)
-                results[name] = {"ok": False, "error": str(err), "refused": the_plan.error is not None}
-                return
+        before = envs.status(the_plan)
+        try:
+            await envs.build(the_plan, lambda text: display.update(name, text), force=force)
+        except BuildFailed as err:
+            display.finish(name, "failed", ok=False)
+            results[name] = {"ok": False, "error": str(err), "refused": the_plan.error is not None}
+            return
         done = "nothing to install" if the_plan.key is None else \
             ("up to date" if before == "ready" and not force else f"built {the_plan.key}")
         display.finish(name, done)
