@@ -17,7 +17,7 @@ from bridge.build.index import pip_index_options
 from bridge.build.interpreter import Interpreter, resolve
 from bridge.build.manifest import Manifest, find_manifest, read_manifest
 from bridge.build.runtime_dir import own_runtime_dir, publish, runtime_requirements
-from bridge.build.setup import Setup, make_setup
+from bridge.build.setup import Setup, make_setup, source_layout
 from bridge.config.model import LocalFunctionConfig
 from bridge.errors import BuildFailed, ManifestError
 
@@ -37,27 +37,43 @@ class Plan:
     warning: str | None = None  # the wanted interpreter is missing: the daemon's runs the function
     manifest: Manifest | None = None
     error: ManifestError | None = None  # the manifest was refused
+    layer_manifests: tuple[Manifest, ...] = ()  # of layers laid out for `sam build` (sources + requirements.txt)
 
     @property
     def key(self) -> str | None:
-        """The hash of everything the installed packages depend on; None when there is nothing to install."""
-        if self.manifest is None or not self.manifest.lines:
+        """The hash of everything the function's packages depend on; None when it has nothing to install."""
+        return self._key(self.manifest)
+
+    def _key(self, manifest: Manifest | None) -> str | None:
+        if manifest is None or not manifest.lines:
             return None
         text = "\n".join([FORMAT, self.interpreter.executable, self.interpreter.version,
-                          self.manifest.requirements_text()])
+                          manifest.requirements_text()])
         return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+    def installs(self) -> list[tuple[str, Manifest]]:
+        """(key, manifest) of each environment the function needs: its own, then its layers' ones."""
+        found = [(self._key(m), m) for m in (self.manifest, *self.layer_manifests) if m is not None]
+        return [(key, manifest) for key, manifest in found if key is not None]
+
+    @property
+    def signature(self) -> tuple[str, ...]:
+        """Every key the function runs with: a change of any manifest changes it."""
+        return tuple(key for key, _ in self.installs())
 
 
 def plan(name: str, config: LocalFunctionConfig) -> Plan:
     """Read a function's manifest (refusing hostile lines) and find its interpreter."""
     interpreter, warning = resolve(config.runtime) if config.is_python else resolve("python")
     path = find_manifest(config.code) if config.is_python else None
-    if path is None:
-        return Plan(name, config, interpreter, warning)
+    layer_paths = [layer / "requirements.txt" for layer in config.layers if config.is_python
+                   and source_layout(layer) and (layer / "requirements.txt").is_file()]
     try:
-        return Plan(name, config, interpreter, warning, read_manifest(path, config.code))
+        manifest = read_manifest(path, config.code) if path is not None else None
+        layers = tuple(read_manifest(item, item.parent) for item in layer_paths)
     except ManifestError as err:
         return Plan(name, config, interpreter, warning, error=err)
+    return Plan(name, config, interpreter, warning, manifest, layer_manifests=layers)
 
 
 class Envs:
@@ -77,9 +93,9 @@ class Envs:
 
     def status(self, plan: Plan) -> str:
         """``none`` (nothing to install), ``ready``, ``stale`` (built before from other inputs) or ``missing``."""
-        if plan.key is None:
+        if not plan.installs():
             return "none"
-        if self.path(plan.key).is_dir():
+        if all(self.path(key).is_dir() for key in plan.signature):
             return "ready"
         return "stale" if (self.root / "functions" / plan.name).is_symlink() else "missing"
 
@@ -87,8 +103,9 @@ class Envs:
         """The workers' Setup of a function whose environment is ready (the runtime folder is made if needed)."""
         cfg, interpreter = plan.config, plan.interpreter
         deps = None if plan.key is None else self.path(plan.key) / "python"
+        built = {m.path.parent: self.path(key) / "python" for key, m in plan.installs() if m is not plan.manifest}
         return make_setup(interpreter.executable, interpreter.version, cfg.code, deps, list(cfg.layers),
-                          self.runtime_dir(interpreter))
+                          self.runtime_dir(interpreter), built)
 
     def runtime_dir(self, interpreter: Interpreter) -> Path:
         """The runtime folder of ``interpreter``: the daemon's own packages, or the one built for it."""
@@ -111,27 +128,27 @@ class Envs:
             raise BuildFailed(plan.name, str(plan.error))
         if plan.config.is_python and not plan.interpreter.own:
             await self._build_runtime(plan, progress)
-        if plan.key is None or (self.path(plan.key).is_dir() and not force):
-            self._remember(plan)
-            return
-        assert plan.manifest is not None
-        progress(f"installing {len(plan.manifest.lines)} requirement(s) from {plan.manifest.path.name}")
-        await self._install(plan, self.path(plan.key), plan.manifest.requirements_text(), progress, force)
+        for key, manifest in plan.installs():
+            if self.path(key).is_dir() and not force:
+                continue
+            where = manifest.path.name if manifest is plan.manifest else f"layer {manifest.path.parent.name}"
+            progress(f"installing {len(manifest.lines)} requirement(s) from {where}")
+            await self._install(plan, self.path(key), manifest, progress, force)
         self._remember(plan)
 
     async def _build_runtime(self, plan: Plan, progress: Progress) -> None:
         target = self.runtime_dir(plan.interpreter)
         if not target.is_dir():
             progress(f"installing awslambdaric and boto3 for {plan.interpreter.tag}")
-            await self._install(plan, target, "".join(f"{r}\n" for r in runtime_requirements()), progress, False,
-                                flat=True)
+            await self._install(plan, target, "".join(f"{r}\n" for r in runtime_requirements()), progress, False)
 
-    async def _install(self, plan: Plan, target: Path, requirements: str, progress: Progress, force: bool,
-                       *, flat: bool = False) -> None:
-        """Install into ``target`` once: functions with the same manifest wait for the same build."""
+    async def _install(self, plan: Plan, target: Path, what: Manifest | str, progress: Progress,
+                       force: bool) -> None:
+        """Install ``what`` (a manifest, or a runtime folder's requirements) into ``target`` once: functions
+        with the same manifest wait for the same build."""
         running = self._running.get(target)
         if running is None:
-            running = asyncio.ensure_future(self._install_once(plan, target, requirements, progress, force, flat))
+            running = asyncio.ensure_future(self._install_once(plan, target, what, progress, force))
             self._running[target] = running
             running.add_done_callback(lambda _: self._running.pop(target, None))
         else:
@@ -141,21 +158,24 @@ class Envs:
         except BuildFailed as err:
             raise BuildFailed(plan.name, err.reason) from None
 
-    async def _install_once(self, plan: Plan, target: Path, requirements: str, progress: Progress, force: bool,
-                            flat: bool) -> None:
+    async def _install_once(self, plan: Plan, target: Path, what: Manifest | str, progress: Progress,
+                            force: bool) -> None:
         """Install into a scratch folder next to ``target``, then rename it into place: never half a folder."""
-        scratch = await asyncio.to_thread(_scratch, target, requirements)
+        manifest = what if isinstance(what, Manifest) else None  # None: a runtime folder, installed flat
+        text = what if isinstance(what, str) else what.requirements_text()
+        scratch = await asyncio.to_thread(_scratch, target, text)
         try:
             async with self._gate:
                 started = time.monotonic()
-                await self._run_uv(plan, scratch / "requirements.txt", scratch if flat else scratch / "python",
-                                   progress)
-            record = None if flat else _record(plan, time.monotonic() - started)
+                into = scratch if manifest is None else scratch / "python"
+                await self._run_uv(plan, manifest, scratch / "requirements.txt", into, progress)
+            record = None if manifest is None else _record(plan, manifest, time.monotonic() - started)
             await asyncio.to_thread(_finish, scratch, target, record, force)
         finally:
             await asyncio.to_thread(shutil.rmtree, scratch, True)
 
-    async def _run_uv(self, plan: Plan, requirements: Path, into: Path, progress: Progress) -> None:
+    async def _run_uv(self, plan: Plan, manifest: Manifest | None, requirements: Path, into: Path,
+                      progress: Progress) -> None:
         from uv import find_uv_bin  # the uv wheel is a dependency of lambda-bridge: its binary is always there
 
         if self._index is None:
@@ -167,7 +187,7 @@ class Envs:
                                                     cwd=requirements.parent, env=_uv_env())
         output = await _follow(proc, progress)
         if proc.returncode != 0:
-            raise BuildFailed(plan.name, _failure(plan, output))
+            raise BuildFailed(plan.name, _failure(manifest, output))
 
     def _remember(self, plan: Plan) -> None:
         """``envs/functions/NAME`` -> the key last built for it (``check`` tells a stale environment by it)."""
@@ -226,14 +246,15 @@ def _uv_env() -> dict[str, str]:
     return env
 
 
-def _failure(plan: Plan, output: str) -> str:
+def _failure(manifest: Manifest | None, output: str) -> str:
     """The installer's error and, when it names a requirement, the manifest line it comes from."""
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     starts = [i for i, line in enumerate(lines) if line.startswith(("error", "\u00d7", "x "))]  # \u00d7: uv's cross
     start = starts[0] if starts else max(len(lines) - 6, 0)
     message = " ".join(lines[start:])[:2000] or "the installer failed without a message"
-    line = plan.manifest.line_for(message) if plan.manifest is not None else None
-    where = f"{line.source}, line {line.number} ({line.text!r})" if line else str(getattr(plan.manifest, "path", ""))
+    line = manifest.line_for(message) if manifest is not None else None
+    where = f"{line.source}, line {line.number} ({line.text!r})" if line else \
+        str(manifest.path if manifest is not None else "the runtime's awslambdaric and boto3")
     return f"installing {where} failed: {message}"
 
 
@@ -255,9 +276,8 @@ def _finish(scratch: Path, target: Path, record: dict[str, object] | None, force
     publish(scratch, target)
 
 
-def _record(plan: Plan, seconds: float) -> dict[str, object]:
+def _record(plan: Plan, manifest: Manifest, seconds: float) -> dict[str, object]:
     """What an environment was built from, for people reading ``state_dir/envs``."""
-    assert plan.manifest is not None
-    return {"manifest": str(plan.manifest.path), "interpreter": plan.interpreter.executable,
-            "python": plan.interpreter.version, "requirements": plan.manifest.requirements_text().splitlines(),
+    return {"manifest": str(manifest.path), "interpreter": plan.interpreter.executable,
+            "python": plan.interpreter.version, "requirements": manifest.requirements_text().splitlines(),
             "built_for": plan.name, "seconds": round(seconds, 2), "at": time.time()}

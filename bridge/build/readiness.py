@@ -22,7 +22,7 @@ class Readiness:
 
     def __init__(self, name: str, config: LocalFunctionConfig, envs: Envs) -> None:
         self.name, self.config, self.envs = name, config, envs
-        self.key: str | None = None  # the key of the plan the Setup was made from
+        self.key: tuple[str, ...] = ()  # the keys of the plan the Setup was made from
         self._task: asyncio.Task[Setup] | None = None
         self.log = get_logger(function=name)
 
@@ -44,7 +44,7 @@ class Readiness:
 
     async def _worth_retrying(self) -> bool:
         fresh = await asyncio.to_thread(plan, self.name, self.config)
-        return fresh.error is None and (fresh.key != self.key or not self.envs.needs_build(fresh))
+        return fresh.error is None and (fresh.signature != self.key or not self.envs.needs_build(fresh))
 
     async def _prepare(self) -> Setup:
         try:
@@ -55,7 +55,7 @@ class Readiness:
 
     async def _prepare_once(self) -> Setup:
         the_plan = await asyncio.to_thread(plan, self.name, self.config)
-        self.key = the_plan.key
+        self.key = the_plan.signature
         if the_plan.warning:
             self.log.warning("function.interpreter_missing", problem=the_plan.warning)
         if the_plan.error is not None or self.envs.needs_build(the_plan):
@@ -75,7 +75,7 @@ class Readiness:
 
     def changed(self) -> bool:
         """True when the function's manifest now gives another environment than the one running (reload)."""
-        return self._task is not None and plan(self.name, self.config).key != self.key
+        return self._task is not None and plan(self.name, self.config).signature != self.key
 
     def cancel(self) -> None:
         """Stop a build in progress (the function is being replaced or the daemon stops)."""

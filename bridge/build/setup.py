@@ -47,16 +47,33 @@ class Setup:
         return env
 
 
-def layer_paths(layers: list[Path], version: str) -> tuple[list[str], list[str], list[str], list[str]]:
+LAYER_FOLDERS = ("python", "nodejs", "bin", "lib", "java", "ruby")  # what Lambda finds in a layer's /opt
+
+
+def source_layout(layer: Path) -> bool:
+    """A layer laid out for ``sam build`` (``BuildMethod: python3.x``): its modules at the top, no /opt folder;
+    sam build copies them into ``python/`` and installs its requirements.txt there."""
+    return not any((layer / name).is_dir() for name in LAYER_FOLDERS)
+
+
+def layer_paths(layers: list[Path], version: str, built: dict[Path, Path] | None = None,
+                ) -> tuple[list[str], list[str], list[str], list[str]]:
     """(sys.path entries, bin, lib, node_modules folders) of the layers, the last layer first.
 
     Lambda extracts layers into /opt in order, a later one overwriting an earlier one's files; searching the
     layers last-first gives the same answer for every file without copying them (a package split across
-    layers is the one difference: the last layer's copy hides the others' whole).
+    layers is the one difference: the last layer's copy hides the others' whole). A layer in ``sam build``'s
+    layout stands for its own ``python/``, followed by its installed requirements (``built``).
     """
     last_first = list(reversed(layers))
     site = [f"+{p}" for p in _existing(last_first, f"python/lib/python{version}/site-packages")]
-    return (site + _existing(last_first, "python"), _existing(last_first, "bin"), _existing(last_first, "lib"),
+    python: list[str] = []
+    for layer in last_first:
+        if (layer / "python").is_dir():
+            python.append(str(layer / "python"))
+        elif source_layout(layer):
+            python += [str(layer), *([f"+{built[layer]}"] if built and layer in built else [])]
+    return (site + python, _existing(last_first, "bin"), _existing(last_first, "lib"),
             _existing(last_first, "nodejs/node_modules"))
 
 
@@ -65,9 +82,9 @@ def _existing(roots: list[Path], sub: str) -> list[str]:
 
 
 def make_setup(interpreter: str, version: str, code: Path, deps: Path | None, layers: list[Path],
-               runtime_dir: Path) -> Setup:
-    """The Setup of a function whose dependencies (if any) are installed in ``deps``."""
-    sys_path, bins, libs, nodes = layer_paths(layers, version)
+               runtime_dir: Path, built: dict[Path, Path] | None = None) -> Setup:
+    """The Setup of a function whose dependencies (if any) are installed in ``deps``, its layers' in ``built``."""
+    sys_path, bins, libs, nodes = layer_paths(layers, version, built)
     own = [str(code)] + ([f"+{deps}"] if deps is not None else [])
     code_libs = [str(code), *([str(code / "lib")] if (code / "lib").is_dir() else [])]
     return Setup(interpreter, (*own, *sys_path, str(runtime_dir)), str(runtime_dir), tuple(bins),

@@ -71,8 +71,8 @@ async def build_functions(config: Config, envs: Envs, names: list[str], *, force
             display.finish(name, "failed", ok=False)
             results[name] = {"ok": False, "error": str(err), "refused": the_plan.error is not None}
             return
-        done = "nothing to install" if the_plan.key is None else \
-            ("up to date" if before == "ready" and not force else f"built {the_plan.key}")
+        done = "nothing to install" if not the_plan.signature else \
+            ("up to date" if before == "ready" and not force else f"built {' '.join(the_plan.signature)}")
         display.finish(name, done)
         results[name] = {"ok": True, "status": done, "env": str(envs.path(the_plan.key)) if the_plan.key else None}
 
@@ -99,7 +99,7 @@ def _clean(config: Config, envs: Envs) -> int:
     for name, fn in config.functions.items():
         if isinstance(fn, LocalFunctionConfig):
             the_plan = plan(name, fn)
-            keep |= {the_plan.key or "", envs.runtime_dir(the_plan.interpreter).name}
+            keep |= {*the_plan.signature, envs.runtime_dir(the_plan.interpreter).name}
     for path in envs.clean(keep):
         click.echo(f"removed {path}")
     return 0

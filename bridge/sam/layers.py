@@ -55,10 +55,6 @@ def _content(draft: Draft, layer_id: str, resource: dict[str, Any]) -> Path | No
         draft.report(where, f"layer {layer_id}'s {key} {value!r} -> {folder} is not a folder",
                      "fix the path (relative to the template), then import again")
         return None
-    method = str((resource.get("Metadata") or {}).get("BuildMethod", ""))
-    if not (folder / "python").is_dir() and (method.startswith("python") or (folder / "requirements.txt").is_file()):
-        draft.report(where, f"layer {layer_id} is laid out for `sam build` (BuildMethod {method or 'none'}): its "
-                     "folder has no python/, so nothing in it is importable as it stands",
-                     f"lay it out as Lambda mounts it: move its modules into {folder}/python/ and run "
-                     f"pip install -r requirements.txt -t {folder}/python once")
+    # A layer laid out for `sam build` (BuildMethod python3.x: modules at the top, a requirements.txt) is used
+    # as it is: `lambda-bridge build` installs its requirements (docs/build.md).
     return folder

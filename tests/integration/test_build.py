@@ -120,7 +120,12 @@ def _functions(root: Path) -> dict[str, dict]:
     (bad / "requirements.txt").write_text("six\nno-such-package-lambda-bridge-test==1.0\n")
     hostile = write_handler(root, "hostile", HANDLERS["six"])
     (hostile / "requirements.txt").write_text("-e ../..\n")
+    source_layer = write_handler(root, "helpers", "import six\nSIX = six.__file__\n", "helpers.py")  # sam build's
+    (source_layer / "requirements.txt").write_text("six==1.16.0\n")  # layout: modules at the top, BuildMethod
+    uses = write_handler(root, "uses", "import helpers\ndef handler(event, context):\n"
+                                       "    return {'helpers': helpers.__file__, 'six': helpers.SIX}\n")
     return {
+        "uses": {"handler": "app.handler", "code": str(uses), "layers": [str(source_layer)]},
         "report": {"handler": "app.handler", "code": str(report), "layers": layers},
         "own": {"handler": "app.handler", "code": str(own), "layers": layers[:1]},
         "six": {"handler": "app.handler", "code": str(six_code)},
@@ -158,6 +163,14 @@ def test_lambda_sys_path_order_and_only_the_runtime_sdk(app: tuple[Daemon, Path]
     _, own = invoke(daemon.client, "own")
     assert own["boto3"] == str(root / "own" / "boto3" / "__init__.py")  # a function's own boto3 wins
     assert own["which"] == "first"
+
+
+def test_a_layer_laid_out_for_sam_build_gets_its_requirements(app: tuple[Daemon, Path]) -> None:
+    daemon, config = app
+    response, body = invoke(daemon.client, "uses")
+    assert "FunctionError" not in response, body
+    assert body["helpers"] == str(config.parent / "helpers" / "helpers.py")  # the layer's folder is its python/
+    assert body["six"].startswith(str(config.parent / "state" / "envs"))  # its requirements.txt, installed
 
 
 def test_requirements_installed_and_failures_contained(app: tuple[Daemon, Path]) -> None:
