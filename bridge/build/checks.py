@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bridge.build.envs import Envs, plan
+from bridge.build.envs import Envs, Plan, plan
 from bridge.build.setup import Setup
 from bridge.config.model import Config, LocalFunctionConfig
 
@@ -40,6 +40,6 @@ def environment_findings(config: Config) -> tuple[list[str], list[str], dict[str
     return problems, warnings, ready
 
 
-def _what(the_plan: object) -> str:
-    manifest = getattr(the_plan, "manifest", None)
-    return manifest.path.name if manifest is not None else "the runtime's awslambdaric and boto3"
+def _what(the_plan: Plan) -> str:
+    names = [str(m.path.relative_to(m.path.parent.parent)) for _, m in the_plan.installs()]
+    return ", ".join(names) or "the runtime's awslambdaric and boto3"
