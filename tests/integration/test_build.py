@@ -171,6 +171,8 @@ def test_a_layer_laid_out_for_sam_build_gets_its_requirements(app: tuple[Daemon,
     assert "FunctionError" not in response, body
     assert body["helpers"] == str(config.parent / "helpers" / "helpers.py")  # the layer's folder is its python/
     assert body["six"].startswith(str(config.parent / "state" / "envs"))  # its requirements.txt, installed
+    shared = (config.parent / "state" / "envs" / "functions" / "six").resolve()  # the function "six"'s env:
+    assert body["six"] == str(shared / "python" / "six.py")  # the same manifest text shares one environment
 
 
 def test_requirements_installed_and_failures_contained(app: tuple[Daemon, Path]) -> None:
