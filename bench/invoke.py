@@ -19,6 +19,8 @@ from pathlib import Path
 import aiohttp
 
 from bridge import log
+from bridge.build.envs import Envs
+from bridge.build.readiness import Readiness
 from bridge.config.model import parse_config
 from bridge.invokers.local import LocalFunction
 from bridge.invokers.nodejs import NodeRuntime, node_version, prepared
@@ -52,13 +54,17 @@ def direct(code: Path, n: int) -> dict[str, float]:
 
 
 def make_function(code: Path, concurrency: int, node: NodeRuntime | None = None) -> LocalFunction:
-    """A no-op function on the pool: Python under awslambdaric, or Node.js under aws-lambda-ric (``node``)."""
+    """The function as the daemon runs it: its environment (Lambda's sys.path, the runtime folder) made ready
+    before the first worker starts, in ``code``'s parent's state folder; Node.js under aws-lambda-ric
+    (``node``)."""
     extra = ", runtime: nodejs" if node else ""
     text = (f"functions:\n  noop: {{handler: {'index' if node else 'app'}.handler, code: '{code}', "
             f"reserved_concurrency: {concurrency}{extra}}}\n")
     cfg = parse_config(text)
-    spec = FunctionSpec("noop", cfg.functions["noop"], cfg.region, cfg.function_arn("noop"), node=node)
-    return LocalFunction(spec)
+    fn = cfg.functions["noop"]
+    readiness = Readiness("noop", fn, Envs(code.parent / "state"))  # type: ignore[arg-type]
+    spec = FunctionSpec("noop", fn, cfg.region, cfg.function_arn("noop"), node=node)  # type: ignore[arg-type]
+    return LocalFunction(spec, readiness=readiness)
 
 
 async def warm_latency(code: Path, n: int, node: NodeRuntime | None = None) -> dict[str, float]:

@@ -30,7 +30,7 @@ def run(state: State) -> int:
     config = state.config()
     log.configure(_log_level(config.log_level))
     builds = log.get_logger()
-    build_missing(config, progress=lambda line: builds.info("build.progress", detail=line))  # Node.js runtimes
+    build_missing(config, progress=lambda line: builds.info("build.progress", line=line))  # Node.js runtimes
     try:
         asyncio.run(run_until_signalled(config, Path(state.config_path).resolve()))
     except BaseExceptionGroup as group:

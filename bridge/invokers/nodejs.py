@@ -133,12 +133,13 @@ class NodeRuntime:
             paths += [layer / "nodejs" / f"node{self.major}" / "node_modules", layer / "nodejs" / "node_modules"]
         return [str(p) for p in (*paths, self.runtime / "node_modules", self.runtime, config.code)]
 
-    def environment(self, config: LocalFunctionConfig) -> dict[str, str]:
-        """The variables Lambda's Node.js runtime sets beside the common ones (a NODE_PATH of the user's wins)."""
+    def environment(self, config: LocalFunctionConfig, path: str = os.defpath) -> dict[str, str]:
+        """The variables Lambda's Node.js runtime sets beside the common ones (a NODE_PATH of the user's wins);
+        ``path``: the worker's PATH so far (node's folder goes first)."""
         node_path = config.environment.get("NODE_PATH") or os.pathsep.join(self.module_path(config))
         return {"NODE_PATH": node_path, "LAMBDA_RUNTIME_DIR": str(self.runtime),
                 "AWS_EXECUTION_ENV": f"AWS_Lambda_nodejs{self.major}.x",
-                "PATH": os.pathsep.join([os.path.dirname(self.node), os.environ.get("PATH", os.defpath)])}
+                "PATH": os.pathsep.join([os.path.dirname(self.node), path])}
 
 
 def heap_flags(memory_size: int) -> list[str]:

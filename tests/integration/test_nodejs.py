@@ -331,7 +331,7 @@ def test_package_json_dependencies_built_outside_the_code_and_reused(tmp_path: P
     client = boto3.client("lambda", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
                           config=BotoConfig(retries={"max_attempts": 0}))
     with started(config, 180) as daemon:
-        built = [e["detail"] for e in daemon.find("build.progress") if "installing" in e["detail"]]
+        built = [e["line"] for e in daemon.find("build.progress") if "installing" in e["line"]]
         assert len(built) == 2 and any("npm ci" in line for line in built), built
         assert invoke(client, "cjs")[1]["twoDays"] == 172800000
         assert invoke(client, "esm")[1] == {"oneHour": 3600000, "sdk": "function"}
@@ -340,7 +340,7 @@ def test_package_json_dependencies_built_outside_the_code_and_reused(tmp_path: P
     assert len(envs) == 2 and where.startswith(str(state / "envs"))
     assert not (cjs / "node_modules").exists() and not (esm / "node_modules").exists()  # the code is untouched
     with started(config, 60) as daemon:  # unchanged: nothing is built again
-        assert not [e for e in daemon.find("build.progress") if "installing" in e["detail"]]
+        assert not [e for e in daemon.find("build.progress") if "installing" in e["line"]]
         assert invoke(client, "esm")[1]["oneHour"] == 3600000
     (cjs / "package.json").write_text(json.dumps({**DEPS_CJS["package.json"], "description": "changed"}))
     with started(config, 180):
@@ -444,7 +444,7 @@ def test_live_reload_builds_a_new_node_function_off_the_loop(tmp_path: Path, nod
         late = {"runtime": "nodejs", "memory_size": NODE_MEMORY, "handler": "index.handler", "code": str(node_code)}
         write_config(config, {**base, "functions": {**base["functions"], "late": late}})
         daemon.wait_for("reload.applied", timeout=120)
-        assert [e for e in daemon.find("build.progress") if "installing" in e["detail"]]
+        assert [e for e in daemon.find("build.progress") if "installing" in e["line"]]
         assert invoke(client, "late")[1]["twoDays"] == 172800000
         assert invoke(client, "py")[1] == "py"
 
