@@ -157,10 +157,10 @@ def prepared(config: LocalFunctionConfig, state_dir: Path) -> NodeRuntime | str:
     runtime = runtime_dir(state_dir, version)
     if not runtime.is_dir():
         return (f"the Node.js runtime (aws-lambda-ric {RIC_VERSION}, AWS SDK {SDK_VERSION}) is not built in "
-                f"{runtime.parent}; `lambda-bridge run` builds it before it starts")
+                f"{runtime.parent}; run `lambda-bridge build` (`run` builds it too, before it starts)")
     deps = deps_dir(state_dir, config.code, version)
     if deps is not None and not deps.is_dir():
         return (f"the dependencies of {config.code / 'package.json'} are not installed (or it changed); "
-                "`lambda-bridge run` installs them before it starts")
+                "run `lambda-bridge build` (`run` installs them too, before it starts)")
     layers = tuple(getattr(config, "layers", ()))  # layers: comes with bridge/build (docs/build.md)
     return NodeRuntime(node, runtime, deps, layers, major=major(version))

@@ -26,6 +26,7 @@ from bridge.invokers.nodejs import (
     missing_tools,
     node_version,
     package_files,
+    prepared,
     runtime_dir,
     runtime_manifest,
 )
@@ -65,9 +66,10 @@ def toolchain_problems(config: Config) -> list[str]:
             f"{install_hint(missing)}" for name in functions]
 
 
-def build_missing(config: Config, progress: Progress) -> int:
-    """Build the runtime and every Node.js function's packages that are not built yet; returns how many."""
-    functions = nodejs_functions(config)
+def build_missing(config: Config, progress: Progress, names: list[str] | None = None) -> int:
+    """Build the runtime and every Node.js function's (of ``names``, default all) packages that are not built
+    yet; returns how many folders were built."""
+    functions = {n: fn for n, fn in nodejs_functions(config).items() if names is None or n in names}
     if not functions:
         return 0
     problems = toolchain_problems(config)
@@ -80,6 +82,24 @@ def build_missing(config: Config, progress: Progress) -> int:
     for name, fn in functions.items():
         built += int(_for(name, build_deps, config.state_dir, fn.code, version, progress, name))
     return built
+
+
+def nodejs_folders(config: Config) -> set[str]:
+    """The names of the runtime and package folders the config's Node.js functions use (build --clean keeps them)."""
+    version = node_version()
+    functions = nodejs_functions(config)
+    if version is None or not functions:
+        return set()
+    deps = {deps_dir(config.state_dir, fn.code, version) for fn in functions.values()}
+    return {runtime_dir(config.state_dir, version).name} | {d.name for d in deps if d is not None}
+
+
+def unbuilt_warnings(config: Config) -> list[str]:
+    """check's warnings: Node.js functions whose runtime or packages are not built yet (build and run build them)."""
+    if toolchain_problems(config):
+        return []  # already problems, with what to install
+    return [f"functions.{name}: {found}" for name, fn in nodejs_functions(config).items()
+            if isinstance(found := prepared(fn, config.state_dir), str)]
 
 
 def _for(name: str, step: Callable[..., bool], *args: object) -> bool:

@@ -461,3 +461,27 @@ def test_a_failed_npm_install_names_the_function_and_npms_words(tmp_path: Path, 
     assert ran.returncode == 1
     assert "function broken: npm install for nodejs-" in ran.stderr and "ETARGET" in ran.stderr
     assert list((state / "envs").iterdir()) == []  # no half-built folder left behind
+
+
+def test_build_check_and_clean_know_node_functions(tmp_path: Path, node_runtime_cache: Path) -> None:
+    code = write_node(tmp_path, "deps", DEPS_CJS)
+    state = link_runtime(node_runtime_cache, tmp_path / "state")
+    config = write_config(tmp_path / "config.yaml", {"state_dir": str(state), "functions": {
+        "deps": {"runtime": "nodejs", "handler": "index.handler", "code": str(code)}}})
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "bridge.cli", *args, "--config", str(config)],
+                              capture_output=True, text=True, timeout=300, check=False)
+
+    checked = cli("check")
+    assert checked.returncode == 0 and "warning: functions.deps: the dependencies of" in checked.stderr
+    assert "run `lambda-bridge build`" in checked.stderr
+    built = cli("build")
+    assert built.returncode == 0 and "with npm install (no lock file)" in built.stderr, built.stderr
+    assert "functions.deps" not in cli("check").stderr  # built: nothing to warn about
+    (state / "envs" / "unused").mkdir()
+    cleaned = cli("build", "--clean")
+    assert cleaned.returncode == 0 and "unused" in cleaned.stdout
+    kept = {p.name for p in (state / "envs").iterdir()} | {p.name for p in (state / "runtimes").iterdir()}
+    assert any(name.startswith("nodejs-") for name in kept)  # the packages
+    assert any(re.fullmatch(r"nodejs\d+-[0-9a-f]{16}", name) for name in kept)  # the runtime
