@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from bridge.config.model import Config, RemoteFunctionConfig
 from bridge.errors import FunctionNotFound, Throttled
 from bridge.function_logs import FunctionLog, log_path
+from bridge.invokers.endpoints import endpoint_variables
 from bridge.invokers.local import LocalFunction
 from bridge.invokers.worker import FunctionSpec
 from bridge.metrics import Metrics
@@ -55,7 +56,8 @@ def build_invoker(config: Config, name: str, clients: Any = None, worker_fds: tu
         from bridge.invokers.remote import RemoteFunction
 
         return RemoteFunction(name, fn, clients)
-    spec = FunctionSpec(name, fn, config.region, config.function_arn(name), keep_fds=worker_fds)
+    spec = FunctionSpec(name, fn, config.region, config.function_arn(name), keep_fds=worker_fds,
+                        endpoints=endpoint_variables(config, fn))
     return LocalFunction(spec, FunctionLog(log_path(config.state_dir, name)))
 
 
