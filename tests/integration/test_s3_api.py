@@ -188,7 +188,8 @@ def test_writes_produce_their_events_exactly_once(bridge: Bridge) -> None:
     upload = s3.create_multipart_upload(Bucket="photos", Key="multi.bin")["UploadId"]
     etags = [s3.upload_part(Bucket="photos", Key="multi.bin", UploadId=upload, PartNumber=n, Body=body)["ETag"]
              for n, body in ((1, big), (2, b"tail"))]
-    assert [p["PartNumber"] for p in s3.list_parts(Bucket="photos", Key="multi.bin", UploadId=upload)["Parts"]] == [1, 2]
+    listed = s3.list_parts(Bucket="photos", Key="multi.bin", UploadId=upload)["Parts"]
+    assert [p["PartNumber"] for p in listed] == [1, 2]
     done = s3.complete_multipart_upload(Bucket="photos", Key="multi.bin", UploadId=upload, MultipartUpload={
         "Parts": [{"PartNumber": n, "ETag": e} for n, e in zip((1, 2), etags, strict=True)]})
     expected_etag = md5(bytes.fromhex(md5(big)) + bytes.fromhex(md5(b"tail"))) + "-2"
@@ -205,3 +206,45 @@ def test_writes_produce_their_events_exactly_once(bridge: Bridge) -> None:
     (bridge.photos / "barrier").write_text("x")
     wait_until(lambda: len(bridge.seen()) == 5, timeout=20)
     assert len(bridge.seen()) == 5, "nothing more: one event per call"
+
+
+def chunked(data: bytes, size: int, signed: bool, trailer: str = "") -> bytes:
+    """An aws-chunked body as botocore and the SDKs send it."""
+    out = b""
+    for start in range(0, len(data), size):
+        piece = data[start:start + size]
+        out += f"{len(piece):x}".encode() + (b";chunk-signature=" + b"0" * 64 if signed else b"") + b"\r\n"
+        out += piece + b"\r\n"
+    out += b"0" + (b";chunk-signature=" + b"0" * 64 if signed else b"") + b"\r\n"
+    return out + (trailer.encode() + b"\r\n" if trailer else b"") + b"\r\n"
+
+
+def raw_put(port: int, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("PUT", path, body=body, headers={"Content-Length": str(len(body)), **headers})
+    response = conn.getresponse()
+    return response.status, response.read()
+
+
+def test_aws_chunked_bodies_are_decoded_and_checked(bridge: Bridge) -> None:
+    import zlib
+
+    data = os.urandom(200_000)
+    crc = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    signed = {"x-amz-content-sha256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD", "Content-Encoding": "aws-chunked",
+              "x-amz-decoded-content-length": str(len(data))}
+    assert raw_put(bridge.port, "/out/signed", chunked(data, 65536, True), signed)[0] == 200
+    trailer = {"x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER", "Content-Encoding": "aws-chunked",
+               "x-amz-decoded-content-length": str(len(data)), "x-amz-trailer": "x-amz-checksum-crc32"}
+    status, _ = raw_put(bridge.port, "/out/trailer", chunked(data, 8192, False, f"x-amz-checksum-crc32:{crc}"),
+                        trailer)
+    assert status == 200
+    assert (bridge.out / "signed").read_bytes() == data and (bridge.out / "trailer").read_bytes() == data
+    status, body = raw_put(bridge.port, "/out/bad", chunked(data, 8192, False, "x-amz-checksum-crc32:AAAAAA=="),
+                           trailer)
+    assert status == 400 and b"<Code>BadDigest</Code>" in body and not (bridge.out / "bad").exists()
+    status, body = raw_put(bridge.port, "/out/short", chunked(data, 8192, False)[:-500], trailer)
+    assert status == 400 and not (bridge.out / "short").exists()
+    assert sorted(os.listdir(bridge.out)) == ["signed", "trailer"]
