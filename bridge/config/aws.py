@@ -8,8 +8,10 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, ValidationInfo
 
-# S3's bucket naming rules (3-63 characters; lowercase letters, digits, '.', '-'; a letter or digit at each end).
-BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+# Looser than S3's rules (3-63 lowercase characters): a template's logical id ("DestinationBucket") stands in
+# for a generated name, and a directory source's bucket is its folder's name. Only what would break addressing
+# is refused: a '/', spaces and other characters a Host header or path segment cannot carry plainly.
+BUCKET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
 # First path segments the daemon's other endpoints own: a bucket of that name could not be addressed path-style.
 RESERVED_BUCKETS = frozenset({"2015-03-31", "metrics", "healthz", "readyz", "bridge"})
 SERVICE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -19,8 +21,8 @@ SPECIAL_ENDPOINTS = ("aws", "bridge")  # back to AWS (no variable set) / the bri
 def bucket_name_problem(name: str) -> str | None:
     """Why ``name`` cannot be a local bucket, or None."""
     if not BUCKET_NAME.match(name) or ".." in name:
-        return (f"bucket name {name!r} breaks S3's rules: 3-63 lowercase letters, digits, '.' or '-', "
-                "starting and ending with a letter or digit")
+        return (f"bucket name {name!r} is not 1-255 letters, digits, '.', '-' or '_' starting with a letter or "
+                "digit")
     if name in RESERVED_BUCKETS or (name.isdigit() and len(name) == 12):  # 12 digits: an embedded queue's URL
         return (f"bucket name {name!r} is a path of the daemon's own API ({', '.join(sorted(RESERVED_BUCKETS))}); "
                 "choose another name")
