@@ -248,3 +248,36 @@ def test_aws_chunked_bodies_are_decoded_and_checked(bridge: Bridge) -> None:
     status, body = raw_put(bridge.port, "/out/short", chunked(data, 8192, False)[:-500], trailer)
     assert status == 400 and not (bridge.out / "short").exists()
     assert sorted(os.listdir(bridge.out)) == ["signed", "trailer"]
+
+
+# Writes the object that triggered it back through the S3 API: a runaway S3 -> Lambda -> S3 loop.
+WRITE_BACK = """
+    import boto3
+    from urllib.parse import unquote_plus
+    s3 = boto3.client("s3")
+    def handler(event, context):
+        record = event["Records"][0]["s3"]
+        key = unquote_plus(record["object"]["key"])
+        body = s3.get_object(Bucket=record["bucket"]["name"], Key=key)["Body"].read()
+        s3.put_object(Bucket=record["bucket"]["name"], Key=key, Body=body + b"+")
+"""
+
+
+def test_the_loop_guard_stops_a_handler_writing_back_through_the_api(tmp_path: Path) -> None:
+    port = free_port()
+    (tmp_path / "loop").mkdir()
+    code = write_handler(tmp_path, "code-loop", WRITE_BACK)
+    config = write_config(tmp_path / "config.yaml", {
+        "state_dir": str(tmp_path / "state"), "api": {"listen": f"127.0.0.1:{port}"},
+        "functions": {"loop": {"handler": "app.handler", "code": str(code), "reserved_concurrency": 1,
+                               "timeout": 30}},
+        "sources": [{"type": "directory", "name": "loop", "path": str(tmp_path / "loop"), "function": "loop",
+                     "loop_threshold": 3}]})
+    with Daemon(config) as daemon:
+        daemon.wait_for("directory.ready", source="loop", timeout=60)
+        s3_client(port).put_object(Bucket="loop", Key="k", Body=b"x")
+        daemon.wait_for("directory.loop_detected", timeout=60)
+        wait_until(lambda: daemon.find("delivery.succeeded") and (tmp_path / "loop" / "k").read_bytes() == b"x+++",
+                   timeout=30)
+        assert len(daemon.find("directory.loop_detected")) == 1
+    assert (tmp_path / "loop" / "k").read_bytes() == b"x+++", "3 invocations allowed, the 4th event suppressed"
