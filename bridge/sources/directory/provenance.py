@@ -9,6 +9,7 @@ the file by anyone else is an ordinary ``Put`` again.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -33,15 +34,18 @@ class Provenance:
     def __init__(self, limit: int = LIMIT) -> None:
         self.limit = limit
         self._made: OrderedDict[bytes, Made] = OrderedDict()
+        self._lock = threading.Lock()  # the S3 API records from its file threads, the source reads on the loop
 
     def record(self, path: bytes, made: Made) -> None:
         """Remember that the file at ``path`` (absolute, resolved folder) was written by an S3 call."""
-        self._made.pop(path, None)
-        self._made[path] = made
-        while len(self._made) > self.limit:
-            self._made.popitem(last=False)
+        with self._lock:
+            self._made.pop(path, None)
+            self._made[path] = made
+            while len(self._made) > self.limit:
+                self._made.popitem(last=False)
 
     def lookup(self, path: bytes, version: Version) -> Made | None:
         """How ``path`` was made, if the file is still the version the S3 API wrote."""
-        made = self._made.get(path)
+        with self._lock:
+            made = self._made.get(path)
         return made if made is not None and made.version == version else None
