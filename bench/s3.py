@@ -1,7 +1,11 @@
 """Benchmark the S3 API: GetObject and PutObject of 4 KB and 1 MB objects through boto3 against (a) the bridge,
 (b) moto's server (what a user would otherwise reach for), (c) aiohttp serving the same files as static files
-(the floor, GETs only); requests/s and p50/p99 at one concurrency, in one run. Then the daemon's peak memory
-around a large upload and download (it must not grow with the object: bodies are streamed).
+(the floor, GETs only); requests/s, p50/p99 and the server's CPU time per request, in one run. Then the
+daemon's peak memory around a large upload and download (it must not grow with the object: bodies are streamed).
+
+The clients are ``--processes`` processes of ``--concurrency`` threads (boto3 is synchronous, and one Python
+process cannot keep a fast server busy). On a busy machine requests/s mostly measures the client and the
+load; the server's CPU per request (from /proc, its user + system time over the run) does not.
 
 Targets (issue 25): the bridge >= 5x moto's requests/s; >= 0.5x the floor for 1 MB GETs.
 """
@@ -18,7 +22,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,7 +32,7 @@ import boto3
 from aiohttp import web
 from botocore.config import Config as BotoConfig
 
-from bridge.testing import PRODUCTION_LOGS, Daemon, free_port, moto_server, write_config
+from bridge.testing import PRODUCTION_LOGS, Daemon, answers, free_port, wait_until, write_config
 
 SIZES = {"4 KB": 4096, "1 MB": 1 << 20}
 BUCKET = "bench"
@@ -42,10 +46,52 @@ def client(endpoint: str, concurrency: int) -> Any:
                                           s3={"addressing_style": "path"}))
 
 
-def run(call: Callable[[int], None], requests: int, concurrency: int) -> dict[str, float]:
-    """``requests`` calls of ``call(i)`` from ``concurrency`` threads; requests/s and latency quantiles."""
-    for i in range(min(concurrency * 2, requests)):  # warm-up: connections opened, caches filled
-        call(i)
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def drive(endpoint: str, op: str, size: int, count: int, concurrency: int, processes: int,
+          server_pid: int) -> dict[str, float]:
+    """``count`` requests from ``processes`` client processes of ``concurrency`` threads each (one boto3 client
+    per process: one process alone cannot keep a fast server busy); requests/s, latency quantiles, and the
+    server's CPU time per request (what the server costs, whatever the client and the machine's load)."""
+    share = -(-count // processes)
+    children = [subprocess.Popen([sys.executable, __file__, "--drive", json.dumps([endpoint, op, size, share,
+                                                                                   concurrency])],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                for _ in range(processes)]
+    for child in children:  # each has imported boto3, opened its connections and warmed up
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+    cpu, start = cpu_seconds(server_pid), time.perf_counter()
+    for child in children:
+        assert child.stdin is not None
+        child.stdin.write("go\n")
+        child.stdin.flush()
+    latencies = [x for child in children for x in json.loads(child.communicate(timeout=600)[0])]
+    elapsed, cpu = time.perf_counter() - start, cpu_seconds(server_pid) - cpu
+    q = statistics.quantiles(latencies, n=100)
+    return {"req_per_s": len(latencies) / elapsed, "p50_ms": q[49], "p99_ms": q[98], "requests": len(latencies),
+            "server_cpu_ms_per_req": cpu * 1000 / len(latencies)}
+
+
+def client_process(spec: str) -> None:
+    """One client process of ``drive``: warm up, say ready, wait for go, run, print the latencies."""
+    endpoint, op, size, count, concurrency = json.loads(spec)
+    s3 = client(endpoint, concurrency)
+    data = os.urandom(size)
+
+    def call(i: int) -> None:
+        if op == "GET":
+            assert len(s3.get_object(Bucket=BUCKET, Key=f"obj-{size}")["Body"].read()) == size
+        else:
+            s3.put_object(Bucket=BUCKET, Key=f"put-{size}-{os.getpid()}-{i % 50}", Body=data)
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(call, range(concurrency * 2)))
+    print("ready", flush=True)
+    sys.stdin.readline()
     latencies: list[float] = []
 
     def timed(i: int) -> None:
@@ -53,29 +99,18 @@ def run(call: Callable[[int], None], requests: int, concurrency: int) -> dict[st
         call(i)
         latencies.append((time.perf_counter() - start) * 1000)
 
-    start = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(timed, range(requests)))
-    elapsed = time.perf_counter() - start
-    q = statistics.quantiles(latencies, n=100)
-    return {"req_per_s": requests / elapsed, "p50_ms": q[49], "p99_ms": q[98], "requests": requests}
+        list(pool.map(timed, range(count)))
+    print(json.dumps(latencies), flush=True)
 
 
-def scenarios(s3: Any, requests: int, concurrency: int, *, puts: bool = True) -> dict[str, dict[str, float]]:
+def scenarios(endpoint: str, args: argparse.Namespace, server_pid: int, *, puts: bool = True) -> dict[str, Any]:
     """GET (and PUT) rows for each size against one endpoint (objects ``obj-<size>`` exist)."""
     rows = {}
     for label, size in SIZES.items():
-        count = requests if size < (1 << 20) else max(requests // 4, concurrency * 4)
-
-        def get(_: int, key: str = f"obj-{size}", size: int = size) -> None:
-            body = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
-            assert len(body) == size
-
-        rows[f"GET {label}"] = run(get, count, concurrency)
-        if puts:
-            data = os.urandom(size)
-            rows[f"PUT {label}"] = run(lambda i, data=data, size=size: s3.put_object(
-                Bucket=BUCKET, Key=f"put-{size}-{i % 50}", Body=data), count, concurrency)
+        count = args.requests if size < (1 << 20) else max(args.requests // 4, args.concurrency * 4)
+        for op in ("GET", "PUT") if puts else ("GET",):
+            rows[f"{op} {label}"] = drive(endpoint, op, size, count, args.concurrency, args.processes, server_pid)
     return rows
 
 
@@ -86,7 +121,7 @@ def seed(folder: Path) -> None:
         (folder / BUCKET / f"obj-{size}").write_bytes(os.urandom(size))
 
 
-def bridge(root: Path, requests: int, concurrency: int, big_mb: int) -> tuple[dict[str, Any], dict[str, Any]]:
+def bridge(root: Path, args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     seed(root / "bridge")
     port = free_port()
     config = write_config(root / "bridge.yaml", {
@@ -94,9 +129,9 @@ def bridge(root: Path, requests: int, concurrency: int, big_mb: int) -> tuple[di
         "buckets": {BUCKET: str(root / "bridge" / BUCKET)}})
     with Daemon(config, env=PRODUCTION_LOGS) as daemon:
         endpoint = f"http://127.0.0.1:{port}"
-        rows = scenarios(client(endpoint, concurrency), requests, concurrency)
         assert daemon.proc is not None
-        memory = big_object(client(endpoint, 4), root, daemon.proc.pid, big_mb)
+        rows = scenarios(endpoint, args, daemon.proc.pid)
+        memory = big_object(client(endpoint, 4), root, daemon.proc.pid, args.big_mb)
     return rows, memory
 
 
@@ -128,14 +163,21 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def moto(root: Path, requests: int, concurrency: int) -> dict[str, Any]:
+def moto(args: argparse.Namespace) -> dict[str, Any]:
     port = free_port()
-    with moto_server([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]) as endpoint:
-        s3 = client(endpoint, concurrency)
+    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: answers(f"{endpoint}/moto-api/"), timeout=30)
+        s3 = client(endpoint, 1)
         s3.create_bucket(Bucket=BUCKET)
         for size in SIZES.values():
             s3.put_object(Bucket=BUCKET, Key=f"obj-{size}", Body=os.urandom(size))
-        return scenarios(s3, requests, concurrency)
+        return scenarios(endpoint, args, proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 @contextmanager
@@ -170,23 +212,15 @@ def static_files(folder: Path) -> Iterator[str]:
         thread.join(10)
 
 
-def floor(root: Path, requests: int, concurrency: int) -> dict[str, Any]:
-    """The static-file floor in a separate process, so it does not share this client's GIL."""
+def floor(root: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """aiohttp's static files (sendfile) on the same files, served by a process of its own."""
     seed(root / "static")
-    done = subprocess.run([sys.executable, __file__, "--floor-only", str(root / "static"), "--requests",
-                           str(requests), "--concurrency", str(concurrency)], capture_output=True, text=True,
-                          check=True, timeout=600)
-    return json.loads(done.stdout)
-
-
-def floor_only(folder: Path, requests: int, concurrency: int) -> None:
-    """Serve ``folder`` in a child process and measure GETs from this one; prints the rows as JSON."""
-    child = subprocess.Popen([sys.executable, __file__, "--serve-static", str(folder)], stdout=subprocess.PIPE,
-                             text=True)
+    child = subprocess.Popen([sys.executable, __file__, "--serve-static", str(root / "static")],
+                             stdout=subprocess.PIPE, text=True)
     assert child.stdout is not None
     endpoint = child.stdout.readline().strip()
     try:
-        print(json.dumps(scenarios(client(endpoint, concurrency), requests, concurrency, puts=False)))
+        return scenarios(endpoint, args, child.pid, puts=False)
     finally:
         child.terminate()
         child.wait(10)
@@ -199,13 +233,16 @@ def serve_static(folder: Path) -> None:
 
 
 def table(results: dict[str, dict[str, Any]]) -> None:
-    print(f"{'target':22} {'operation':10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+    print(f"{'target':22} {'operation':10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'server CPU ms/req':>18}")
     for target, rows in results.items():
         for op, row in rows.items():
-            print(f"{target:22} {op:10} {row['req_per_s']:>9.0f} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f}")
+            print(f"{target:22} {op:10} {row['req_per_s']:>9.0f} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} "
+                  f"{row['server_cpu_ms_per_req']:>18.3f}")
     b, m, f = results["bridge"], results["moto server"], results["static files (floor)"]
     for op in b:
-        print(f"bridge / moto   {op:10} {b[op]['req_per_s'] / m[op]['req_per_s']:>6.1f}x   (target >= 5x)")
+        print(f"bridge / moto   {op:10} {b[op]['req_per_s'] / m[op]['req_per_s']:>6.1f}x req/s, "
+              f"{m[op]['server_cpu_ms_per_req'] / b[op]['server_cpu_ms_per_req']:>6.1f}x less server CPU per request "
+              "(target >= 5x)")
     for op in f:
         print(f"bridge / floor  {op:10} {b[op]['req_per_s'] / f[op]['req_per_s']:>6.2f}x   "
               f"(target >= 0.5x for GET 1 MB)")
@@ -216,19 +253,19 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1000, help="requests per 4 KB row (1 MB rows: a quarter)")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--big-mb", type=int, default=256, help="the large object for the memory check")
-    parser.add_argument("--floor-only", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--processes", type=int, default=2, help="client processes (each with --concurrency threads)")
+    parser.add_argument("--drive", help=argparse.SUPPRESS)
     parser.add_argument("--serve-static", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_static:
         serve_static(args.serve_static)
         return
-    if args.floor_only:
-        floor_only(args.floor_only, args.requests, args.concurrency)
+    if args.drive:
+        client_process(args.drive)
         return
     root = Path(tempfile.mkdtemp(prefix="bench-s3-", dir=os.environ.get("BENCH_DIR", "/var/tmp")))
-    bridge_rows, memory = bridge(root, args.requests, args.concurrency, args.big_mb)
-    results = {"bridge": bridge_rows, "moto server": moto(root, args.requests, args.concurrency),
-               "static files (floor)": floor(root, args.requests, args.concurrency)}
+    bridge_rows, memory = bridge(root, args)
+    results = {"bridge": bridge_rows, "moto server": moto(args), "static files (floor)": floor(root, args)}
     table(results)
     print(f"memory: daemon peak RSS {memory['daemon_peak_rss_before_mb']:.0f} MB before, "
           f"{memory['daemon_peak_rss_after_mb']:.0f} MB after a {memory['object_mb']} MB upload + download "
@@ -236,7 +273,8 @@ def main() -> None:
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
     (out / "s3.json").write_text(json.dumps({**results, "memory": memory, "load": os.getloadavg(),
-                                             "concurrency": args.concurrency}, indent=2))
+                                             "concurrency": args.concurrency, "processes": args.processes},
+                                            indent=2))
 
 
 if __name__ == "__main__":
