@@ -281,3 +281,23 @@ def test_the_loop_guard_stops_a_handler_writing_back_through_the_api(tmp_path: P
                    timeout=30)
         assert len(daemon.find("directory.loop_detected")) == 1
     assert (tmp_path / "loop" / "k").read_bytes() == b"x+++", "3 invocations allowed, the 4th event suppressed"
+
+
+def test_virtual_hosted_and_presigned_requests(bridge: Bridge) -> None:
+    import http.client
+    import urllib.request
+
+    bridge.s3.put_object(Bucket="out", Key="v/k.txt", Body=b"hello")
+    conn = http.client.HTTPConnection("127.0.0.1", bridge.port, timeout=30)
+    conn.request("GET", "/v/k.txt", headers={"Host": f"out.localhost:{bridge.port}"})
+    response = conn.getresponse()
+    assert (response.status, response.read()) == (200, b"hello")
+    conn.request("GET", "/?list-type=2&prefix=v/", headers={"Host": f"out.s3.localhost:{bridge.port}"})
+    response = conn.getresponse()
+    assert response.status == 200 and b"<Key>v/k.txt</Key>" in response.read()
+    for client, marker in ((bridge.s3, "&Signature="), (s3_client(bridge.port, signature_version="s3v4"),
+                                                         "X-Amz-Signature=")):  # SigV2 and SigV4 query strings
+        url = client.generate_presigned_url("get_object", Params={"Bucket": "out", "Key": "v/k.txt"}, ExpiresIn=60)
+        assert marker in url
+        with urllib.request.urlopen(url, timeout=30) as got:
+            assert got.read() == b"hello"
