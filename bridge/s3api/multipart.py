@@ -52,7 +52,7 @@ class Multipart:
         self._completing: set[str] = set()
 
     def _dir(self, upload_id: str | None, bucket: Bucket, key: bytes) -> Path:
-        """The upload's folder, if ``upload_id`` names an upload of this bucket and key."""
+        """The upload's folder, if ``upload_id`` names an upload of this bucket and key (blocking: a thread)."""
         if upload_id is None or not UPLOAD_ID.match(upload_id):
             raise no_such_upload()
         folder = self.root / upload_id
@@ -89,7 +89,7 @@ class Multipart:
         if "x-amz-copy-source" in request.headers:
             raise S3Error(501, "NotImplemented", "UploadPartCopy is not implemented by lambda-bridge.")
         number = part_number(request.query.get("partNumber"))
-        folder = self._dir(request.query.get("uploadId"), bucket, key)
+        folder = await asyncio.to_thread(self._dir, request.query.get("uploadId"), bucket, key)
         body = Body(request)
         digests = body.digests()
         temp = folder / f".{os.urandom(8).hex()}.part"
@@ -109,7 +109,7 @@ class Multipart:
     async def complete(self, request: web.Request, bucket: Bucket, key: bytes) -> web.StreamResponse:
         """CompleteMultipartUpload: the listed parts joined into one object (its event: CompleteMultipartUpload)."""
         upload_id = request.query.get("uploadId")
-        folder = self._dir(upload_id, bucket, key)
+        folder = await asyncio.to_thread(self._dir, upload_id, bucket, key)
         wanted = _wanted_parts(await request.content.read(MAX_BODY + 1))
         if upload_id in self._completing:
             raise S3Error(409, "OperationAborted", "A conflicting operation is in progress on this upload.")
@@ -156,14 +156,14 @@ class Multipart:
 
     async def abort(self, request: web.Request, bucket: Bucket, key: bytes) -> web.StreamResponse:
         """AbortMultipartUpload: the parts are removed."""
-        folder = self._dir(request.query.get("uploadId"), bucket, key)
+        folder = await asyncio.to_thread(self._dir, request.query.get("uploadId"), bucket, key)
         await asyncio.to_thread(shutil.rmtree, folder, True)
         return web.Response(status=204, headers=request_ids())
 
     async def list_parts(self, request: web.Request, bucket: Bucket, key: bytes) -> web.StreamResponse:
         """ListParts (up to max-parts, after part-number-marker)."""
         upload_id = request.query.get("uploadId")
-        folder = self._dir(upload_id, bucket, key)
+        folder = await asyncio.to_thread(self._dir, upload_id, bucket, key)
         marker = request.query.get("part-number-marker", "0")
         limit = request.query.get("max-parts", "1000")
         if not marker.isdigit() or not limit.isdigit():
