@@ -269,4 +269,4 @@ def test_check_json(base: Path) -> None:
     assert result.returncode == 2 and report["valid"] is False
     assert report["problems"] == ["line 5: functions.f.timout: unknown key; did you mean 'timeout'? expected one "
                                   "of: handler, code, runtime, timeout, memory_size, reserved_concurrency, "
-                                  "idle_timeout, environment, async"]
+                                  "idle_timeout, environment, aws_endpoints, async"]
