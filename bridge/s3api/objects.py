@@ -68,6 +68,11 @@ def upload_meta(request: web.Request, etag: str = "") -> ObjectMeta:
     if sum(len(k) + len(v) for k, v in user.items()) > MAX_USER_METADATA:
         raise S3Error(400, "MetadataTooLarge", "Your metadata headers exceed the maximum allowed metadata size.")
     stored = {name: headers[name] for name in STORED_HEADERS if name in headers}
+    # aws-chunked is how this upload travelled, not how the object is encoded (S3 drops it too).
+    given = stored.pop("Content-Encoding", "").split(",")
+    encoding = ",".join(e for e in given if e.strip() not in ("", "aws-chunked"))
+    if encoding:
+        stored["Content-Encoding"] = encoding
     return ObjectMeta(etag, headers.get("Content-Type"), stored, user)
 
 
