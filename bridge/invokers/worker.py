@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 
 from bridge.build.setup import Setup
 from bridge.config.model import LocalFunctionConfig
-from bridge.invokers.memory import MemoryLimits, ResidentWatchLimits, WorkerMemory
 from bridge.invokers.endpoints import sdk_variables
+from bridge.invokers.memory import MemoryLimits, ResidentWatchLimits, WorkerMemory
 from bridge.invokers.runtime_api import Pending, RuntimeApi
 from bridge.log import get_logger
 from bridge.model import Invocation, error_body
