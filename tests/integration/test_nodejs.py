@@ -485,3 +485,44 @@ def test_build_check_and_clean_know_node_functions(tmp_path: Path, node_runtime_
     kept = {p.name for p in (state / "envs").iterdir()} | {p.name for p in (state / "runtimes").iterdir()}
     assert any(name.startswith("nodejs-") for name in kept)  # the packages
     assert any(re.fullmatch(r"nodejs\d+-[0-9a-f]{16}", name) for name in kept)  # the runtime
+
+
+S3_READER = {"index.mjs": """
+    // After AWS's "Using an Amazon S3 trigger to invoke a Lambda function" (Node.js): get the object.
+    import { S3Client, GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
+
+    const client = new S3Client({});
+
+    export const handler = async (event, context) => {
+      const bucket = event.Records[0].s3.bucket.name;
+      const key = decodeURIComponent(event.Records[0].s3.object.key.replace(/\\+/g, " "));
+      const response = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+      const text = await response.Body.transformToString();
+      await client.send(new PutObjectCommand({ Bucket: "processed", Key: key + ".upper", Body: text.toUpperCase() }));
+      console.log("OBJECT " + JSON.stringify({ bucket, key, text, record: event.Records[0] }));
+      return { ok: true };
+    };
+"""}
+
+
+def test_s3_trigger_reads_the_object_with_the_sdk_through_the_bridge(tmp_path: Path, node_runtime_cache: Path) -> None:
+    from aws_lambda_powertools.utilities.parser.models import S3Model
+
+    code = write_node(tmp_path, "reader", S3_READER)
+    uploads, processed = tmp_path / "uploads", tmp_path / "processed"
+    uploads.mkdir()
+    processed.mkdir()
+    state, port = link_runtime(node_runtime_cache, tmp_path / "state"), free_port()
+    config = write_config(tmp_path / "config.yaml", {
+        "state_dir": str(state), "api": {"listen": f"127.0.0.1:{port}"}, "buckets": {"processed": str(processed)},
+        "functions": {"reader": {"runtime": "nodejs", "handler": "index.handler", "code": str(code)}},
+        "sources": [{"name": "uploads", "type": "directory", "path": str(uploads), "bucket": "uploads",
+                     "function": "reader", "events": ["s3:ObjectCreated:*"]}]})
+    with Daemon(config) as daemon:
+        daemon.wait_for("directory.ready", source="uploads", timeout=60)
+        (uploads / "holiday notes.txt").write_text("sunny and warm")
+        [seen] = node_printed(daemon, "OBJECT")
+        wait_until(lambda: (processed / "holiday notes.txt.upper").exists(), timeout=20)
+    assert seen["bucket"] == "uploads" and seen["key"] == "holiday notes.txt" and seen["text"] == "sunny and warm"
+    assert S3Model.model_validate({"Records": [seen["record"]]}).Records[0].s3.object.key == "holiday+notes.txt"
+    assert (processed / "holiday notes.txt.upper").read_text() == "SUNNY AND WARM"
