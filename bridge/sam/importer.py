@@ -144,32 +144,47 @@ def _draft(template: Template, parameters: dict[str, Any], maps: Mapping, output
 
 
 def _map_all(draft: Draft) -> None:
-    functions = []
+    functions, skipped = [], []
     for logical_id, resource in draft.template.resources.items():
         if resource.get("Type") in NOT_IMPORTED:
             draft.report(("Resources", logical_id), f"{resource['Type']} resources are not imported",
                          NOT_IMPORTED[resource["Type"]])
+            skipped.append(str(draft.unmapped[-1]))
         if resource.get("Type") != FUNCTION_TYPE:
             continue
+        reported = len(draft.unmapped)
         with draft.malformed_at(("Resources", logical_id)):
             runtime, props = _function_runtime(draft, logical_id, resource)
         if runtime is not None:
             functions.append((logical_id, props, runtime))
             draft.importable.add(logical_id)
+        else:
+            skipped += [str(item) for item in draft.unmapped[reported:]] or [
+                f"{draft.template.where(('Resources', logical_id, 'Condition'))}: function {logical_id} is not "
+                f"created (its Condition is false); give --parameter-overrides that make it true"]
     for logical_id, props, runtime in functions:  # all names known first: destinations may name any of them
         with draft.malformed_at(("Resources", logical_id, "Properties")):
             draft.functions[logical_id] = map_function(draft, logical_id, props, runtime)
         map_events(draft, logical_id)
     if not functions:
-        raise SamTemplateError(f"{draft.template.where(('Resources',))}: no AWS::Serverless::Function this "
-                               "bridge can run; nothing to import")
+        raise SamTemplateError(_nothing_to_import(draft.template, skipped))
+
+
+def _nothing_to_import(template: Template, skipped: list[str]) -> str:
+    """Name every function left out (its runtime, condition or type) and what to do about each."""
+    where = template.where(("Resources",))
+    if not skipped:
+        return f"{where}: no AWS::Serverless::Function in the template; nothing to import"
+    return (f"{where}: no AWS::Serverless::Function this bridge can run; nothing to import. Skipped:\n"
+            + "\n".join(f"  {item}" for item in skipped))
 
 
 def _function_runtime(draft: Draft, logical_id: str, resource: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
-    """The function's runtime and resolved properties; (None, {}) when its Condition is false or its runtime foreign."""
+    """The function's runtime and resolved properties; (None, {}) when its Condition is false or its runtime foreign
+    (reported)."""
     condition = resource.get("Condition")
     if condition and not draft.resolver.condition(condition, ("Resources", logical_id, "Condition")):
-        return None, {}  # CloudFormation would not create it either
+        return None, {}  # CloudFormation would not create it either: not a gap, so not reported
     props = function_properties(draft, logical_id)
     return runtime_of(draft, logical_id, props), props
 
