@@ -9,6 +9,7 @@ from typing import Any
 
 from bridge.config.model import parse_listen
 from bridge.errors import SamTemplateError, UsageError
+from bridge.sam.dependencies import check_no_circle
 from bridge.sam.draft import Draft, Mapping, Unmapped
 from bridge.sam.events import map_events
 from bridge.sam.functions import FUNCTION_TYPE, function_properties, map_function, runtime_of
@@ -33,20 +34,26 @@ class ImportResult:
     sources: int
 
 
+MAP_FORMS = ("bucket:LOGICAL_ID=DIR, queue:LOGICAL_ID=http(s)://QUEUE_URL, broker=mqtt://HOST:PORT, "
+             "api:LOGICAL_ID=HOST:PORT or code:FUNCTION_ID=DIR")
+
+
 def parse_maps(items: list[str]) -> Mapping:
-    """``bucket:ID=DIR``, ``queue:ID=URL``, ``broker=URL``, ``api:ID=HOST:PORT`` -> a Mapping (UsageError if bad)."""
+    """``bucket:ID=DIR``, ``queue:ID=URL``, ``broker=URL``, ``api:ID=HOST:PORT``, ``code:ID=DIR`` -> a Mapping."""
     buckets: dict[str, Path] = {}
     queues: dict[str, str] = {}
     apis: dict[str, str] = {}
+    code: dict[str, Path] = {}
     broker = None
     for item in items:
         key, sep, value = item.partition("=")
         kind, _, name = key.partition(":")
         if not sep or not value:
-            raise UsageError(f"--map {item!r}: expected bucket:LOGICAL_ID=DIR, queue:LOGICAL_ID=URL, broker=URL or "
-                             "api:LOGICAL_ID=HOST:PORT")
+            raise UsageError(f"--map {item!r}: expected {MAP_FORMS}")
         if kind == "bucket" and name:
             buckets[name] = Path(value).expanduser()
+        elif kind == "code" and name:
+            code[name] = Path(value).expanduser().resolve()
         elif kind == "queue" and name and value.startswith(("http://", "https://")):
             queues[name] = value
         elif kind == "broker" and not name and value.startswith(("mqtt://", "mqtts://")):
@@ -54,9 +61,8 @@ def parse_maps(items: list[str]) -> Mapping:
         elif kind == "api" and name and value.rpartition(":")[2].isdigit():
             apis[name] = value
         else:
-            raise UsageError(f"--map {item!r}: expected bucket:LOGICAL_ID=DIR, queue:LOGICAL_ID=http(s)://QUEUE_URL, "
-                             "broker=mqtt://HOST:PORT or api:LOGICAL_ID=HOST:PORT")
-    return Mapping(buckets, queues, broker, apis)
+            raise UsageError(f"--map {item!r}: expected {MAP_FORMS}")
+    return Mapping(buckets, queues, broker, apis, code)
 
 
 def parse_overrides(items: list[str]) -> dict[str, str]:
@@ -122,6 +128,7 @@ def import_template(template_path: str | Path, *, output: str | Path | None = No
     template = load_template(template_path)
     maps = maps or Mapping()
     _check_maps(template, maps)
+    check_no_circle(template)
     output_dir = Path(output).resolve().parent if output else Path.cwd()
     draft = _draft(template, parameter_values(template, overrides or {}), maps, output_dir, region,
                    account_id, listen)
@@ -190,11 +197,13 @@ def _function_runtime(draft: Draft, logical_id: str, resource: dict[str, Any]) -
 
 
 def _check_maps(template: Template, maps: Mapping) -> None:
-    buckets = [k for k, r in template.resources.items() if isinstance(r, dict) and r.get("Type") == "AWS::S3::Bucket"]
-    for name in maps.buckets:
-        if name not in buckets:
-            raise SamTemplateError(f"{template.where(('Resources',))}: --map bucket:{name}: the template has no "
-                                   f"AWS::S3::Bucket {name!r}; buckets: {', '.join(buckets) or '(none)'}")
+    for kind, names, resource_type in (("bucket", maps.buckets, "AWS::S3::Bucket"),
+                                       ("code", maps.code, FUNCTION_TYPE)):
+        declared = [k for k, r in template.resources.items() if r.get("Type") == resource_type]
+        for name in names:
+            if name not in declared:
+                raise SamTemplateError(f"{template.where(('Resources',))}: --map {kind}:{name}: the template has no "
+                                       f"{resource_type} {name!r}; it has: {', '.join(declared) or '(none)'}")
 
 
 def _check_unused_queue_maps(draft: Draft) -> None:
