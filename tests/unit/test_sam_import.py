@@ -250,8 +250,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     Type: AWS::Serverless::Function
     Properties: {CodeUri: src/, Handler: app.handler, Runtime: python3.12,
                  Environment: {Variables: {Q: !Ref A}}}
-""", [], r"template.yaml:\d+ Resources.[AB].Properties.QueueName: circular reference: Ref ([AB]) -> Ref [AB] -> "
-         r"Ref \1"),
+""", [], r"template.yaml:\d+ Resources.A: Circular dependency between resources: \[A, B\]"),
     ("Parameters: {Stage: {Type: String, Default: dev}}\n" + FUNCTION, ["--parameter-overrides", "Stag=prod"],
      r"template.yaml:2 Parameters: --parameter-overrides names 'Stag', which the template does not declare; "
      r"declared: Stage"),
