@@ -62,7 +62,7 @@ def parse_maps(items: list[str]) -> Mapping:
             apis[name] = value
         else:
             raise UsageError(f"--map {item!r}: expected {MAP_FORMS}")
-    return Mapping(buckets, queues, broker, apis, code)
+    return Mapping(buckets, queues, broker, apis, code=code)
 
 
 def parse_overrides(items: list[str]) -> dict[str, str]:
