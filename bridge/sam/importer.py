@@ -126,9 +126,9 @@ def import_template(template_path: str | Path, *, output: str | Path | None = No
     except ValueError as err:
         raise UsageError(f"--listen: {err}") from None
     template = load_template(template_path)
+    check_no_circle(template)
     maps = maps or Mapping()
     _check_maps(template, maps)
-    check_no_circle(template)
     output_dir = Path(output).resolve().parent if output else Path.cwd()
     draft = _draft(template, parameter_values(template, overrides or {}), maps, output_dir, region,
                    account_id, listen)
@@ -151,6 +151,7 @@ def _draft(template: Template, parameters: dict[str, Any], maps: Mapping, output
 
 
 def _map_all(draft: Draft) -> None:
+    _check_code_maps(draft.template, draft.maps)
     functions, skipped = [], []
     for logical_id, resource in draft.template.resources.items():
         if resource.get("Type") in NOT_IMPORTED:
@@ -197,13 +198,19 @@ def _function_runtime(draft: Draft, logical_id: str, resource: dict[str, Any]) -
 
 
 def _check_maps(template: Template, maps: Mapping) -> None:
-    for kind, names, resource_type in (("bucket", maps.buckets, "AWS::S3::Bucket"),
-                                       ("code", maps.code, FUNCTION_TYPE)):
-        declared = [k for k, r in template.resources.items() if r.get("Type") == resource_type]
-        for name in names:
-            if name not in declared:
-                raise SamTemplateError(f"{template.where(('Resources',))}: --map {kind}:{name}: the template has no "
-                                       f"{resource_type} {name!r}; it has: {', '.join(declared) or '(none)'}")
+    buckets = [k for k, r in template.resources.items() if isinstance(r, dict) and r.get("Type") == "AWS::S3::Bucket"]
+    for name in maps.buckets:
+        if name not in buckets:
+            raise SamTemplateError(f"{template.where(('Resources',))}: --map bucket:{name}: the template has no "
+                                   f"AWS::S3::Bucket {name!r}; buckets: {', '.join(buckets) or '(none)'}")
+
+
+def _check_code_maps(template: Template, maps: Mapping) -> None:
+    functions = [k for k, r in template.resources.items() if r.get("Type") == FUNCTION_TYPE]
+    for name in maps.code:
+        if name not in functions:
+            raise SamTemplateError(f"{template.where(('Resources',))}: --map code:{name}: the template has no "
+                                   f"{FUNCTION_TYPE} {name!r}; it has: {', '.join(functions) or '(none)'}")
 
 
 def _check_unused_queue_maps(draft: Draft) -> None:
