@@ -272,10 +272,10 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     (FUNCTION, ["--map", "bucket:Uploads=./up"], r"template.yaml:3 Resources: --map bucket:Uploads: neither an "
                                                  r"AWS::S3::Bucket of the template \(none\) nor a bucket name"),
     (FUNCTION + "  Bad: {Type: !Magic x}\n", [], r"template.yaml:7: unknown tag !Magic"),
-    (FUNCTION.replace("python3.12", "nodejs20.x"), [],  # the only function is skipped: named, runtime, what to do
+    (FUNCTION.replace("python3.12", "java21"), [],  # the only function is skipped: named, runtime, what to do
      r"template.yaml:3 Resources: no AWS::Serverless::Function this bridge can run; nothing to import. Skipped:\n"
-     r"  \S*template.yaml:6 Resources.Fn.Properties.Runtime: runtime 'nodejs20.x' is not supported locally .*; "
-     r"run it elsewhere and add it by ARN"),
+     r"  \S*template.yaml:6 Resources.Fn.Properties.Runtime: function Fn: runtime 'java21' is not supported "
+     r"locally .*; run it in AWS Lambda and add it by ARN"),
     ("Parameters: {Stage: {Type: String, Default: dev}}\nConditions: {Prod: !Equals [!Ref Stage, prod]}\n"
      + FUNCTION.replace("    Properties:", "    Condition: Prod\n    Properties:"), [],
      r"nothing to import. Skipped:\n  \S*template.yaml:\d+ Resources.Fn.Condition: function Fn is not created \(its "
