@@ -1,4 +1,5 @@
-"""Benchmark the local invoke path: direct call vs bridge (warm, HTTP, throughput, cold) vs python-lambda-local."""
+"""Benchmark the local invoke path: direct call vs bridge (warm, HTTP, throughput, cold) vs python-lambda-local,
+and the same bridge rows for a Node.js no-op under aws-lambda-ric, its cold start beside a bare ``node -e ''``."""
 
 from __future__ import annotations
 
@@ -22,11 +23,14 @@ from bridge.build.envs import Envs
 from bridge.build.readiness import Readiness
 from bridge.config.model import parse_config
 from bridge.invokers.local import LocalFunction
+from bridge.invokers.nodejs import NodeRuntime, node_version, prepared
+from bridge.invokers.nodejs_build import build_runtime
 from bridge.invokers.worker import FunctionSpec
 from bridge.model import Invocation
 from bridge.testing import PRODUCTION_LOGS, Daemon, free_port, write_config, write_handler
 
 NOOP = "def handler(event, context):\n    return {'ok': True}\n"
+NODE_NOOP = "exports.handler = async () => ({ok: true});\n"
 EVENT = b'{"key": "value"}'
 
 
@@ -49,19 +53,23 @@ def direct(code: Path, n: int) -> dict[str, float]:
     return {"p50_ms": pct(samples, 50), "p99_ms": pct(samples, 99), "per_s": 1000 / statistics.mean(samples)}
 
 
-def make_function(code: Path, concurrency: int) -> LocalFunction:
+def make_function(code: Path, concurrency: int, node: NodeRuntime | None = None) -> LocalFunction:
     """The function as the daemon runs it: its environment (Lambda's sys.path, the runtime folder) made ready
-    before the first worker starts, in ``code``'s parent's state folder."""
-    text = f"functions:\n  noop: {{handler: app.handler, code: '{code}', reserved_concurrency: {concurrency}}}\n"
+    before the first worker starts, in ``code``'s parent's state folder; Node.js under aws-lambda-ric
+    (``node``)."""
+    extra = ", runtime: nodejs" if node else ""
+    text = (f"functions:\n  noop: {{handler: {'index' if node else 'app'}.handler, code: '{code}', "
+            f"reserved_concurrency: {concurrency}{extra}}}\n")
     cfg = parse_config(text)
     fn = cfg.functions["noop"]
     readiness = Readiness("noop", fn, Envs(code.parent / "state"))  # type: ignore[arg-type]
-    return LocalFunction(FunctionSpec("noop", fn, cfg.region, cfg.function_arn("noop")), readiness=readiness)
+    spec = FunctionSpec("noop", fn, cfg.region, cfg.function_arn("noop"), node=node)  # type: ignore[arg-type]
+    return LocalFunction(spec, readiness=readiness)
 
 
-async def warm_latency(code: Path, n: int) -> dict[str, float]:
-    """(b) sequential warm invocations through the pool, runtime API and awslambdaric."""
-    fn = make_function(code, 1)
+async def warm_latency(code: Path, n: int, node: NodeRuntime | None = None) -> dict[str, float]:
+    """(b) sequential warm invocations through the pool, runtime API and the runtime interface client."""
+    fn = make_function(code, 1, node)
     await fn.invoke(Invocation(EVENT))
     samples = []
     for _ in range(n):
@@ -72,9 +80,9 @@ async def warm_latency(code: Path, n: int) -> dict[str, float]:
     return {"p50_ms": pct(samples, 50), "p99_ms": pct(samples, 99), "per_s": 1000 / statistics.mean(samples)}
 
 
-async def throughput(code: Path, seconds: float, workers: int = 2) -> dict[str, float]:
+async def throughput(code: Path, seconds: float, workers: int = 2, node: NodeRuntime | None = None) -> dict[str, float]:
     """(b) invocations/s with ``workers`` warm workers kept busy."""
-    fn = make_function(code, workers)
+    fn = make_function(code, workers, node)
     await asyncio.gather(*(fn.invoke(Invocation(EVENT), wait=True) for _ in range(workers)))
     done = 0
     deadline = time.perf_counter() + seconds
@@ -92,11 +100,11 @@ async def throughput(code: Path, seconds: float, workers: int = 2) -> dict[str, 
     return {"per_s": done / elapsed, "invocations": done}
 
 
-async def cold_start(code: Path, n: int) -> dict[str, float]:
-    """Cold start: spawn a worker, import awslambdaric and the handler, first invocation answered."""
+async def cold_start(code: Path, n: int, node: NodeRuntime | None = None) -> dict[str, float]:
+    """Cold start: spawn a worker, load the runtime client and the handler, first invocation answered."""
     samples = []
     for _ in range(n):
-        fn = make_function(code, 1)
+        fn = make_function(code, 1, node)
         start = time.perf_counter()
         await fn.invoke(Invocation(EVENT))
         samples.append((time.perf_counter() - start) * 1000)
@@ -128,6 +136,35 @@ def lambda_local(code: Path, n: int) -> dict[str, float]:
         subprocess.run([exe, "-f", "handler", str(code / "app.py"), str(event)], check=True, capture_output=True)
         samples.append((time.perf_counter() - start) * 1000)
     return {"p50_ms": pct(samples, 50), "p99_ms": max(samples), "per_s": 1000 / statistics.mean(samples)}
+
+
+def bare_node(n: int) -> dict[str, float]:
+    """``node -e ''``: the floor of a Node.js cold start on this machine."""
+    samples = []
+    for _ in range(n):
+        start = time.perf_counter()
+        subprocess.run(["node", "-e", ""], check=True)
+        samples.append((time.perf_counter() - start) * 1000)
+    return {"p50_ms": pct(samples, 50), "p99_ms": max(samples), "per_s": 1000 / statistics.mean(samples)}
+
+
+def node_rows(root: Path, cache: Path, args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """The Node.js rows: the pinned runtime is built into ``cache`` first when it is not there."""
+    version = node_version()
+    assert version, "node is not installed (apt-get install nodejs npm), or pass --no-node"
+    build_runtime(cache, version, lambda line: print(line, file=sys.stderr))
+    code = root / "node-noop"
+    code.mkdir()
+    (code / "index.js").write_text(NODE_NOOP)
+    cfg = parse_config(f"functions:\n  noop: {{handler: index.handler, code: '{code}', runtime: nodejs}}\n")
+    node = prepared(cfg.functions["noop"], cache)  # type: ignore[arg-type]
+    assert isinstance(node, NodeRuntime), node
+    return {
+        "(n) node warm sync invoke (pool)": asyncio.run(warm_latency(code, args.n, node)),
+        "(n) node throughput, 2 workers": asyncio.run(throughput(code, args.seconds, node=node)),
+        "(n) node cold start (spawn to answer)": asyncio.run(cold_start(code, 20, node)),
+        "(n) node -e '' (bare process)": bare_node(20),
+    }
 
 
 def idle_rss(root: Path, code: Path) -> float:
@@ -162,6 +199,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=3000)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--node-cache", type=Path, help="a folder keeping the built Node.js runtime across runs")
+    parser.add_argument("--no-node", action="store_true", help="skip the Node.js rows")
     args = parser.parse_args()
     log.configure("info", open(os.devnull, "w"), json=True)  # noqa: SIM115 -- logs cost what they cost in production
     root = Path(tempfile.mkdtemp(prefix="bench-invoke-"))
@@ -174,6 +213,8 @@ def main() -> None:
         "(c) python-lambda-local": lambda_local(code, 20),
         "cold start (spawn to first answer)": asyncio.run(cold_start(code, 20)),
     }
+    if not args.no_node:
+        rows.update(node_rows(root, args.node_cache or root / "node-cache", args))
     rows["daemon idle RSS (MB), no workers"] = {"rss_mb": idle_rss(root, code)}
     report(rows)
 

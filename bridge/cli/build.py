@@ -23,7 +23,10 @@ if TYPE_CHECKING:
 @global_options
 @pass_state
 def build(state: State, functions: tuple[str, ...], force: bool, clean: bool) -> int:
-    """Build the environment of each local Python function (all, or the FUNCTIONs named).
+    """Build the environment of each local function (all, or the FUNCTIONs named).
+
+    Node.js functions: the pinned aws-lambda-ric runtime and their package.json dependencies (npm ci with a
+    lock file), under state_dir/runtimes and state_dir/envs (docs/nodejs.md).
 
     Installs the function's requirements.txt (or pyproject.toml dependencies) with uv into
     state_dir/envs/HASH, keyed by a hash of the manifest and the interpreter: an unchanged function is not
@@ -37,6 +40,9 @@ def build(state: State, functions: tuple[str, ...], force: bool, clean: bool) ->
     names = _selected(config, functions)
     if clean:
         return _clean(config, envs)
+    from bridge.invokers.nodejs_build import build_missing  # Node.js: the pinned runtime, package.json (npm)
+
+    build_missing(config, lambda line: click.echo(line, err=True), names)
     return asyncio.run(build_functions(config, envs, names, force=force, as_json=state.json))
 
 
@@ -100,6 +106,9 @@ def _clean(config: Config, envs: Envs) -> int:
         if isinstance(fn, LocalFunctionConfig):
             the_plan = plan(name, fn)
             keep |= {*the_plan.signature, envs.runtime_dir(the_plan.interpreter).name}
+    from bridge.invokers.nodejs_build import nodejs_folders
+
+    keep |= nodejs_folders(config)
     for path in envs.clean(keep):
         click.echo(f"removed {path}")
     return 0

@@ -15,6 +15,7 @@ import click
 from bridge.cli.context import State, emit_json, global_options, pass_state
 from bridge.config.model import Config, LocalFunctionConfig
 from bridge.errors import ConfigError
+from bridge.invokers.nodejs_build import toolchain_problems, unbuilt_warnings
 from bridge.sources.http.config import listen_problems
 
 if TYPE_CHECKING:
@@ -73,6 +74,8 @@ def check(state: State, skip_handlers: bool) -> int:
 
     problems, warnings, ready = environment_findings(config)
     problems += [] if skip_handlers else handler_problems(config, ready)
+    problems += toolchain_problems(config)
+    warnings += unbuilt_warnings(config)
     problems += listen_problems(config.sources, _held_addresses(state))
     return _report(state, problems, config, warnings)
 

@@ -25,9 +25,12 @@ def run(state: State) -> int:
     Logs go to stdout as JSON lines (console lines on a terminal); under systemd the journal keeps them.
     """
     from bridge.daemon.lifecycle import run_until_signalled
+    from bridge.invokers.nodejs_build import build_missing
 
     config = state.config()
     log.configure(_log_level(config.log_level))
+    builds = log.get_logger()
+    build_missing(config, progress=lambda line: builds.info("build.progress", line=line))  # Node.js runtimes
     try:
         asyncio.run(run_until_signalled(config, Path(state.config_path).resolve()))
     except BaseExceptionGroup as group:

@@ -32,7 +32,7 @@ from bridge.errors import ConfigError
 FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 HANDLER = re.compile(r"^[^\s.][^\s]*\.[A-Za-z_][A-Za-z0-9_]*$")
 # python: the daemon's interpreter; python3.N: that interpreter when installed (else the daemon's, with a warning).
-RUNTIME = re.compile(r"^(python(3\.\d{1,2})?|provided(\.al2|\.al2023)?)$")
+RUNTIME = re.compile(r"^(python(3\.\d{1,2})?|provided(\.al2|\.al2023)?|nodejs)$")  # nodejs: docs/nodejs.md
 ENV_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 # Lambda refuses these in a function's environment because the runtime sets them itself.
@@ -140,7 +140,8 @@ class LocalFunctionConfig(Strict):
     @classmethod
     def _runtime(cls, value: str) -> str:
         if not RUNTIME.match(value):
-            raise ValueError(f"unknown {value!r}; expected one of: python, python3.N (e.g. python3.12), provided")
+            raise ValueError(f"unknown {value!r}; expected one of: python, python3.N (e.g. python3.12), nodejs, "
+                             "provided")
         return value
 
     @field_validator("layers")
@@ -157,7 +158,7 @@ class LocalFunctionConfig(Strict):
     @classmethod
     def _handler(cls, value: str, info: ValidationInfo) -> str:
         # Lambda accepts any handler string for a custom runtime (Go templates say ``Handler: bootstrap``).
-        if str(info.data.get("runtime", "python")).startswith("python") and not HANDLER.match(value):
+        if not str(info.data.get("runtime", "python")).startswith("provided") and not HANDLER.match(value):
             raise ValueError(f"{value!r} is not module.function (e.g. lambda_function.lambda_handler)")
         if not value.strip():
             raise ValueError("the handler is empty; give module.function, or any name for runtime provided")
@@ -191,7 +192,7 @@ class LocalFunctionConfig(Strict):
     @model_validator(mode="after")
     def _runtime_files(self) -> LocalFunctionConfig:
         bootstrap = self.code / "bootstrap"
-        if not self.is_python and not os.access(bootstrap, os.X_OK):
+        if self.runtime.startswith("provided") and not os.access(bootstrap, os.X_OK):
             raise ValueError(f"runtime provided needs an executable {str(bootstrap)!r} (chmod +x it)")
         return self
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bridge.config.model import Config, load_config
-from bridge.errors import ConfigError
+from bridge.errors import BuildFailed, ConfigError
+from bridge.invokers.nodejs_build import build_missing
 from bridge.log import get_logger
 
 
@@ -115,10 +116,14 @@ class Reloader:
         rebuilt = await asyncio.to_thread(service.functions.rebuilt, effective)  # a manifest changed: build again
         changes = dataclasses.replace(changes, functions_changed=changes.functions_changed | rebuilt)
         try:
+            # Node.js runtimes and packages a new function needs, built off the loop (as `run` builds them).
+            await asyncio.to_thread(build_missing, effective, lambda line: self.log.info("build.progress", line=line))
             if service.sources is not None:  # before anything stops: a port in use refuses the whole reload
                 await service.sources.claim(effective.sources)
         except ConfigError as err:
             return self._rejected(err)
+        except BuildFailed as err:
+            return self._rejected(ConfigError([f"functions.{err.function}: {err.reason}"]))
         await self._apply(changes, effective)
         service.metrics.reloads.labels("applied").inc()
         if self.on_result:

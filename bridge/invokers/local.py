@@ -16,7 +16,7 @@ from bridge.errors import BuildFailed, Throttled
 from bridge.function_logs import RECORD_BREAK, FunctionLog, as_text
 from bridge.invokers.inflight import InFlight
 from bridge.invokers.memory import MemoryLimits
-from bridge.invokers.worker import FunctionSpec, Worker, monotonic_ms
+from bridge.invokers.worker import FunctionSpec, Undelivered, Worker, monotonic_ms
 from bridge.log import get_logger
 from bridge.model import Invocation, InvokeResult, error_body
 
@@ -135,7 +135,7 @@ class LocalFunction:
         if init_error is not None:
             payload, function_error = init_error, "Unhandled"
         else:
-            payload, function_error = await worker.run(invocation, self._headers(invocation), self._timeout)
+            worker, payload, function_error, init_ms = await self._run(worker, invocation, init_ms)
         duration = monotonic_ms() - started - init_ms
         self._report(worker, rid, duration, init_ms, _failure(payload, function_error))
         self._give_back(worker)
@@ -143,6 +143,21 @@ class LocalFunction:
         self.errors += function_error is not None
         tail = self._tail(rid) if invocation.log_tail else None
         return InvokeResult(rid, payload, function_error, tail, duration)
+
+    async def _run(
+        self, worker: Worker, invocation: Invocation, init_ms: float
+    ) -> tuple[Worker, bytes, str | None, float]:
+        """Run on ``worker``, or on a fresh one when that warm worker exited before taking the event, as Lambda
+        starts a new environment: (the worker that ran it, payload, function error, init ms)."""
+        try:
+            payload, function_error = await worker.run(invocation, self._headers(invocation), self._timeout)
+        except Undelivered:
+            self._forget(worker)
+            worker, init_error, init_ms = await self._take_worker(invocation.request_id)
+            if init_error is not None:
+                return worker, init_error, "Unhandled", init_ms
+            payload, function_error = await worker.run(invocation, self._headers(invocation), self._timeout)
+        return worker, payload, function_error, init_ms
 
     @property
     def _timeout(self) -> float:

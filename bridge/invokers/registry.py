@@ -9,14 +9,23 @@ from typing import Any, Protocol
 from bridge.build.envs import Envs
 from bridge.build.readiness import Readiness
 from bridge.config.model import Config, LocalFunctionConfig, RemoteFunctionConfig
-from bridge.errors import FunctionNotFound, Throttled
+from bridge.errors import ConfigError, FunctionNotFound, Throttled
 from bridge.function_logs import FunctionLog, log_path
 from bridge.invokers.endpoints import endpoint_variables
 from bridge.invokers.local import LocalFunction
 from bridge.invokers.memory import MemoryLimits
+from bridge.invokers.nodejs import NodeRuntime, prepared
 from bridge.invokers.worker import FunctionSpec
 from bridge.metrics import Metrics
 from bridge.model import Invocation, InvokeResult
+
+
+def nodejs_runtime(config: Config, name: str) -> NodeRuntime:
+    """The built runtime of a Node.js function; ConfigError naming what to build when it is not."""
+    found = prepared(config.functions[name], config.state_dir)  # type: ignore[arg-type]
+    if isinstance(found, str):
+        raise ConfigError([f"functions.{name}.runtime: {found}"])
+    return found
 
 
 class Invoker(Protocol):
@@ -63,8 +72,9 @@ def build_invoker(config: Config, name: str, clients: Any = None, worker_fds: tu
         from bridge.invokers.remote import RemoteFunction
 
         return RemoteFunction(name, fn, clients)
+    node = nodejs_runtime(config, name) if fn.runtime == "nodejs" else None
     spec = FunctionSpec(name, fn, config.region, config.function_arn(name), keep_fds=worker_fds,
-                        endpoints=endpoint_variables(config, fn))
+                        endpoints=endpoint_variables(config, fn), node=node)
     readiness = Readiness(name, fn, envs or Envs(config.state_dir))
     return LocalFunction(spec, FunctionLog(log_path(config.state_dir, name)), memory, readiness)
 

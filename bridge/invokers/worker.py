@@ -20,6 +20,7 @@ from bridge.build.setup import Setup
 from bridge.config.model import LocalFunctionConfig
 from bridge.invokers.endpoints import sdk_variables
 from bridge.invokers.memory import MemoryLimits, ResidentWatchLimits, WorkerMemory
+from bridge.invokers.nodejs import NodeRuntime
 from bridge.invokers.runtime_api import Pending, RuntimeApi
 from bridge.log import get_logger
 from bridge.model import Invocation, error_body
@@ -68,9 +69,13 @@ class FunctionSpec:
     endpoints: dict[str, str] = field(default_factory=dict)  # AWS_ENDPOINT_URL_* (bridge/invokers/endpoints.py)
     launcher: tuple[str, ...] = field(default_factory=pdeathsig_launcher)
     setup: Setup | None = None  # interpreter, sys.path and layers (bridge/build); None: the daemon's whole venv
+    node: NodeRuntime | None = None  # runtime nodejs: where node, aws-lambda-ric and the packages are
 
     def command(self) -> list[str]:
-        """The worker's argv: awslambdaric for python, ``code/bootstrap`` for provided (after the launcher)."""
+        """The worker's argv: awslambdaric for python, aws-lambda-ric for nodejs, ``code/bootstrap`` for provided
+        (after the launcher)."""
+        if self.node is not None:
+            return [*self.launcher, *self.node.command(self.config)]
         if not self.config.is_python:
             return [*self.launcher, str(self.config.code / "bootstrap")]
         if self.setup is not None:
@@ -95,7 +100,14 @@ class FunctionSpec:
         if self.setup is not None:  # Lambda's sys.path order, without PYTHONPATH; the layers' bin/ and lib/
             del env["PYTHONPATH"]
             env.update(self.setup.variables(env.get("PATH", os.defpath)))
+        if self.node is not None:  # after the setup's: its NODE_PATH, runtime folder and PATH win
+            env.update(self.node.environment(cfg, env.get("PATH", os.defpath)))
         return env
+
+
+class Undelivered(Exception):
+    """A warm worker exited before it took the next invocation, which never reached it (the invoker tries
+    another worker); control flow inside the invokers, never shown to a user."""
 
 
 class Worker:
@@ -121,6 +133,7 @@ class Worker:
         self._status_fd: int | None = None
         self._killed = False
         self._peak_mb: int | None = None  # the high-water mark once the process is gone (None: unknown)
+        self.served = 0  # invocations handed to this worker
 
     @property
     def alive(self) -> bool:
@@ -194,6 +207,7 @@ class Worker:
         """Hand one invocation to the process and wait for its answer, its crash, or the deadline."""
         pending = Pending(invocation.request_id, invocation.payload, headers)
         self.current = pending
+        self.served += 1
         self.memory.watch()
         try:
             self.api.hand_over(pending)
@@ -229,7 +243,11 @@ class Worker:
             os.close(self._status_fd)
             self._status_fd = None
         self.exited.set()
-        if self.current is not None:
+        if self.current is not None and self.api.current is not self.current and self.served > 1:
+            # Exited between invocations (Node's runtime does after reporting an uncaught exception).
+            if not self.current.done.done():
+                self.current.done.set_exception(Undelivered())
+        elif self.current is not None:
             self.current.settle(self.exit_error(self.current.request_id), "Unhandled")
 
     def _drain_output(self) -> None:

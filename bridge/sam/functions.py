@@ -42,20 +42,37 @@ def _deep_merge(base: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# Lambda's Node.js runtimes this bridge runs under aws-lambda-ric (docs/nodejs.md); older ones are deprecated.
+NODEJS_RUNTIMES = re.compile(r"nodejs(18|20|22|24)\.x")
+# Runtime families not run locally, by prefix: what the user can do instead.
+FOREIGN_RUNTIMES = {
+    "nodejs": "upgrade it to nodejs20.x or later (Lambda has deprecated it)",
+    "java": "run it in AWS Lambda and add it by ARN (docs/remote.md)",
+    "dotnet": "run it in AWS Lambda and add it by ARN (docs/remote.md)",
+    "ruby": "run it in AWS Lambda and add it by ARN (docs/remote.md)",
+    "go": "build it for provided.al2023 (a bootstrap binary) and import it again",
+}
+
+
 def runtime_of(draft: Draft, logical_id: str, props: dict[str, Any]) -> str | None:
-    """``python`` or ``provided``; None (reported) for a runtime the bridge cannot run."""
+    """``python``, ``nodejs`` or ``provided``; None (reported) for a runtime the bridge cannot run."""
     path = ("Resources", logical_id, "Properties", "Runtime")
     runtime = props.get("Runtime")
     if props.get("PackageType") == "Image":
-        draft.report(path[:-1], "container-image functions are not run locally",
+        draft.report(path[:-1], f"function {logical_id} is a container image, not run locally",
                      "give the function's ARN in functions: to invoke it remotely, or package it as a zip")
         return None
     if isinstance(runtime, str) and re.fullmatch(r"python3\.\d+", runtime):
         return runtime  # that interpreter when installed here, else the daemon's (check warns)
+    if isinstance(runtime, str) and NODEJS_RUNTIMES.fullmatch(runtime):
+        return "nodejs"
     if isinstance(runtime, str) and runtime.startswith("provided"):
         return "provided"
-    draft.report(path, f"runtime {runtime!r} is not supported locally (python3.x and provided* are)",
-                 "the function and its events are skipped; run it elsewhere and add it by ARN (docs/remote.md)")
+    family = next((name for name in FOREIGN_RUNTIMES if isinstance(runtime, str) and runtime.startswith(name)), None)
+    fix = FOREIGN_RUNTIMES[family] if family else "run it elsewhere and add it by ARN (docs/remote.md)"
+    draft.report(path, f"function {logical_id}: runtime {runtime!r} is not supported locally "
+                       "(python3.x, nodejs18.x-24.x and provided* are)",
+                 f"the function and its events are skipped; {fix}")
     return None
 
 

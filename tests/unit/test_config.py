@@ -37,7 +37,8 @@ MALFORMED = [
     ("functions:\n  f:\n    handler: app.handler\n    code: ./nowhere\n",
      "functions.f.code: directory"),
     ("functions:\n  f:\n" + GOOD_FUNCTION + "    runtime: node\n",
-     "line 5: functions.f.runtime: unknown 'node'; expected one of: python, python3.N (e.g. python3.12), provided"),
+     "line 5: functions.f.runtime: unknown 'node'; expected one of: python, python3.N (e.g. python3.12), nodejs, "
+     "provided"),
     ("functions:\n  f:\n" + GOOD_FUNCTION + "    runtime: provided\n", "runtime provided needs an executable"),
     ("functions:\n  f:\n" + GOOD_FUNCTION + "    timeout: 0\n",
      "line 5: functions.f.timeout: 0 is below the minimum 1"),

@@ -188,11 +188,26 @@ def test_mapped_queue_url_and_other_runtimes(tmp_path: Path) -> None:
                 Jobs: {Type: SQS, Properties: {Queue: !GetAtt Q.Arn}}
           Node:
             Type: AWS::Serverless::Function
-            Properties: {CodeUri: src/, Handler: index.handler, Runtime: nodejs20.x}
+            Properties: {CodeUri: src/, Handler: src/handlers/app.handler, Runtime: nodejs20.x}
+          Jvm:
+            Type: AWS::Serverless::Function
+            Properties: {CodeUri: src/, Handler: example.Handler::handleRequest, Runtime: java21}
+          OldNode:
+            Type: AWS::Serverless::Function
+            Properties: {CodeUri: src/, Handler: index.handler, Runtime: nodejs16.x}
+          Image:
+            Type: AWS::Serverless::Function
+            Properties: {PackageType: Image, ImageUri: repo/fn:latest}
         """, maps=Mapping(queues={"Q": "http://127.0.0.1:4566/000000000000/q"}))
     assert config["sources"][0]["queue"] == "http://127.0.0.1:4566/000000000000/q"
-    assert "queues" not in config and list(config["functions"]) == ["Fn"]
-    assert "Resources.Node.Properties.Runtime: runtime 'nodejs20.x' is not supported" in unmapped[0]
+    assert "queues" not in config and list(config["functions"]) == ["Fn", "Node"]
+    assert config["functions"]["Node"]["runtime"] == "nodejs"
+    assert config["functions"]["Node"]["handler"] == "src/handlers/app.handler"
+    assert len(unmapped) == 3
+    assert "Resources.Jvm.Properties.Runtime: function Jvm: runtime 'java21' is not supported" in unmapped[0]
+    assert "run it in AWS Lambda and add it by ARN" in unmapped[0]
+    assert "function OldNode: runtime 'nodejs16.x'" in unmapped[1] and "upgrade it to nodejs20.x" in unmapped[1]
+    assert "function Image is a container image" in unmapped[2]
 
 
 def test_api_events_become_routes_of_an_http_source(tmp_path: Path) -> None:
@@ -257,10 +272,10 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     (FUNCTION, ["--map", "bucket:Uploads=./up"], r"template.yaml:3 Resources: --map bucket:Uploads: neither an "
                                                  r"AWS::S3::Bucket of the template \(none\) nor a bucket name"),
     (FUNCTION + "  Bad: {Type: !Magic x}\n", [], r"template.yaml:7: unknown tag !Magic"),
-    (FUNCTION.replace("python3.12", "nodejs20.x"), [],  # the only function is skipped: named, runtime, what to do
+    (FUNCTION.replace("python3.12", "java21"), [],  # the only function is skipped: named, runtime, what to do
      r"template.yaml:3 Resources: no AWS::Serverless::Function this bridge can run; nothing to import. Skipped:\n"
-     r"  \S*template.yaml:6 Resources.Fn.Properties.Runtime: runtime 'nodejs20.x' is not supported locally .*; "
-     r"run it elsewhere and add it by ARN"),
+     r"  \S*template.yaml:6 Resources.Fn.Properties.Runtime: function Fn: runtime 'java21' is not supported "
+     r"locally .*; run it in AWS Lambda and add it by ARN"),
     ("Parameters: {Stage: {Type: String, Default: dev}}\nConditions: {Prod: !Equals [!Ref Stage, prod]}\n"
      + FUNCTION.replace("    Properties:", "    Condition: Prod\n    Properties:"), [],
      r"nothing to import. Skipped:\n  \S*template.yaml:\d+ Resources.Fn.Condition: function Fn is not created \(its "
