@@ -29,6 +29,16 @@ class Rule:
     config: RuleConfig
     matcher: Matcher
     arn: str
+    # Exact values the pattern requires of the envelope's string keys: most rules name their source and
+    # detail-type, so most events are turned away by a set lookup before the full match.
+    required: tuple[tuple[str, frozenset[str]], ...]
+
+    def matches(self, event: dict[str, Any]) -> bool:
+        """Whether the event matches the rule's pattern."""
+        for key, values in self.required:
+            if event[key] not in values:
+                return False
+        return self.matcher.matches(event)
 
 
 class Buses:
@@ -74,7 +84,7 @@ class Buses:
                                  region=config.region, now=now)
         self.counts[f"bus:{bus}"] += 1
         for rule in rules[bus]:
-            if rule.matcher.matches(event):
+            if rule.matches(event):
                 self.counts[f"rule:{bus}/{rule.config.name}"] += 1
                 _fan_out(rule, event, batch, config)
         return {"EventId": event_id}
@@ -90,7 +100,19 @@ class Buses:
 def _rule(config: Config, bus: str, rule: RuleConfig) -> Rule:
     name = rule.name if bus == "default" else f"{bus}/{rule.name}"
     return Rule(bus, rule, compile_pattern(rule.event_pattern),
-                rule_arn(region=config.region, account=config.account_id, rule_name=name))
+                rule_arn(region=config.region, account=config.account_id, rule_name=name),
+                _required(rule.event_pattern))
+
+
+def _required(pattern: dict[str, Any]) -> tuple[tuple[str, frozenset[str]], ...]:
+    """Envelope keys that always hold a string (``source``, ``detail-type``) whose pattern lists plain
+    strings only: an event whose value is not among them cannot match (top-level fields are ANDed)."""
+    found = []
+    for key in ("source", "detail-type"):
+        values = pattern.get(key)
+        if isinstance(values, list) and values and all(isinstance(v, str) for v in values):
+            found.append((key, frozenset(values)))
+    return tuple(found)
 
 
 def _fan_out(rule: Rule, event: dict[str, Any], batch: Batch, config: Config) -> None:
