@@ -12,7 +12,7 @@ import yaml
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel, SnsModel, SnsNotificationModel
 
 from bridge.config.model import parse_config
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, UsageError
 from bridge.events import bus, sns
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, 678_000, tzinfo=UTC)
@@ -156,3 +156,22 @@ def test_config_mistakes_name_their_path(extra: dict[str, Any], says: str) -> No
         _config(extra)
     assert says in str(caught.value)
     assert caught.value.exit_code == 2
+
+
+def test_generate_event_prints_sns_and_eventbridge_events() -> None:
+    from click.testing import CliRunner
+
+    from bridge.cli.main import cli
+
+    runner = CliRunner()
+    sent = runner.invoke(cli, ["generate-event", "sns", "--topic", "alerts", "--subject", "s",
+                               "--attributes", '{"severity": "critical"}', "--account-id", "123456789012"])
+    record = SnsModel.model_validate_json(sent.output).Records[0].Sns
+    assert str(record.TopicArn) == "arn:aws:sns:us-east-1:123456789012:alerts" and record.Subject == "s"
+    assert json.loads(sent.output)["Records"][0]["Sns"]["MessageAttributes"]["severity"]["Value"] == "critical"
+    put = runner.invoke(cli, ["generate-event", "eventbridge", "--source", "shop", "--detail", '{"a": 1}'])
+    event = EventBridgeModel.model_validate_json(put.output)
+    assert event.source == "shop" and event.detail == {"a": 1}
+    refused = runner.invoke(cli, ["generate-event", "eventbridge", "--detail", "[1]"])
+    assert isinstance(refused.exception, UsageError) and refused.exception.exit_code == 2
+    assert "Detail is malformed" in str(refused.exception)
