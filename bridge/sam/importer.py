@@ -11,6 +11,7 @@ from bridge.config.model import parse_listen
 from bridge.errors import SamTemplateError, UsageError
 from bridge.sam.draft import Draft, Mapping, Unmapped
 from bridge.sam.events import map_events
+from bridge.sam.fanout import map_resources, sections
 from bridge.sam.functions import FUNCTION_TYPE, function_properties, map_function, runtime_of
 from bridge.sam.intrinsics import Resolver
 from bridge.sam.render import render
@@ -127,7 +128,8 @@ def import_template(template_path: str | Path, *, output: str | Path | None = No
                    account_id, listen)
     _map_all(draft)
     _check_unused_queue_maps(draft)
-    settings = {"region": region, "account_id": account_id, "state_dir": "var/state", "api": {"listen": listen}}
+    settings = {"region": region, "account_id": account_id, "state_dir": "var/state", "api": {"listen": listen},
+                **sections(draft)}
     text = render(draft, _header(template, overrides or {}), settings)
     return ImportResult(text, draft.unmapped, list(draft.functions), len(draft.sources))
 
@@ -160,6 +162,7 @@ def _map_all(draft: Draft) -> None:
         with draft.malformed_at(("Resources", logical_id, "Properties")):
             draft.functions[logical_id] = map_function(draft, logical_id, props, runtime)
         map_events(draft, logical_id)
+    map_resources(draft)
     if not functions:
         raise SamTemplateError(f"{draft.template.where(('Resources',))}: no AWS::Serverless::Function this "
                                "bridge can run; nothing to import")
