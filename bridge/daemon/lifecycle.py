@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import os
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ from bridge.daemon.runtime import RuntimePublisher, check_listen
 from bridge.daemon.service import Service
 from bridge.daemon.state_lock import StateLock
 from bridge.daemon.systemd import Notifier
+from bridge.invokers.memory import choose as memory_limits
 from bridge.log import get_logger
 from bridge.store import Store, store_path
 
@@ -38,7 +40,8 @@ async def run(
         check_listen(config)  # after the lock: a second daemon hears "state_dir in use", the clearer reason
         store = await stack.enter_async_context(Store(store_path(config.state_dir)))
         assert lock.fd is not None
-        service = Service(config, notifier or Notifier(), store, config_path, worker_fds=(lock.fd,))
+        memory = memory_limits(os.environ)  # cgroups: the daemon moves into its leaf before any worker starts
+        service = Service(config, notifier or Notifier(), store, config_path, worker_fds=(lock.fd,), memory=memory)
         runtime = RuntimePublisher(service)
         stack.callback(runtime.withdraw)
         stack.push_async_callback(service.functions.close)

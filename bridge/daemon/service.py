@@ -17,6 +17,7 @@ from bridge.daemon.invoke_api import serve
 from bridge.daemon.systemd import Notifier
 from bridge.delivery.dispatcher import Dispatcher
 from bridge.errors import ConfigError
+from bridge.invokers.memory import MemoryLimits
 from bridge.invokers.registry import Functions
 from bridge.log import get_logger
 from bridge.metrics import Metrics
@@ -30,13 +31,14 @@ class Service:
     """The running daemon's parts, reachable for tests, the status endpoint and reload."""
 
     def __init__(self, config: Config, notifier: Notifier, store: Store, config_path: Path | None = None, *,
-                 worker_fds: tuple[int, ...] = ()) -> None:
+                 worker_fds: tuple[int, ...] = (), memory: MemoryLimits | None = None) -> None:
         self.config = config
         self.config_path = config_path
         self.notifier = notifier
         self.store = store
         self.metrics = Metrics()
-        self.functions = Functions(config, self.metrics, worker_fds=worker_fds)  # the state lock, see lifecycle
+        # worker_fds: the state lock (see lifecycle); memory: how workers' memory_size is enforced
+        self.functions = Functions(config, self.metrics, worker_fds=worker_fds, memory=memory)
         self.dispatcher = (ClusterDispatcher if config.cluster else Dispatcher)(store, self.functions, config,
                                                                                 metrics=self.metrics)
         self.api_url: str | None = None

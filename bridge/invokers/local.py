@@ -11,23 +11,30 @@ import time
 from dataclasses import dataclass
 
 from bridge.errors import Throttled
-from bridge.function_logs import FunctionLog, as_text
+from bridge.function_logs import RECORD_BREAK, FunctionLog, as_text
 from bridge.invokers.inflight import InFlight
+from bridge.invokers.memory import MemoryLimits
 from bridge.invokers.worker import FunctionSpec, Worker, monotonic_ms
 from bridge.log import get_logger
-from bridge.model import Invocation, InvokeResult, error_body
+from bridge.model import Invocation, InvokeResult
 
 TAIL_BYTES = 4096
+RUNTIME_EXITS = ("Runtime.ExitError", "Runtime.OutOfMemory", "Runtime.InvalidEntrypoint")
 
 
 class LocalFunction:
-    """Invokes one function on warm workers: cold start on demand, reaped after ``idle_timeout``."""
+    """Invokes one function on warm workers: cold start on demand, reaped after ``idle_timeout``.
+
+    ``memory``: the daemon's way of enforcing memory_size (bridge.invokers.memory; the watch when None).
+    """
 
     staged = 1  # the async queue may hold one event ready beyond the limit (see handover)
 
-    def __init__(self, spec: FunctionSpec, logfile: FunctionLog | None = None) -> None:
+    def __init__(self, spec: FunctionSpec, logfile: FunctionLog | None = None,
+                 memory: MemoryLimits | None = None) -> None:
         self.spec = spec
         self.logfile = logfile
+        self.memory = memory
         self.limit = spec.config.reserved_concurrency
         self.invocations = 0
         self.errors = 0
@@ -84,13 +91,12 @@ class LocalFunction:
         if invocation.log_tail:
             self._transcripts[rid] = []
         started = monotonic_ms()
-        worker, init_error, init_ms = await self._take_worker()
+        worker, init_error, init_ms = await self._take_worker(rid)
         self._line(rid, f"START RequestId: {rid} Version: $LATEST", None)
         if init_error is not None:
             payload, function_error = init_error, "Unhandled"
         else:
             payload, function_error = await worker.run(invocation, self._headers(invocation), self._timeout)
-            payload, function_error = self._check_memory(worker, rid, payload, function_error)
         duration = monotonic_ms() - started - init_ms
         self._report(worker, rid, duration, init_ms, _failure(payload, function_error))
         self._give_back(worker)
@@ -116,33 +122,26 @@ class LocalFunction:
             headers["Lambda-Runtime-Client-Context"] = base64.b64decode(invocation.client_context).decode()
         return headers
 
-    async def _take_worker(self) -> tuple[Worker, bytes | None, float]:
-        """An idle warm worker, or a cold-started one: (worker, init error body or None, init ms)."""
+    async def _take_worker(self, rid: str) -> tuple[Worker, bytes | None, float]:
+        """An idle warm worker, or a cold-started one for invocation ``rid``: (worker, init error or None, ms)."""
         while self._idle:
             worker = self._idle.pop()
             self._reapers.pop(worker).cancel()
             if worker.alive:
                 return worker, None, 0.0
             self._forget(worker)
-        worker = Worker(self.spec, self._on_output)
+        worker = Worker(self.spec, self._on_output, self.memory)
         self._workers.add(worker)
         started = monotonic_ms()
-        init_error = await worker.start()
+        init_error = await worker.start(rid)
         init_ms = monotonic_ms() - started
-        self.log.info("worker.started", pid=worker.proc.pid if worker.proc else None,
-                      init_ms=round(init_ms, 2), ok=init_error is None)
+        pid = worker.proc.pid if worker.proc else None
+        self.log.info("worker.started", pid=pid, init_ms=round(init_ms, 2), ok=init_error is None)
+        if init_error is not None and worker.exited.is_set() and worker.api.init_error is None:
+            # It died before asking for work or reporting an init error: its last words and its exit say why.
+            self.log.warning("worker.init_exited", pid=pid, reason=worker.exit_reason,
+                             last_output=list(worker.last_output))
         return worker, init_error, init_ms
-
-    def _check_memory(
-        self, worker: Worker, rid: str, payload: bytes, function_error: str | None
-    ) -> tuple[bytes, str | None]:
-        """A MemoryError under the memory_size limit is Lambda's Runtime.OutOfMemory; the worker is replaced."""
-        if function_error is None or b"MemoryError" not in payload[:200]:
-            return payload, function_error
-        worker.kill()
-        limit = self.spec.config.memory_size
-        message = f"RequestId: {rid} Error: Runtime exited with error: out of memory (memory_size {limit} MB)"
-        return error_body("Runtime.OutOfMemory", message), "Unhandled"
 
     def _give_back(self, worker: Worker) -> None:
         if not worker.alive:
@@ -187,7 +186,7 @@ class LocalFunction:
         if self.logfile is not None:
             self.logfile.write(rid, text)
         if rid in self._transcripts:
-            self._transcripts[rid].append(text)
+            self._transcripts[rid].append(as_text(text))
 
     def _report(self, worker: Worker, rid: str, duration: float, init_ms: float, failure: Failure | None) -> None:
         """END and REPORT, as Lambda writes them; a timeout first gets its "Task timed out" line.
@@ -198,6 +197,8 @@ class LocalFunction:
         """
         if failure is not None and failure.status == "timeout":
             self._line(rid, failure.message, "invoke.timeout", "warning", error_type=failure.error_type)
+        if failure is not None and failure.error_type in RUNTIME_EXITS:  # Lambda's record of a runtime that died
+            self._line(rid, f"{failure.message}{RECORD_BREAK}{failure.error_type}", None)
         self._line(rid, f"END RequestId: {rid}", None)
         used = worker.max_rss_mb()
         text = (f"REPORT RequestId: {rid}\tDuration: {duration:.2f} ms\tBilled Duration: {math.ceil(duration)} ms"

@@ -10,6 +10,7 @@ from bridge.config.model import Config, RemoteFunctionConfig
 from bridge.errors import FunctionNotFound, Throttled
 from bridge.function_logs import FunctionLog, log_path
 from bridge.invokers.local import LocalFunction
+from bridge.invokers.memory import MemoryLimits
 from bridge.invokers.worker import FunctionSpec
 from bridge.metrics import Metrics
 from bridge.model import Invocation, InvokeResult
@@ -45,10 +46,12 @@ class Invoker(Protocol):
         ...
 
 
-def build_invoker(config: Config, name: str, clients: Any = None, worker_fds: tuple[int, ...] = ()) -> Invoker:
+def build_invoker(config: Config, name: str, clients: Any = None, worker_fds: tuple[int, ...] = (),
+                  memory: MemoryLimits | None = None) -> Invoker:
     """A LocalFunction or a RemoteFunction (sharing ``clients``: one per endpoint) for ``name``.
 
-    ``worker_fds``: descriptors a local function's workers inherit (the daemon's state lock).
+    ``worker_fds``: descriptors a local function's workers inherit (the daemon's state lock); ``memory``: how
+    their memory_size is enforced (bridge.invokers.memory.choose; the resident-memory watch when None).
     """
     fn = config.functions[name]
     if isinstance(fn, RemoteFunctionConfig):
@@ -56,7 +59,7 @@ def build_invoker(config: Config, name: str, clients: Any = None, worker_fds: tu
 
         return RemoteFunction(name, fn, clients)
     spec = FunctionSpec(name, fn, config.region, config.function_arn(name), keep_fds=worker_fds)
-    return LocalFunction(spec, FunctionLog(log_path(config.state_dir, name)))
+    return LocalFunction(spec, FunctionLog(log_path(config.state_dir, name)), memory)
 
 
 class Observed:
@@ -98,10 +101,12 @@ def outcome(result: InvokeResult) -> str:
 class Functions:
     """Name -> invoker for every function in the config."""
 
-    def __init__(self, config: Config, metrics: Metrics | None = None, *, worker_fds: tuple[int, ...] = ()) -> None:
+    def __init__(self, config: Config, metrics: Metrics | None = None, *, worker_fds: tuple[int, ...] = (),
+                 memory: MemoryLimits | None = None) -> None:
         self.config = config
         self.metrics = metrics
         self.worker_fds = worker_fds
+        self.memory = memory
         self._invokers: dict[str, Invoker] = {}
         self._retired: set[asyncio.Task[None]] = set()
         self._remote_clients: Any = None
@@ -113,7 +118,7 @@ class Functions:
             from bridge.invokers.remote_clients import RemoteClients  # aiobotocore: only when used
 
             self._remote_clients = RemoteClients()
-        invoker = build_invoker(config, name, self._remote_clients, self.worker_fds)
+        invoker = build_invoker(config, name, self._remote_clients, self.worker_fds, self.memory)
         return Observed(name, invoker, self.metrics) if self.metrics else invoker  # type: ignore[return-value]
 
     def get(self, name: str) -> Invoker:

@@ -5,23 +5,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import resource
 import shutil
 import signal
 import subprocess
 import sys
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from bridge.config.model import LocalFunctionConfig
+from bridge.invokers.memory import MemoryLimits, ResidentWatchLimits, WorkerMemory
 from bridge.invokers.runtime_api import Pending, RuntimeApi
 from bridge.log import get_logger
 from bridge.model import Invocation, error_body
 
 INIT_TIMEOUT = 10.0  # Lambda's init phase limit for on-demand functions
+LAST_LINES = 10  # output lines kept to say why a worker died before it was ready
 # Passed through from the daemon so handlers can reach AWS as they would with an execution role.
 PASS_THROUGH_ENV = ("PATH", "LANG", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
                     "AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_ENDPOINT_URL")
@@ -89,10 +91,17 @@ class FunctionSpec:
 
 
 class Worker:
-    """A warm worker process and the Runtime API it polls."""
+    """A warm worker process and the Runtime API it polls.
 
-    def __init__(self, spec: FunctionSpec, on_output: Callable[[Worker, str], None]) -> None:
+    ``memory``: how memory_size is enforced (a cgroup per worker, or the resident-memory watch).
+    """
+
+    def __init__(self, spec: FunctionSpec, on_output: Callable[[Worker, str], None],
+                 memory: MemoryLimits | None = None) -> None:
         self.spec = spec
+        self.memory: WorkerMemory = (memory or ResidentWatchLimits()).for_worker(
+            spec.name, spec.config.memory_size, self._over_limit)
+        self.last_output: deque[str] = deque(maxlen=LAST_LINES)
         self.log_stream = f"{datetime.now(UTC):%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}"
         self.api = RuntimeApi(before_settle=self._drain_output, function=spec.name)
         self.proc: subprocess.Popen[bytes] | None = None
@@ -110,11 +119,25 @@ class Worker:
         """False once the process has exited or been sent SIGKILL (even before it is reaped)."""
         return self.proc is not None and not self.exited.is_set() and not self._killed
 
-    async def start(self) -> bytes | None:
-        """Spawn and wait for init; returns None when ready, else the init error body."""
+    async def start(self, request_id: str = "") -> bytes | None:
+        """Spawn and wait for init; returns None when ready, else the init error body (naming ``request_id``,
+        the invocation that waits for this worker). A worker that failed its init is killed."""
         address = await self.api.start()
-        self._spawn(address)
-        return await self._await_init()
+        try:
+            self._spawn(address)
+        except OSError as err:  # no launcher in front, and the bootstrap or interpreter cannot be executed
+            self.exited.set()
+            reason = os.strerror(err.errno or 0).lower()
+            message = f"RequestId: {request_id} Error: fork/exec {self.spec.command()[0]}: {reason}"
+            return error_body("Runtime.InvalidEntrypoint", message)
+        self.memory.watch()  # init runs code too
+        try:
+            error = await self._await_init(request_id)
+        finally:
+            self.memory.unwatch()
+        if error is not None:
+            self.kill()
+        return error
 
     def _spawn(self, address: str) -> None:
         env = self.spec.environment(address, self.log_stream)
@@ -123,9 +146,8 @@ class Worker:
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, pass_fds=self.spec.keep_fds,
         )
         self.api.owner = self.proc.pid  # set before the loop runs again, so before the worker can connect
-        limit = self.spec.config.memory_size * 1024 * 1024
-        with contextlib.suppress(OSError):  # the process may already be gone
-            resource.prlimit(self.proc.pid, resource.RLIMIT_AS, (limit, limit))
+        with contextlib.suppress(ProcessLookupError):  # the process may already be gone
+            self.memory.adopt(self.proc.pid)
         loop = asyncio.get_running_loop()
         assert self.proc.stdout is not None
         os.set_blocking(self.proc.stdout.fileno(), False)
@@ -133,7 +155,7 @@ class Worker:
         self._pidfd = os.pidfd_open(self.proc.pid)
         loop.add_reader(self._pidfd, self._on_exit)
 
-    async def _await_init(self) -> bytes | None:
+    async def _await_init(self, request_id: str) -> bytes | None:
         waits = {asyncio.ensure_future(e.wait()) for e in (self.api.ready, self.api.init_failed, self.exited)}
         try:
             await asyncio.wait(waits, timeout=INIT_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
@@ -144,13 +166,27 @@ class Worker:
             return None
         if self.api.init_error is not None:
             return self.api.init_error
-        reason = self.exit_reason or f"init did not finish within {INIT_TIMEOUT:.0f} seconds"
-        return error_body("Runtime.ExitError", f"RequestId: Error: Runtime exited with error: {reason}")
+        if self.exited.is_set():
+            return self.exit_error(request_id)
+        reason = f"init did not finish within {INIT_TIMEOUT:.0f} seconds"
+        return error_body("Runtime.ExitError", f"RequestId: {request_id} Error: Runtime exited with error: {reason}")
+
+    def exit_error(self, request_id: str) -> bytes:
+        """Lambda's error body for a runtime that exited: Runtime.OutOfMemory when it was killed for using more
+        than memory_size, Runtime.InvalidEntrypoint when the launcher could not execute it (a missing bootstrap
+        or interpreter), else Runtime.ExitError; the message names the exit status or signal."""
+        if self.proc is not None and self.proc.returncode == 127 and self.last_output:
+            failed = _exec_failure(self.last_output[-1])
+            if failed is not None:
+                return error_body("Runtime.InvalidEntrypoint", f"RequestId: {request_id} Error: {failed}")
+        error_type = "Runtime.OutOfMemory" if self.memory.out_of_memory() else "Runtime.ExitError"
+        return error_body(error_type, f"RequestId: {request_id} Error: Runtime exited with error: {self.exit_reason}")
 
     async def run(self, invocation: Invocation, headers: dict[str, str], timeout: float) -> tuple[bytes, str | None]:
         """Hand one invocation to the process and wait for its answer, its crash, or the deadline."""
         pending = Pending(invocation.request_id, invocation.payload, headers)
         self.current = pending
+        self.memory.watch()
         try:
             self.api.hand_over(pending)
             async with asyncio.timeout(timeout):
@@ -159,7 +195,16 @@ class Worker:
             self.kill()
             return error_body("Sandbox.Timedout", _timeout_message(invocation.request_id, timeout)), "Unhandled"
         finally:
+            self.memory.unwatch()
             self.current = None
+
+    def _over_limit(self) -> None:
+        """The watch found the worker past memory_size: it is killed, as Lambda's cgroup would have it."""
+        self.kill()
+        get_logger(function=self.spec.name).warning(
+            "worker.out_of_memory", pid=self.proc.pid if self.proc else None,
+            request_id=self.current.request_id if self.current else None,
+            memory_size_mb=self.spec.config.memory_size, max_memory_mb=self.max_rss_mb())
 
     def _on_exit(self) -> None:
         loop = asyncio.get_running_loop()
@@ -168,14 +213,16 @@ class Worker:
         assert self.proc is not None
         code = self._reap()
         self._drain_output()
+        if self._partial:  # a last line without its newline is output too
+            self._emit(b"\n")
+        self.memory.unwatch()
         self.exit_reason = _describe_exit(code)
         if self._status_fd is not None:
             os.close(self._status_fd)
             self._status_fd = None
         self.exited.set()
         if self.current is not None:
-            message = f"RequestId: {self.current.request_id} Error: Runtime exited with error: {self.exit_reason}"
-            self.current.settle(error_body("Runtime.ExitError", message), "Unhandled")
+            self.current.settle(self.exit_error(self.current.request_id), "Unhandled")
 
     def _drain_output(self) -> None:
         """Read everything the process has written so far, without blocking."""
@@ -196,7 +243,9 @@ class Worker:
     def _emit(self, chunk: bytes) -> None:
         *lines, self._partial = (self._partial + chunk).split(b"\n")
         for line in lines:
-            self._on_output(self, line.decode(errors="replace"))
+            text = line.decode(errors="replace")
+            self.last_output.append(text)
+            self._on_output(self, text)
 
     def _reap(self) -> int:
         """Wait for the exited process; its rusage keeps the high-water mark a crash took with it."""
@@ -214,8 +263,8 @@ class Worker:
         """Peak resident memory (VmHWM), as Lambda's 'Max Memory Used'; after the process is gone, the peak
         read just before the kill or taken from its rusage; None when it cannot be known."""
         if self.proc is None or self.exited.is_set() or self._killed:
-            return self._peak_mb
-        return self._read_hwm()
+            return self.memory.peak_mb(self._peak_mb)
+        return self.memory.peak_mb(self._read_hwm())
 
     def _read_hwm(self) -> int | None:
         assert self.proc is not None
@@ -244,12 +293,22 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(5):
                     await self.exited.wait()
+        self.memory.release()
         await self.api.stop()
 
 
 def _timeout_message(request_id: str, timeout: float) -> str:
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     return f"{stamp} {request_id} Task timed out after {timeout:.2f} seconds"
+
+
+def _exec_failure(line: str) -> str | None:
+    """setpriv's "failed to execute PATH: REASON" as Lambda words an exec failure ("fork/exec PATH: reason")."""
+    prefix = "setpriv: failed to execute "
+    if not line.startswith(prefix) or ": " not in line[len(prefix):]:
+        return None
+    path, _, reason = line[len(prefix):].rpartition(": ")
+    return f"fork/exec {path}: {reason.lower()}"
 
 
 def _describe_exit(code: int) -> str:

@@ -14,7 +14,8 @@ step() {  # step NAME COMMAND...: run it, record its exit code
 }
 readme() { bash -eo pipefail "/work/readme-$1.sh"; }
 show() { systemctl show lambda-bridge -p ActiveState,SubState,Result,NRestarts,StatusText,ExecMainStatus \
-  -p WatchdogUSec,WatchdogTimestampMonotonic,Documentation,ReadWritePaths,ReadOnlyPaths,ProtectSystem,DynamicUser >"$R/$1"; }
+  -p WatchdogUSec,WatchdogTimestampMonotonic,Documentation,ReadWritePaths,ReadOnlyPaths,ProtectSystem,DynamicUser \
+  -p Delegate >"$R/$1"; }
 poll() {  # poll SECONDS COMMAND...: until it succeeds (a readiness poll with a deadline)
   local deadline=$((SECONDS + $1)); shift
   until "$@"; do [ "$SECONDS" -lt "$deadline" ] || return 1; sleep 0.2; done

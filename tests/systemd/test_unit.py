@@ -103,6 +103,7 @@ def check_results(results: Path) -> None:
     ready = _show(results / "ready.txt")
     assert (ready["ActiveState"], ready["SubState"]) == ("active", "running"), "READY=1 reached systemd"
     assert ready["DynamicUser"] == "yes" and ready["ProtectSystem"] == "strict", "the hardening is on"
+    assert ready["Delegate"] == "yes", "the service's cgroup is the daemon's to give workers memory limits"
     assert ready["Documentation"] == "file:///opt/lambda-bridge/README.md"  # and it exists: step "documented"
     dropin = _show(results / "dropin.txt")
     assert "/srv/inbox" in dropin["ReadWritePaths"] and "/srv/handlers" in dropin["ReadOnlyPaths"]
@@ -134,6 +135,11 @@ def _check_journal(results: Path) -> None:
     assert names[("invoke.report", "boom")] == 4 and ("invoke.report", "ok") not in names
     assert names[("service.ready", None)] == 6 and names[("reload.applied", None)] == 6
     assert any(e["event"] == "service.stopped" for _, e in events)
+    # How memory_size is enforced: a cgroup per worker where the host's cgroup v2 has the memory controller,
+    # else the /proc watch, with the reason (a hybrid cgroup v1/v2 host, as this project's CI box, has none).
+    chosen = [e for _, e in events if e["event"] == "memory.limits"]  # once per start (the drop-in restarts it)
+    assert chosen and all(c["mode"] == "cgroup" or (c["mode"] == "rss" and c["reason"]) for c in chosen), chosen
+    print("memory limits under the unit:", chosen)
     warnings = (results / "journal-warning.txt").read_text()
     shown = [json.loads(line) for line in warnings.splitlines() if line.startswith("{")]
     assert shown and all(e.get("function") == "boom" for e in shown), warnings
