@@ -67,12 +67,16 @@ def check_entry(entry: Any) -> dict[str, Any] | EntryError:
     if resources is not None and not (isinstance(resources, list) and all(isinstance(r, str) for r in resources)):
         return EntryError("InvalidArgument", "Parameter Resources is not valid. Reason: a list of ARNs.")
     try:
-        detail = bounded_json.loads(entry["Detail"])
+        detail = bounded_json.loads(entry["Detail"], parse_constant=_not_json)
     except ValueError:
         detail = None
     if not isinstance(detail, dict):
         return EntryError("MalformedDetail", "Detail is malformed.")
     return detail
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
 
 
 def bus_event(entry: Mapping[str, Any], detail: dict[str, Any], *, event_id: str, account: str, region: str,

@@ -91,6 +91,7 @@ def test_the_bus_event_is_eventbridge_own() -> None:
     ({"Source": "s", "DetailType": "d"}, "InvalidArgument"),
     ({"Source": "s", "DetailType": "d", "Detail": "[1]"}, "MalformedDetail"),
     ({"Source": "s", "DetailType": "d", "Detail": "{nope"}, "MalformedDetail"),
+    ({"Source": "s", "DetailType": "d", "Detail": "{\"a\": NaN}"}, "MalformedDetail"),
     ("not an entry", "InvalidArgument"),
 ])
 def test_put_events_entries_are_checked_as_eventbridge_does(entry: Any, code: str) -> None:
