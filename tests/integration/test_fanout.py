@@ -4,6 +4,9 @@ subscriptions get it, in AWS's shapes (Powertools' models), through the daemon s
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +87,11 @@ def _events(tmp_path: Path, name: str) -> list[dict[str, Any]]:
     return [r["event"] for r in records(tmp_path / f"{name}.jsonl")]
 
 
+def _status(port: int) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/bridge/status", timeout=10) as response:
+        return json.loads(response.read())
+
+
 def _receive(sqs: Any, queue: str, count: int) -> list[dict[str, Any]]:
     url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
     got: list[dict[str, Any]] = []
@@ -115,6 +123,17 @@ def test_a_handler_publishes_and_only_matching_rules_and_subscriptions_get_it(tm
         audit = _receive(sqs, "audit", 1)
         raw = _receive(sqs, "alert-log", 2)
         enveloped = _receive(sqs, "enveloped", 1)
+        status = _status(port)
+        text = subprocess.run([sys.executable, "-m", "bridge.cli", "status", "--config", str(config)],
+                              capture_output=True, text=True, timeout=60).stdout
+
+    [default] = status["fanout"]["buses"]
+    assert default["events"] == 2
+    assert {r["name"]: r["matched"] for r in default["rules"]} == {"big-orders": 1, "small-orders": 1}
+    [alerts] = status["fanout"]["topics"]
+    assert alerts["published"] == 2
+    assert [s["delivered"] for s in alerts["subscriptions"]] == [1, 2, 1, 1, 0, 1]
+    assert "BUSES" in text and "big-orders" in text and "TOPICS" in text and "queue:alert-log" in text
 
     # the bus: the big order went to the big-orders rule's function and queue, the small one only to
     # small-orders, transformed
