@@ -4,6 +4,7 @@ subscriptions get it, in AWS's shapes (Powertools' models), through the daemon s
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import urllib.request
@@ -220,3 +221,22 @@ def test_sns_read_calls_batch_and_errors_in_sns_shapes(tmp_path: Path) -> None:
         assert paged["Records"][0]["Sns"]["Message"] == "one"
         # SQS still answers on the same POST /
         assert "QueueUrls" in _client("sqs", port).list_queues()
+
+
+def test_a_reload_swaps_rules_and_subscriptions(tmp_path: Path) -> None:
+    port = free_port()
+    raw = _config(tmp_path, port)
+    config = write_config(tmp_path / "config.yaml", raw)
+    with Daemon(config) as daemon:
+        events, sns = _client("events", port), _client("sns", port)
+        raw["buses"]["default"]["rules"] = [{"name": "now-quiet", "event_pattern": {"source": ["shop"]},
+                                             "targets": ["function:quiet"]}]
+        raw["topics"]["alerts"]["subscriptions"] = [{"function": "quiet"}]
+        write_config(config, raw)
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_for("reload.applied")
+        events.put_events(Entries=[{"Source": "shop", "DetailType": "OrderPlaced", "Detail": '{"total": 500}'}])
+        sns.publish(TopicArn=TOPIC_ARN, Message="after the reload")
+        got = wait_until(lambda: len(found := _events(tmp_path, "quiet")) >= 2 and found, timeout=20)
+    assert sorted("Records" in e for e in got) == [False, True]
+    assert _events(tmp_path, "fulfil") == [] and _events(tmp_path, "pager") == []
