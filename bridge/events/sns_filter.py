@@ -28,10 +28,15 @@ class FilterPolicy:
 
     def accepts(self, message: str, attributes: Mapping[str, Mapping[str, Any]]) -> bool:
         """True when the message (Publish's ``Message`` text and API-shape ``MessageAttributes``) passes."""
+        return self.accepts_view(message, attribute_view(attributes))
+
+    def accepts_view(self, message: str, view: dict[str, Any]) -> bool:
+        """``accepts`` with the attributes already as ``attribute_view`` gives them (once per message, however
+        many subscriptions look at it)."""
         if self.scope == "MessageBody":
             body = _json_object(message)
             return body is not None and self.matcher.matches(body)
-        return self.matcher.matches(attribute_view(attributes))
+        return self.matcher.matches(view)
 
 
 def compile_policy(policy: Mapping[str, Any] | str, scope: Scope = "MessageAttributes") -> FilterPolicy:

@@ -12,7 +12,7 @@ from typing import Any
 from bridge.config.fanout import Subscription
 from bridge.config.model import Config
 from bridge.events import sns
-from bridge.events.sns_filter import FilterPolicy, compile_policy
+from bridge.events.sns_filter import FilterPolicy, attribute_view, compile_policy
 from bridge.fanout.deliver import Batch, Deliveries
 
 
@@ -28,12 +28,13 @@ class Subscriber:
     arn: str
     policy: FilterPolicy | None
 
-    def accepts(self, message: sns.Message) -> bool:
-        """Whether the filter policy lets the message through (no policy: every message)."""
+    def accepts(self, message: sns.Message, view: dict[str, Any]) -> bool:
+        """Whether the filter policy lets the message through (no policy: every message); ``view``: the
+        message's attributes as filter policies see them."""
         if self.policy is None:
             return True
         protocol = "lambda" if self.config.function is not None else "sqs"
-        return self.policy.accepts(message.text_for(protocol), message.attributes)
+        return self.policy.accepts_view(message.text_for(protocol), view)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +76,9 @@ class Topics:
         region = self.config().region
         for message in messages:
             self.counts[f"topic:{topic.arn}"] += 1
+            view = attribute_view(message.attributes)
             for subscriber in topic.subscribers:
-                if subscriber.accepts(message):
+                if subscriber.accepts(message, view):
                     self.counts[f"sub:{subscriber.arn}"] += 1
                     _deliver(subscriber, message, batch, region)
         await self.deliveries.commit(batch)
