@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from bridge.build.setup import Setup
 from bridge.config.model import LocalFunctionConfig
 from bridge.invokers.memory import MemoryLimits, ResidentWatchLimits, WorkerMemory
 from bridge.invokers.runtime_api import Pending, RuntimeApi
@@ -64,11 +65,14 @@ class FunctionSpec:
     arn: str
     keep_fds: tuple[int, ...] = ()
     launcher: tuple[str, ...] = field(default_factory=pdeathsig_launcher)
+    setup: Setup | None = None  # interpreter, sys.path and layers (bridge/build); None: the daemon's whole venv
 
     def command(self) -> list[str]:
         """The worker's argv: awslambdaric for python, ``code/bootstrap`` for provided (after the launcher)."""
-        if self.config.runtime == "provided":
+        if not self.config.is_python:
             return [*self.launcher, str(self.config.code / "bootstrap")]
+        if self.setup is not None:
+            return [*self.launcher, *self.setup.python_command(self.config.handler)]
         return [*self.launcher, sys.executable, "-m", "awslambdaric", self.config.handler]
 
     def environment(self, runtime_api: str, log_stream: str) -> dict[str, str]:
@@ -84,9 +88,10 @@ class FunctionSpec:
             "LAMBDA_RUNTIME_DIR": os.path.dirname(sys.executable), "_HANDLER": cfg.handler,
             "AWS_LAMBDA_RUNTIME_API": runtime_api, "TZ": ":UTC", "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
             "PYTHONPATH": str(cfg.code),
-            # Fewer malloc arenas keep virtual size (what RLIMIT_AS counts) close to real use.
-            "MALLOC_ARENA_MAX": "2",
         })
+        if self.setup is not None:  # Lambda's sys.path order, without PYTHONPATH; the layers' bin/ and lib/
+            del env["PYTHONPATH"]
+            env.update(self.setup.variables(env.get("PATH", os.defpath)))
         return env
 
 

@@ -40,6 +40,7 @@ def parse_maps(items: list[str]) -> Mapping:
     queues: dict[str, str] = {}
     apis: dict[str, str] = {}
     broker = None
+    log_groups: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
         kind, _, name = key.partition(":")
@@ -54,10 +55,12 @@ def parse_maps(items: list[str]) -> Mapping:
             broker = value
         elif kind == "api" and name and value.rpartition(":")[2].isdigit():
             apis[name] = value
+        elif kind == "loggroup" and name:
+            log_groups[name] = value
         else:
             raise UsageError(f"--map {item!r}: expected bucket:LOGICAL_ID=DIR, queue:LOGICAL_ID=http(s)://QUEUE_URL, "
-                             "broker=mqtt://HOST:PORT or api:LOGICAL_ID=HOST:PORT")
-    return Mapping(buckets, queues, broker, apis)
+                             "broker=mqtt://HOST:PORT, api:LOGICAL_ID=HOST:PORT or loggroup:NAME=FILE|journal:UNIT")
+    return Mapping(buckets, queues, broker, apis, log_groups)
 
 
 def parse_overrides(items: list[str]) -> dict[str, str]:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from bridge.sources.base import Source, SourceContext
 
-SOURCE_TYPES = ("directory", "schedule", "sqs", "mqtt", "http")
+SOURCE_TYPES = ("directory", "schedule", "sqs", "mqtt", "http", "logs")
 
 
 def config_models() -> list[type[Any]]:

@@ -322,7 +322,8 @@ def test_function_url_layers_and_foreign_resources(tmp_path: Path, monkeypatch) 
     monkeypatch.setattr(http, "http_source_available", lambda: False)  # a build without the http source
     _, unmapped = imported(tmp_path, body)
     assert [u.split(": ", 1)[1].split(" (")[0].split(";")[0] for u in unmapped] == [
-        "AWS::Lambda::Function resources are not imported", "layers are not mounted locally",
+        "AWS::Lambda::Function resources are not imported",
+        "layer arn:aws:lambda:us-east-1:123456789012:layer:deps:3 is given by ARN: its content is in AWS, not here",
         "function URLs are not yet supported", "Api events are not yet supported"]
     monkeypatch.setattr(http, "http_source_available", lambda: True)
     result = import_template(write(tmp_path, body), output=tmp_path / "c.yaml")
