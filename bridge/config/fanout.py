@@ -194,6 +194,8 @@ def check_fanout(buses: dict[str, BusConfig], topics: dict[str, TopicConfig], fu
 def _missing(path: str, target: str, functions: Any, queues: Any) -> list[str]:
     kind, name = target.split(":", 1)
     known = functions if kind == "function" else queues
+    if name in known and kind == "queue" and getattr(known[name], "fifo", False):
+        return [f"{path}: {target!r} is a FIFO queue; buses and topics deliver to standard queues only"]
     if name in known:
         return []
     section = "functions" if kind == "function" else "queues"

@@ -151,6 +151,8 @@ def test_the_default_bus_always_exists() -> None:
     ({"topics": {"t": {"subscriptions": [{"function": "f", "raw_message_delivery": True}]}}},
      "raw_message_delivery"),
     ({"topics": {"t.fifo": {}}}, "FIFO topics are not served"),
+    ({"queues": {"q.fifo": {"fifo": True}}, "topics": {"t": {"subscriptions": [{"queue": "q.fifo"}]}}},
+     "topics.t.subscriptions[0]: 'queue:q.fifo' is a FIFO queue"),
 ])
 def test_config_mistakes_name_their_path(extra: dict[str, Any], says: str) -> None:
     with pytest.raises(ConfigError) as caught:
