@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from bridge.cluster.config import ClusterConfig
+from bridge.config.aws import AwsEndpoints, Buckets, check_buckets
 from bridge.config.base import Strict
 from bridge.config.errors import describe_errors, format_path
 from bridge.config.fanout import BusConfig, TopicConfig, check_fanout, default_buses
@@ -133,6 +134,7 @@ class LocalFunctionConfig(Strict):
     idle_timeout: Annotated[float, Field(gt=0, le=86400)] = 600.0
     environment: dict[str, str] = {}
     layers: list[Path] = []  # Lambda layers' folders (python/, bin/, lib/ ...), later ones take precedence
+    aws_endpoints: AwsEndpoints = {}  # per service, over the global map (docs/s3.md)
     async_: AsyncConfig = Field(default_factory=AsyncConfig, alias="async")
 
     @field_validator("runtime")
@@ -303,6 +305,8 @@ class Config(Strict):
     buses: dict[str, BusConfig] = Field(default=None, validate_default=True)  # type: ignore[assignment]
     topics: dict[str, TopicConfig] = {}
     sources: list[SourceConfig] = []
+    buckets: Buckets = {}  # local S3 buckets that trigger nothing: name -> folder (docs/s3.md)
+    aws_endpoints: AwsEndpoints = {}  # service -> URL | aws | bridge, for local functions' SDKs
     cluster: ClusterConfig | None = None  # several daemons sharing SQS and DynamoDB (docs/cluster.md)
 
     @field_validator("region")
@@ -364,6 +368,7 @@ class Config(Strict):
         destinations = {name: (fn.async_.on_success, fn.async_.on_failure) for name, fn in self.functions.items()}
         return (check_queues(self.queues) + cross_references(destinations, self.queues, list(self.sources))
                 + destination_loops(self.functions) + self._api_address_taken()
+                + check_buckets(self.buckets, list(self.sources))
                 + check_fanout(self.buses, self.topics, self.functions, self.queues))
 
     def _api_address_taken(self) -> list[str]:

@@ -11,6 +11,7 @@ from bridge.build.readiness import Readiness
 from bridge.config.model import Config, LocalFunctionConfig, RemoteFunctionConfig
 from bridge.errors import FunctionNotFound, Throttled
 from bridge.function_logs import FunctionLog, log_path
+from bridge.invokers.endpoints import endpoint_variables
 from bridge.invokers.local import LocalFunction
 from bridge.invokers.memory import MemoryLimits
 from bridge.invokers.worker import FunctionSpec
@@ -62,7 +63,8 @@ def build_invoker(config: Config, name: str, clients: Any = None, worker_fds: tu
         from bridge.invokers.remote import RemoteFunction
 
         return RemoteFunction(name, fn, clients)
-    spec = FunctionSpec(name, fn, config.region, config.function_arn(name), keep_fds=worker_fds)
+    spec = FunctionSpec(name, fn, config.region, config.function_arn(name), keep_fds=worker_fds,
+                        endpoints=endpoint_variables(config, fn))
     readiness = Readiness(name, fn, envs or Envs(config.state_dir))
     return LocalFunction(spec, FunctionLog(log_path(config.state_dir, name)), memory, readiness)
 

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 from bridge.build.setup import Setup
 from bridge.config.model import LocalFunctionConfig
+from bridge.invokers.endpoints import sdk_variables
 from bridge.invokers.memory import MemoryLimits, ResidentWatchLimits, WorkerMemory
 from bridge.invokers.runtime_api import Pending, RuntimeApi
 from bridge.log import get_logger
@@ -64,6 +65,7 @@ class FunctionSpec:
     region: str
     arn: str
     keep_fds: tuple[int, ...] = ()
+    endpoints: dict[str, str] = field(default_factory=dict)  # AWS_ENDPOINT_URL_* (bridge/invokers/endpoints.py)
     launcher: tuple[str, ...] = field(default_factory=pdeathsig_launcher)
     setup: Setup | None = None  # interpreter, sys.path and layers (bridge/build); None: the daemon's whole venv
 
@@ -79,6 +81,7 @@ class FunctionSpec:
         """Lambda's reserved variables, the user's ``environment:``, and AWS credentials if set."""
         cfg = self.config
         env = {k: os.environ[k] for k in PASS_THROUGH_ENV if k in os.environ}
+        env.update(sdk_variables(self.endpoints, cfg.environment))  # under the user's environment:
         env.update(cfg.environment)
         env.update({
             "AWS_LAMBDA_FUNCTION_NAME": self.name, "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",

@@ -9,6 +9,7 @@ from typing import Any
 
 from bridge.config.model import parse_listen
 from bridge.errors import SamTemplateError, UsageError
+from bridge.sam.buckets import local_buckets
 from bridge.sam.draft import Draft, Mapping, Unmapped
 from bridge.sam.events import map_events
 from bridge.sam.fanout import map_resources, sections
@@ -125,14 +126,16 @@ def import_template(template_path: str | Path, *, output: str | Path | None = No
         raise UsageError(f"--listen: {err}") from None
     template = load_template(template_path)
     maps = maps or Mapping()
-    _check_maps(template, maps)
     output_dir = Path(output).resolve().parent if output else Path.cwd()
     draft = _draft(template, parameter_values(template, overrides or {}), maps, output_dir, region,
                    account_id, listen)
     _map_all(draft)
     _check_unused_queue_maps(draft)
-    settings = {"region": region, "account_id": account_id, "state_dir": "var/state", "api": {"listen": listen},
-                **sections(draft)}
+    settings: dict[str, Any] = {"region": region, "account_id": account_id, "state_dir": "var/state",
+                                "api": {"listen": listen}}
+    if buckets := local_buckets(draft):
+        settings["buckets"] = buckets
+    settings |= sections(draft)
     text = render(draft, _header(template, overrides or {}), settings)
     return ImportResult(text, draft.unmapped, list(draft.functions), len(draft.sources))
 
@@ -178,14 +181,6 @@ def _function_runtime(draft: Draft, logical_id: str, resource: dict[str, Any]) -
         return None, {}  # CloudFormation would not create it either
     props = function_properties(draft, logical_id)
     return runtime_of(draft, logical_id, props), props
-
-
-def _check_maps(template: Template, maps: Mapping) -> None:
-    buckets = [k for k, r in template.resources.items() if isinstance(r, dict) and r.get("Type") == "AWS::S3::Bucket"]
-    for name in maps.buckets:
-        if name not in buckets:
-            raise SamTemplateError(f"{template.where(('Resources',))}: --map bucket:{name}: the template has no "
-                                   f"AWS::S3::Bucket {name!r}; buckets: {', '.join(buckets) or '(none)'}")
 
 
 def _check_unused_queue_maps(draft: Draft) -> None:

@@ -269,4 +269,4 @@ def test_check_json(base: Path) -> None:
     assert result.returncode == 2 and report["valid"] is False
     assert report["problems"] == ["line 5: functions.f.timout: unknown key; did you mean 'timeout'? expected one "
                                   "of: runtime, handler, code, timeout, memory_size, reserved_concurrency, "
-                                  "idle_timeout, environment, layers, async"]
+                                  "idle_timeout, environment, layers, aws_endpoints, async"]

@@ -253,8 +253,8 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     ("Parameters: {Stage: {Type: String, Default: dev}}\n" + FUNCTION, ["--parameter-overrides", "Stag=prod"],
      r"template.yaml:2 Parameters: --parameter-overrides names 'Stag', which the template does not declare; "
      r"declared: Stage"),
-    (FUNCTION, ["--map", "bucket:Uploads=./up"], r"template.yaml:3 Resources: --map bucket:Uploads: the template has "
-                                                 r"no AWS::S3::Bucket 'Uploads'"),
+    (FUNCTION, ["--map", "bucket:Uploads=./up"], r"template.yaml:3 Resources: --map bucket:Uploads: neither an "
+                                                 r"AWS::S3::Bucket of the template \(none\) nor a bucket name"),
     (FUNCTION + "  Bad: {Type: !Magic x}\n", [], r"template.yaml:7: unknown tag !Magic"),
 ])
 def test_bad_input_names_file_and_line(tmp_path: Path, body: str, args: list[str], expected: str) -> None:
