@@ -45,9 +45,7 @@ TOPIC_ARN = "arn:aws:sns:us-east-1:000000000000:alerts"
 
 
 def _config(tmp_path: Path, port: int) -> dict[str, Any]:
-    url = f"http://127.0.0.1:{port}"
-    sdk = {"AWS_ENDPOINT_URL_EVENTBRIDGE": url, "AWS_ENDPOINT_URL_SNS": url, "AWS_ACCESS_KEY_ID": "x",
-           "AWS_SECRET_ACCESS_KEY": "x", "TOPIC_ARN": TOPIC_ARN}
+    sdk = {"TOPIC_ARN": TOPIC_ARN}  # the workers get AWS_ENDPOINT_URL_EVENTBRIDGE / _SNS and credentials
     functions: dict[str, Any] = {"publisher": {"handler": "app.handler", "code": str(write_handler(
         tmp_path, "publisher", PUBLISHER)), "environment": sdk}}
     for name in ("fulfil", "small", "pager", "eu-ops", "quiet", "relay"):
