@@ -238,3 +238,38 @@ def test_a_reload_swaps_rules_and_subscriptions(tmp_path: Path) -> None:
         got = wait_until(lambda: len(found := _events(tmp_path, "quiet")) >= 2 and found, timeout=20)
     assert sorted("Records" in e for e in got) == [False, True]
     assert _events(tmp_path, "fulfil") == [] and _events(tmp_path, "pager") == []
+
+
+def test_target_retry_policy_and_dead_letters(tmp_path: Path) -> None:
+    """A rule's target that cannot take the event: its retry_policy bounds the hand-over, then the dead-letter
+    store gets it with EventBridge's attributes; a failing subscriber's message dead-letters per its async
+    settings."""
+    port, nobody = free_port(), free_port()  # nothing listens on nobody: every hand-over fails to connect
+    arn = "arn:aws:lambda:us-east-1:123456789012:function:far"
+    config = write_config(tmp_path / "config.yaml", {
+        "state_dir": str(tmp_path / "state"), "api": {"listen": f"127.0.0.1:{port}"},
+        "functions": {
+            "far": {"arn": arn, "endpoint_url": f"http://127.0.0.1:{nobody}", "retry_timeout": 0.2},
+            "failing": {"handler": "app.handler", "code": str(write_handler(tmp_path, "failing", RECORDER)),
+                        "environment": {"RECORD_FILE": str(tmp_path / "failing.jsonl"), "FAIL": "yes"},
+                        "async": {"maximum_retry_attempts": 0}}},
+        "buses": {"default": {"rules": [{"name": "to-far", "event_pattern": {"source": ["shop"]}, "targets": [
+            {"target": "function:far", "retry_policy": {"maximum_retry_attempts": 2, "maximum_event_age": 60}}]}]}},
+        "topics": {"alerts": {"subscriptions": [{"function": "failing"}]}},
+    })
+    with Daemon(config) as daemon:
+        _client("events", port).put_events(Entries=[{"Source": "shop", "DetailType": "x", "Detail": '{"n": 1}'}])
+        _client("sns", port).publish(TopicArn=TOPIC_ARN, Message="doomed")
+        daemon.wait_for("delivery.failed", function="far", timeout=60)
+        daemon.wait_for("delivery.failed", function="failing", timeout=60)
+    assert len(daemon.find("delivery.throttled", function="far")) == 3, "the first try and 2 retries"
+    listed = json.loads(subprocess.run([sys.executable, "-m", "bridge.cli", "dlq", "list", "--json", "--config",
+                                        str(config)], capture_output=True, text=True, timeout=60).stdout)
+    by_function = {entry["function"]: entry for entry in listed}
+    far = by_function["far"]
+    assert far["attributes"]["RULE_ARN"] == "arn:aws:events:us-east-1:000000000000:rule/to-far"
+    assert far["attributes"]["TARGET_ARN"] == arn and far["attributes"]["RETRY_ATTEMPTS"] == "2"
+    EventBridgeModel.model_validate(far["record"]["requestPayload"])
+    failing = by_function["failing"]
+    assert failing["condition"] == "RetriesExhausted"
+    assert SnsModel.model_validate(failing["record"]["requestPayload"]).Records[0].Sns.Message == "doomed"
