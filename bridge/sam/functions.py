@@ -100,6 +100,8 @@ def _handler(draft: Draft, logical_id: str, props: dict[str, Any], runtime: str)
 
 def _code_dir(draft: Draft, logical_id: str, props: dict[str, Any]) -> Path:
     path = ("Resources", logical_id, "Properties", "CodeUri")
+    if logical_id in draft.maps.code:  # --map code:ID=DIR: the user's own choice, anywhere
+        return _folder(draft, path, draft.maps.code[logical_id], f"--map code:{logical_id}")
     code_uri = props.get("CodeUri")
     if code_uri is None:
         where = draft.template.where(path[:-1])
@@ -109,10 +111,19 @@ def _code_dir(draft: Draft, logical_id: str, props: dict[str, Any]) -> Path:
     if not isinstance(code_uri, str) or code_uri.startswith("s3://"):
         raise SamTemplateError(f"{draft.template.where(path)}: CodeUri {code_uri} is not a local folder; point it "
                                "at the folder of your handler (relative to the template)")
-    directory = (draft.template.path.parent / code_uri).resolve()
+    root = draft.template.path.parent.resolve()
+    directory = (root / code_uri).resolve()  # symbolic links followed: where the worker would really run
+    if not directory.is_relative_to(root):
+        raise SamTemplateError(f"{draft.template.where(path)}: CodeUri {code_uri!r} -> {directory} is outside the "
+                               f"template's folder {root}; a template may only point into its own folder. If that "
+                               f"code is what you mean, say so: --map code:{logical_id}={directory}")
+    return _folder(draft, path, directory, f"CodeUri {code_uri!r}")
+
+
+def _folder(draft: Draft, path: Path_, directory: Path, given: str) -> Path:
     if not directory.is_dir():
-        raise SamTemplateError(f"{draft.template.where(path)}: CodeUri {code_uri!r} -> {directory} is not a "
-                               "folder; fix the path (it is relative to the template)")
+        raise SamTemplateError(f"{draft.template.where(path)}: {given} -> {directory} is not a folder; fix the path "
+                               "(CodeUri is relative to the template)")
     return directory
 
 

@@ -61,6 +61,8 @@ MALFORMED = [
     ("shutdown_timeout: -5\n", "shutdown_timeout: -5 is below the minimum 0"),
     ("functions:\n  f: [1, 2\n", "not valid YAML"),
     ("- just\n- a list\n", "the file must be a mapping"),
+    ("functions:\n  f:\n" + GOOD_FUNCTION + "sources:\n  - {name: s, function: f}\n",
+     "line 6: sources[0].type: required key is missing; expected one of: directory, schedule, sqs, mqtt, http"),
 ]
 
 

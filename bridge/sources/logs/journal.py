@@ -8,14 +8,14 @@ import json
 import re
 import socket
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 
+from bridge.sources.base import SourceContext
+from bridge.sources.logs.batcher import Batcher
+from bridge.sources.logs.config import LogsSourceConfig
 from bridge.sources.logs.tail import Record
-
-if TYPE_CHECKING:
-    from bridge.sources.logs.source import Batcher, LogsSource
 
 LINE_LIMIT = 16 << 20  # bytes of one JSON entry journalctl may print
 READ_AHEAD = 4096  # entries parsed ahead of the batcher
@@ -23,6 +23,18 @@ _GROUP_CHARS = re.compile(r"[^\.\-_/#A-Za-z0-9]")
 
 
 Entry = tuple[Record, str, int]  # the record, its cursor, its time (epoch ms)
+
+
+class LogsSource(Protocol):
+    """What the journal reader needs of its source (bridge.sources.logs.source.LogsSource)."""
+
+    name: str
+    config: LogsSourceConfig
+    ctx: SourceContext
+    log: Any
+
+    def warn(self, event: str, once: str | None, **fields: Any) -> None:
+        """Log ``event`` (once per ``once`` key, when given)."""
 
 
 class JournalEnded(Exception):
@@ -60,8 +72,6 @@ def entry_record(entry: dict[str, Any]) -> Entry:
 
 async def follow_journal(source: LogsSource) -> None:
     """Follow the journal until cancelled; journalctl is restarted (capped backoff) when it exits."""
-    from bridge.sources.logs.source import Batcher
-
     batcher = Batcher(source.config, source.ctx, "cursor")
     retrying = AsyncRetrying(retry=retry_if_exception_type(JournalEnded), reraise=True,
                              wait=wait_random_exponential(multiplier=0.5, max=30),
