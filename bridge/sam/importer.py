@@ -13,7 +13,7 @@ from bridge.sam.buckets import local_buckets
 from bridge.sam.dependencies import check_no_circle
 from bridge.sam.draft import Draft, Mapping, Unmapped
 from bridge.sam.events import map_events
-from bridge.sam.fanout import map_resources, sections
+from bridge.sam.fanout_resources import map_resources, sections
 from bridge.sam.functions import FUNCTION_TYPE, function_properties, map_function, runtime_of
 from bridge.sam.intrinsics import Resolver
 from bridge.sam.render import render
