@@ -191,6 +191,58 @@ def iot(state: State, sql: str, topic: str, payload: str) -> int:
     return 0
 
 
+# --- buses and topics ------------------------------------------------------------------------------------
+
+
+@click.command("eventbridge")
+@click.option("--source", default="com.example.shop", show_default=True, help="the event's source")
+@click.option("--detail-type", default="OrderPlaced", show_default=True, help="the event's detail-type")
+@click.option("--detail", default='{"order_id": "o-1", "total": 120}', show_default=True, help="detail (JSON object)")
+@_time_option
+@place
+@global_options
+@pass_state
+def eventbridge(state: State, source: str, detail_type: str, detail: str, when: datetime | None, region: str | None,
+                account_id: str | None) -> int:
+    """The event a bus rule's target gets for one PutEvents entry (the whole event, no input transformer)."""
+    from bridge.events.bus import EntryError, bus_event, check_entry
+
+    region, account = _where(state, region, account_id)
+    checked = check_entry({"Source": source, "DetailType": detail_type, "Detail": detail})
+    if isinstance(checked, EntryError):
+        raise UsageError(f"eventbridge: {checked.message} (--detail must be a JSON object)")
+    emit_json(bus_event({"Source": source, "DetailType": detail_type}, checked, event_id=str(uuid.uuid4()),
+                        account=account, region=region, now=_when(when)))
+    return 0
+
+
+@click.command("sns")
+@click.option("--topic", default="my-topic", show_default=True, help="the topic's name")
+@click.option("--message", default="Hello from SNS!", show_default=True, help="the message")
+@click.option("--subject", help="the subject (null when not given, as SNS sends it)")
+@click.option("--attributes", metavar="JSON", help='message attributes: {"k": "text", "n": 1} or the API shape')
+@place
+@global_options
+@pass_state
+def sns(state: State, topic: str, message: str, subject: str | None, attributes: str | None, region: str | None,
+        account_id: str | None) -> int:
+    """The event SNS invokes a subscribed function with for one message ({"Records": [{"Sns": ...}]})."""
+    from bridge.cli.queue import parse_attributes
+    from bridge.events import sns as shapes
+
+    region, account = _where(state, region, account_id)
+    arn = shapes.topic_arn(region=region, account=account, topic=topic)
+    params = {"Message": message, "Subject": subject,
+              "MessageAttributes": parse_attributes(attributes) if attributes else {}}
+    try:
+        text, subject, attrs, structure = shapes.check_publish(params)
+    except shapes.PublishError as err:
+        raise UsageError(f"sns: {err.message}") from None
+    published = shapes.Message(arn, text, subject, attrs, structure)
+    emit_json(shapes.lambda_event(published, region=region, subscription=shapes.subscription_arn(arn, "generated", 0)))
+    return 0
+
+
 @click.command("cloudwatch-logs")
 @click.option("--log-group", default="/var/log/app.log", show_default=True, help="logGroup")
 @click.option("--log-stream", default="app.log", show_default=True, help="logStream")
@@ -228,10 +280,11 @@ def cloudwatch_logs(state: State, log_group: str, log_stream: str, filter_name: 
 
 # One entry per event source; another source type adds its generator here (e.g. apigateway with the
 # http source). Each is a click command or group whose commands print one event as JSON.
-GENERATORS: tuple[click.Command, ...] = (s3, sqs, schedule, scheduler, iot, cloudwatch_logs)
+GENERATORS: tuple[click.Command, ...] = (s3, sqs, schedule, scheduler, iot, cloudwatch_logs, eventbridge, sns)
 
 
-@click.group("generate-event", short_help='print a sample S3, SQS, schedule, IoT or CloudWatch Logs event')
+@click.group("generate-event", short_help='print a sample S3, SQS, schedule, IoT, CloudWatch Logs, EventBridge '
+                                          'or SNS event')
 @global_options
 def generate_event() -> None:
     """Print a sample event as JSON, like `sam local generate-event`, built by the same code the sources use.

@@ -128,9 +128,23 @@ def render_status(report: dict[str, Any]) -> str:
     queue, here = report["queue"], " (this host's: directory sources)" if "cluster" in report else ""
     lines.append(f"async queue{here}: {queue['depth']} event(s), oldest {queue['oldest_age_s']} s")
     lines.append(f"dead letters{here}: {report['dead_letters']}")
+    if "fanout" in report:
+        lines += render_fanout(report["fanout"])
     if "cluster" in report:
         lines += render_cluster(report["cluster"])
     return "\n".join(lines)
+
+
+def render_fanout(fanout: dict[str, Any]) -> list[str]:
+    """Buses with their rules, topics with their subscriptions, and the counts since the daemon started."""
+    rules = [{"bus": b["name"], "bus_events": b["events"], "rule": r["name"], "matched": r["matched"],
+              "targets": ", ".join(r["targets"])} for b in fanout["buses"] for r in b["rules"]]
+    rules += [{"bus": b["name"], "bus_events": b["events"], "rule": None} for b in fanout["buses"] if not b["rules"]]
+    subs = [{"topic": t["name"], "published": t["published"], "endpoint": s["endpoint"], "filtered": s["filtered"],
+             "delivered": s["delivered"]} for t in fanout["topics"] for s in t["subscriptions"]]
+    subs += [{"topic": t["name"], "published": t["published"]} for t in fanout["topics"] if not t["subscriptions"]]
+    return (_table("BUSES", ["bus", "bus_events", "rule", "matched", "targets"], rules)
+            + _table("TOPICS", ["topic", "published", "endpoint", "filtered", "delivered"], subs))
 
 
 def _table(title: str, columns: list[str], rows: list[dict[str, Any]]) -> list[str]:

@@ -25,6 +25,7 @@ from bridge.cluster.config import ClusterConfig
 from bridge.config.aws import AwsEndpoints, Buckets, check_buckets
 from bridge.config.base import Strict
 from bridge.config.errors import describe_errors, format_path
+from bridge.config.fanout import BusConfig, TopicConfig, check_fanout, default_buses
 from bridge.config.queues import QueueConfig, check_queues
 from bridge.config.sources import SourceConfig, check_sources
 from bridge.errors import ConfigError
@@ -302,6 +303,8 @@ class Config(Strict):
     api: ApiConfig = ApiConfig()
     functions: dict[str, FunctionConfig] = {}
     queues: dict[str, QueueConfig] = {}
+    buses: dict[str, BusConfig] = Field(default=None, validate_default=True)  # type: ignore[assignment]
+    topics: dict[str, TopicConfig] = {}
     sources: list[SourceConfig] = []
     buckets: Buckets = {}  # local S3 buckets that trigger nothing: name -> folder (docs/s3.md)
     aws_endpoints: AwsEndpoints = {}  # service -> URL | aws | bridge, for local functions' SDKs
@@ -313,6 +316,11 @@ class Config(Strict):
         if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", value):
             raise ValueError(f"{value!r} is not an AWS region name (e.g. us-east-1, eu-central-1)")
         return value
+
+    @field_validator("buses", mode="before")
+    @classmethod
+    def _default_bus(cls, value: Any) -> Any:
+        return default_buses(value)
 
     @field_validator("account_id", mode="before")
     @classmethod
@@ -361,7 +369,8 @@ class Config(Strict):
         destinations = {name: (fn.async_.on_success, fn.async_.on_failure) for name, fn in self.functions.items()}
         return (check_queues(self.queues) + cross_references(destinations, self.queues, list(self.sources))
                 + destination_loops(self.functions) + self._api_address_taken()
-                + check_buckets(self.buckets, list(self.sources)))
+                + check_buckets(self.buckets, list(self.sources))
+                + check_fanout(self.buses, self.topics, self.functions, self.queues))
 
     def _api_address_taken(self) -> list[str]:
         """A source listening on ``api.listen``: the daemon binds its API there first, so the source could not."""

@@ -75,7 +75,13 @@ class OpsApi:
             "functions": self._functions(),
             "queue": {"depth": snap["depth"], "oldest_age_s": round(age_seconds(snap["oldest"]), 3)},
             "dead_letters": snap["dead_letters"],
+            **self._extensions(),
         }
+
+    def _extensions(self) -> dict[str, Any]:
+        """What optional components report (``fanout``: buses, rules, topics and their counts)."""
+        return {name: part.status_report() for name, part in self.service.extensions.items()
+                if hasattr(part, "status_report")}
 
     def _sources(self) -> list[dict[str, Any]]:
         runner = self.service.sources

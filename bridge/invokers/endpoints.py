@@ -9,7 +9,8 @@ from pathlib import Path
 
 from bridge.config.model import Config, LocalFunctionConfig
 
-BRIDGE_SERVICES = ("s3", "sqs", "lambda")  # what api.listen speaks (the S3 API, the embedded queues, Invoke)
+# What api.listen speaks: the S3 API, the embedded queues, Invoke, the buses (PutEvents) and topics (Publish).
+BRIDGE_SERVICES = ("s3", "sqs", "lambda", "eventbridge", "sns")
 # Any of these means the SDK finds real credentials itself; placeholders would shadow them.
 CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
                         "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_WEB_IDENTITY_TOKEN_FILE",
@@ -35,7 +36,7 @@ def bridge_url(config: Config) -> str | None:
 
 def endpoint_variables(config: Config, fn: LocalFunctionConfig) -> dict[str, str]:
     """``AWS_ENDPOINT_URL_<SERVICE>`` for each service; precedence, highest first: the function's
-    ``environment:``, its ``aws_endpoints:``, the global ``aws_endpoints:``, then the bridge for s3/sqs/lambda."""
+    ``environment:``, its ``aws_endpoints:``, the global ``aws_endpoints:``, then the bridge for BRIDGE_SERVICES."""
     url = bridge_url(config)
     wanted: dict[str, str] = dict.fromkeys(BRIDGE_SERVICES, "bridge") if url else {}
     wanted.update(config.aws_endpoints)

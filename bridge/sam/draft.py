@@ -56,6 +56,8 @@ class Draft:
     functions: dict[str, Entry] = field(default_factory=dict)
     queues: dict[str, Entry] = field(default_factory=dict)
     sources: list[Entry] = field(default_factory=list)
+    buses: dict[str, dict[str, Any]] = field(default_factory=dict)  # buses: (bridge/sam/fanout.py)
+    topics: dict[str, dict[str, Any]] = field(default_factory=dict)  # topics:
     unmapped: list[Unmapped] = field(default_factory=list)
     importable: set[str] = field(default_factory=set)  # functions that will be in the config
     used_maps: set[str] = field(default_factory=set)

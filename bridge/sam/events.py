@@ -1,4 +1,5 @@
-"""A function's Events (S3, SQS, Schedule, ScheduleV2, IoTRule, CloudWatchLogs; Api/HttpApi in sam.http) -> sources."""
+"""A function's Events (S3, SQS, Schedule, ScheduleV2, IoTRule, CloudWatchLogs; Api/HttpApi in sam.http; SNS,
+EventBridgeRule and CloudWatchEvent in sam.fanout) -> config sources."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from bridge.sam.template import Path_
 UNSUPPORTED_FIX = {
     "Kinesis": "replay the stream into an SQS queue, or invoke the function remotely",
     "DynamoDB": "there is no local stream source; invoke with `lambda-bridge invoke` and a recorded event",
-    "SNS": "subscribe an SQS queue to the topic and map that queue",
     "Cognito": "invoke with `lambda-bridge invoke` and a recorded trigger event",
 }
 QUEUE_PROPERTIES = (("VisibilityTimeout", "visibility_timeout"), ("MessageRetentionPeriod", "message_retention"),
@@ -45,11 +45,13 @@ def map_events(draft: Draft, logical_id: str) -> None:
 
 
 def _mapper(kind: Any) -> Any:
+    from bridge.sam.fanout import rule_event, sns_event
     from bridge.sam.http import map_api_event
 
     return {"S3": s3_event, "SQS": sqs_event, "Schedule": schedule_event, "ScheduleV2": schedule_v2_event,
             "IoTRule": iot_rule_event, "Api": map_api_event, "HttpApi": map_api_event,
-            "CloudWatchLogs": cloudwatch_logs_event}.get(kind)
+            "CloudWatchLogs": cloudwatch_logs_event, "SNS": sns_event, "EventBridgeRule": rule_event,
+            "CloudWatchEvent": rule_event}.get(kind)
 
 
 def _unsupported(draft: Draft, path: Path_, kind: str) -> None:

@@ -13,6 +13,7 @@ from bridge.sam.buckets import local_buckets
 from bridge.sam.dependencies import check_no_circle
 from bridge.sam.draft import Draft, Mapping, Unmapped
 from bridge.sam.events import map_events
+from bridge.sam.fanout_resources import map_resources, sections
 from bridge.sam.functions import FUNCTION_TYPE, function_properties, map_function, runtime_of
 from bridge.sam.intrinsics import Resolver
 from bridge.sam.render import render
@@ -142,6 +143,7 @@ def import_template(template_path: str | Path, *, output: str | Path | None = No
                                 "api": {"listen": listen}}
     if buckets := local_buckets(draft):
         settings["buckets"] = buckets
+    settings |= sections(draft)
     text = render(draft, _header(template, overrides or {}), settings)
     return ImportResult(text, draft.unmapped, list(draft.functions), len(draft.sources))
 
@@ -181,6 +183,7 @@ def _map_all(draft: Draft) -> None:
         with draft.malformed_at(("Resources", logical_id, "Properties")):
             draft.functions[logical_id] = map_function(draft, logical_id, props, runtime)
         map_events(draft, logical_id)
+    map_resources(draft)
     if not functions:
         raise SamTemplateError(_nothing_to_import(draft.template, skipped))
 

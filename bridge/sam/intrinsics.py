@@ -16,7 +16,7 @@ SUB_VARIABLE = re.compile(r"\$\{(!?)([^}]*)\}")
 NAME_PROPERTIES = {
     "AWS::SQS::Queue": "QueueName", "AWS::S3::Bucket": "BucketName", "AWS::Serverless::Function": "FunctionName",
     "AWS::Lambda::Function": "FunctionName", "AWS::SNS::Topic": "TopicName", "AWS::DynamoDB::Table": "TableName",
-    "AWS::Serverless::SimpleTable": "TableName",
+    "AWS::Serverless::SimpleTable": "TableName", "AWS::Events::EventBus": "Name",
 }
 SERVICES = {"Serverless": "lambda"}
 
@@ -201,8 +201,10 @@ class Resolver:
 
     def _resource_ref(self, logical_id: str) -> Any:
         name = self.name_of(logical_id)
-        if isinstance(name, Unresolved) or self._type(logical_id) != "AWS::SQS::Queue":
+        if isinstance(name, Unresolved) or self._type(logical_id) not in ("AWS::SQS::Queue", "AWS::SNS::Topic"):
             return name
+        if self._type(logical_id) == "AWS::SNS::Topic":
+            return self._get_att([logical_id, "TopicArn"], ())  # Ref of a topic is its ARN
         return self._get_att([logical_id, "QueueUrl"], ())  # Ref of a queue is its URL
 
     def _type(self, logical_id: str) -> str:
@@ -236,6 +238,10 @@ class Resolver:
             return f"arn:aws:lambda:{self.region}:{self.account_id}:function:{name}"
         if kind == "AWS::S3::Bucket" and attribute == "Arn":
             return f"arn:aws:s3:::{name}"
+        if kind == "AWS::SNS::Topic" and attribute in ("TopicArn", "TopicName"):
+            return f"arn:aws:sns:{self.region}:{self.account_id}:{name}" if attribute == "TopicArn" else name
+        if kind == "AWS::Events::EventBus" and attribute in ("Arn", "Name"):
+            return f"arn:aws:events:{self.region}:{self.account_id}:event-bus/{name}" if attribute == "Arn" else name
         if attribute == "Arn" and kind.count("::") == 2:
             service = kind.split("::")[1].lower()
             return f"arn:aws:{SERVICES.get(service, service)}:{self.region}:{self.account_id}:{name}"

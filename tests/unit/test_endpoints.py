@@ -34,7 +34,8 @@ def variables(base: Path, text: str) -> dict[str, str]:
 def test_workers_are_pointed_at_api_listen(base: Path) -> None:
     assert variables(base, "api: {listen: 0.0.0.0:9001}\n" + FUNCTION) == {
         "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9001", "AWS_ENDPOINT_URL_SQS": "http://127.0.0.1:9001",
-        "AWS_ENDPOINT_URL_LAMBDA": "http://127.0.0.1:9001"}
+        "AWS_ENDPOINT_URL_LAMBDA": "http://127.0.0.1:9001", "AWS_ENDPOINT_URL_EVENTBRIDGE": "http://127.0.0.1:9001",
+        "AWS_ENDPOINT_URL_SNS": "http://127.0.0.1:9001"}
     assert variables(base, "api: {listen: '[::1]:9001'}\n" + FUNCTION)["AWS_ENDPOINT_URL_S3"] == "http://[::1]:9001"
     assert variables(base, FUNCTION) == {}, "no api.listen: nothing to point at"
 
@@ -43,7 +44,9 @@ def test_precedence_function_over_global_over_bridge(base: Path) -> None:
     text = ("api: {listen: 127.0.0.1:9001}\naws_endpoints: {s3: aws, dynamodb: 'http://127.0.0.1:8000', "
             "sqs: 'http://elsewhere:4566'}\n" + FUNCTION + "    aws_endpoints: {sqs: bridge, lambda: aws}\n")
     assert variables(base, text) == {"AWS_ENDPOINT_URL_DYNAMODB": "http://127.0.0.1:8000",
-                                     "AWS_ENDPOINT_URL_SQS": "http://127.0.0.1:9001"}
+                                     "AWS_ENDPOINT_URL_SQS": "http://127.0.0.1:9001",
+                                     "AWS_ENDPOINT_URL_EVENTBRIDGE": "http://127.0.0.1:9001",
+                                     "AWS_ENDPOINT_URL_SNS": "http://127.0.0.1:9001"}
     cfg = config(base, "api: {listen: 127.0.0.1:9001}\n" + FUNCTION
                  + "    environment: {AWS_ENDPOINT_URL_S3: 'http://mine:1'}\n")
     fn = cfg.functions["f"]

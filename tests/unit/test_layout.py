@@ -26,6 +26,7 @@ FORBIDDEN = {
     "bridge.delivery": ("bridge.daemon", "bridge.cli", "bridge.sources"),
     "bridge.invokers": ("bridge.daemon", "bridge.cli", "bridge.sources", "bridge.delivery"),
     "bridge.queues": ("bridge.daemon", "bridge.cli"),
+    "bridge.fanout": ("bridge.daemon", "bridge.cli", "bridge.sources"),
     "bridge.config": ("bridge.daemon", "bridge.cli", "bridge.delivery", "bridge.invokers"),
     "bridge.daemon": ("bridge.cli",),
     "bridge.sam": ("bridge.daemon", "bridge.cli", "bridge.delivery", "bridge.invokers", "bridge.queues"),

@@ -1,0 +1,1 @@
+"""Fan-out that handlers publish to: EventBridge buses (PutEvents, rules) and SNS topics (Publish, subscriptions)."""
