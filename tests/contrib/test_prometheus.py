@@ -98,9 +98,8 @@ class Prometheus:
 
     def _ready(self) -> bool:
         assert self.proc is not None and self.proc.poll() is None, (self.directory / "prometheus.log").read_text()
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as resp:
-                return resp.status == 200
+        with contextlib.suppress(OSError), urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as resp:
+            return resp.status == 200
         return False
 
     def get(self, path: str, **params: str) -> Any:
@@ -181,8 +180,9 @@ def setup(tmp_path: Path) -> dict[str, Any]:
 
 def test_alerts_fire_and_resolve_and_every_panel_has_data(setup: dict[str, Any]) -> None:
     port, path = setup["port"], setup["path"]
+    rules = fast_rules(setup["dir"] / "rules.yml")
     with Daemon(path, {"LAMBDA_BRIDGE_LOG_LEVEL": "info"}) as daemon, \
-            Prometheus(setup["dir"] / "prometheus", f"127.0.0.1:{port}", fast_rules(setup["dir"] / "rules.yml")) as prom:
+            Prometheus(setup["dir"] / "prometheus", f"127.0.0.1:{port}", rules) as prom:
         # A source that cannot run: its broker is down. Alerts at once; the broker comes up as soon as it did.
         wait_until(lambda: "LambdaBridgeSourceNotRunning" in prom.firing(), timeout=30, interval=0.2)
         broker = setup["broker"].start()

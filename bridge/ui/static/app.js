@@ -196,7 +196,7 @@ async function refreshDeadLetters() {
   fill("dead-letters", data.entries, (d) => {
     const when = el("span", null, "time");
     when.appendChild(link(fmtTime(d.time), "#dead/" + encodeURIComponent(d.id)));
-    const tr = row([when, d.function, d.condition,
+    const tr = row([when, d.function, { text: d.condition, cls: "nowrap" },
       num(d.attempts), { text: d.error, cls: "error" }]);
     tr.dataset.id = d.id;
     return tr;
