@@ -56,14 +56,22 @@ class Recent:
 
     async def sample_forever(self, depth: Callable[[], Awaitable[int]], interval: float = SAMPLE_S) -> None:
         """Add a chart point every ``interval`` seconds (cancel to stop)."""
-        last, counts = time.monotonic(), (self.invocations, self.errors)
+        since = self.mark()
         while True:
             await asyncio.sleep(interval)  # a timer: one wake-up per point
-            now = time.monotonic()
-            elapsed = max(now - last, 1e-9)
-            self.samples.append(Sample(time.time(), round((self.invocations - counts[0]) / elapsed, 3),
-                                       round((self.errors - counts[1]) / elapsed, 3), await depth()))
-            last, counts = now, (self.invocations, self.errors)
+            since = self.sample(since, await depth())
+
+    def mark(self, now: float | None = None) -> tuple[float, int, int]:
+        """Where the next sample's rates start: (monotonic time, invocations, errors)."""
+        return (time.monotonic() if now is None else now), self.invocations, self.errors
+
+    def sample(self, since: tuple[float, int, int], depth: int, now: float | None = None) -> tuple[float, int, int]:
+        """Add the point for the interval since ``since`` (a ``mark``); returns the mark for the next one."""
+        mark = self.mark(now)
+        elapsed = max(mark[0] - since[0], 1e-9)
+        self.samples.append(Sample(time.time(), round((mark[1] - since[1]) / elapsed, 3),
+                                   round((mark[2] - since[2]) / elapsed, 3), depth))
+        return mark
 
     def chart(self) -> list[dict[str, float]]:
         """The ring as JSON rows, oldest first."""

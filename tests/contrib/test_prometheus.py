@@ -163,7 +163,7 @@ def setup(tmp_path: Path) -> dict[str, Any]:
     port = free_port()
     broker = Mosquitto(tmp_path / "mosquitto")  # not started yet: the mqtt source cannot connect
     config = {
-        "state_dir": str(tmp_path / "state"), "api": {"listen": f"127.0.0.1:{port}"},
+        "state_dir": str(tmp_path / "state"), "api": {"listen": f"127.0.0.1:{port}"}, "shutdown_timeout": 5,
         "functions": {
             "failing": {"handler": "app.handler", "code": str(write_handler(tmp_path, "failing", FAILING)),
                         "async": {"maximum_retry_attempts": 0}},

@@ -11,6 +11,7 @@ import sys
 import tempfile
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -277,3 +278,36 @@ def wait_for_dead_letter(base: str, headers: dict[str, str]) -> str:
 
     entries = wait_until(lambda: request(f"{base}/ui/api/dead-letters", headers=headers)[1]["entries"], timeout=30)
     return entries[0]["id"]
+
+
+def test_fuzz_the_pages_actions_and_queries_get_4xx_never_a_traceback(tmp_path: Path) -> None:
+    """Any body posted to the actions (write on, the right CSRF token) and any log query: a 4xx with one log
+    line, or an answer; never a 500 (Hypothesis, bounded by the profile in tests/conftest.py)."""
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with Daemon(make_config(tmp_path, f"127.0.0.1:{port}", {"ui": {"write": True}})) as daemon:
+        _, session, headers = request(f"{base}/ui/api/session")
+        auth = {"Cookie": headers["Set-Cookie"].split(";")[0], "X-CSRF-Token": session["csrf"]}
+        json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=40),
+                                   lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+                                       st.sampled_from(["ids", "all", "x"]) | st.text(max_size=5), inner, max_size=3),
+                                   max_leaves=10)
+        bodies = st.binary(max_size=300) | json_values.map(lambda v: json.dumps(v).encode())
+
+        @given(bodies, st.sampled_from(["redrive", "purge"]), st.text(max_size=80), st.text(max_size=80))
+        def check(body: bytes, action: str, function: str, request_id: str) -> None:
+            status, answer, _ = request(f"{base}/ui/api/dead-letters/{action}", body,
+                                        {"Content-Type": "application/json", **auth})
+            assert status in (400, 404), (status, answer)
+            query = urllib.parse.urlencode({"function": function, "request_id": request_id})
+            assert request(f"{base}/ui/api/logs?{query}")[0] in (200, 404)
+            entry = urllib.parse.quote(request_id, safe="") or "x"
+            assert request(f"{base}/ui/api/dead-letters/{entry}")[0] == 404
+
+        check()
+        assert not daemon.find("api.unexpected_error") and not daemon.find("http.unexpected_error")
+        assert not any("Traceback" in line for line in daemon.raw)
+        assert daemon.find("ui.bad_request")
