@@ -78,6 +78,10 @@ class DaemonUnavailable(BridgeError):
     """The running daemon could not be reached at its api.listen address."""
 
 
+class IntakeStopped(BridgeError):
+    """The daemon stopped while an event waited for room on a full disk: it was not queued (send it again)."""
+
+
 class RemoteUnavailable(BridgeError):
     """A remote function endpoint throttled (429), failed (5xx) or could not be reached; retried with backoff."""
 

@@ -28,8 +28,12 @@ def file_digest(path: Path | str | None) -> str | None:
 
 def write(state_dir: Path, info: dict[str, Any]) -> None:
     """Replace the runtime file atomically (write a private temporary file, then rename it over)."""
-    target = runtime_path(state_dir)
-    tmp = target.with_name(f".{NAME}.{os.getpid()}.tmp")
+    write_private(runtime_path(state_dir), info)
+
+
+def write_private(target: Path, info: dict[str, Any]) -> None:
+    """Replace ``target`` with ``info`` as JSON, atomically and 0600 (it names the config and the API)."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.fchmod(fd, 0o600)  # whatever the umask: it names the config path and the API address
@@ -73,7 +77,6 @@ def pid_alive(pid: Any) -> bool:
     except (OSError, IndexError):
         return True
     return state not in ("Z", "X")
-    return True
 
 
 @dataclass

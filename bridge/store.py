@@ -15,6 +15,7 @@ from types import EllipsisType
 from typing import Any, TypeVar
 
 from bridge.disk import DiskSpace, is_disk_full
+from bridge.errors import IntakeStopped
 from bridge.log import get_logger
 from bridge.private import private_dir, private_file, tighten
 
@@ -159,6 +160,20 @@ def store_path(state_dir: Path) -> Path:
     return state_dir / "bridge.sqlite3"
 
 
+def connect_existing(path: Path | None) -> sqlite3.Connection:
+    """The store file for a command that reads it (or changes only entries it holds).
+
+    When there is no file (or no path: an unknown state_dir), an empty store in memory: nothing is created,
+    as a mistyped or unknown state_dir must not make a new store that then looks like the daemon's, empty.
+    """
+    if path is not None and path.is_file():
+        return connect(path)
+    conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+    conn.executescript(SCHEMA)
+    _add_columns(conn)
+    return conn
+
+
 class Store:
     """The daemon's store: every write goes through one thread and is group-committed with one fsync.
 
@@ -178,6 +193,7 @@ class Store:
         self._linger: asyncio.TimerHandle | None = None
         self._delete_batch: asyncio.Future[None] | None = None  # the future the lingering deletes share
         self._writer: asyncio.Task[None] | None = None
+        self._intake_stopped = asyncio.Event()
         self.log = get_logger()
         self.commits = 0
         self.space = DiskSpace(path, self._conn, self.log)
@@ -209,7 +225,7 @@ class Store:
         self._executor.shutdown()
 
     async def call(self, op: Callable[[sqlite3.Connection], T], *, durable: bool = True,
-                   grows: bool | None = None) -> T:
+                   grows: bool | None = None, intake: bool = False) -> T:
         """Run ``op`` in the next group commit; returns once it is committed.
 
         ``durable`` (the default): the commit is fsync'ed before this returns, so it survives power loss.
@@ -219,6 +235,7 @@ class Store:
         against a crash of the process).
         ``grows`` (default: ``durable``): the op may need disk space; on a full disk it waits, and retries
         until space returns, while ops that do not grow the store keep committing.
+        ``intake``: new work from outside, which stops waiting for room when the daemon stops.
         """
         grows = durable if grows is None else grows
         delay = FULL_RETRY_FIRST
@@ -226,8 +243,23 @@ class Store:
             result = await self._submit(op, durable, grows)
             if result is not _FULL:
                 return result
-            await asyncio.sleep(delay)  # the disk is full: this write waits (cancellable: stop works)
+            await self._pause(delay, intake)  # the disk is full: this write waits (cancellable: stop works)
             delay = min(delay * 2, FULL_RETRY_CAP)
+
+    async def _pause(self, delay: float, intake: bool) -> None:
+        """Wait before trying a write that found the disk full again; an ``intake`` write gives up once intake
+        stops (IntakeStopped): nothing of it was committed, so its sender can send it again."""
+        if not intake:
+            await asyncio.sleep(delay)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._intake_stopped.wait(), delay)
+        if self._intake_stopped.is_set():
+            raise IntakeStopped(f"the daemon is stopping, and the disk under {self.path.parent} is full")
+
+    def stop_intake(self) -> None:
+        """The daemon stops: intake writes still waiting for room on a full disk give up (IntakeStopped)."""
+        self._intake_stopped.set()
 
     def _submit(self, op: Op, durable: bool, grows: bool) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -354,7 +386,7 @@ class Store:
     # --- the async queue -------------------------------------------------------------------------
 
     async def enqueue(self, events: Iterable[QueuedEvent], also: Op | None = None) -> list[QueuedEvent]:
-        """Insert events and run ``also`` atomically; returns the events that were new.
+        """Insert events and run ``also`` atomically; returns the events that were new (intake: see ``call``).
 
         An event whose id is already queued (or repeated in ``events``) is left out: it is not queued twice.
         """
@@ -371,7 +403,7 @@ class Store:
                 also(conn)
             return new
 
-        return await self.call(op)
+        return await self.call(op, intake=True)
 
     async def due(self, function: str, now: float, exclude: Iterable[str], limit: int) -> list[QueuedEvent]:
         """Events of ``function`` due by ``now``, oldest first, skipping ids already being handled."""

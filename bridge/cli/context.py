@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import click
 import yaml
 
-from bridge import runtime_file
+from bridge import runtime_file, runtime_index
 from bridge.config.model import Config, default_state_dir, load_config, substitute_env
 from bridge.errors import ConfigError
 
@@ -62,16 +62,36 @@ class State:
             return None
 
     def state_dir(self) -> Path:
-        """``state_dir`` of the config; read leniently from the YAML when the file is invalid, so that the
-        commands that only need the store and the daemon still work while a broken edit is on disk."""
+        """``state_dir`` of the config. While the file is invalid: the running daemon's (found by the file's
+        path in the daemon index), else the YAML's value read leniently; a file that does not even parse,
+        with no daemon running it, is the error to show (its state_dir cannot be known)."""
         config = self.valid_config()
-        return config.state_dir if config is not None else peek_state_dir(Path(self.config_path))
+        if config is not None:
+            return config.state_dir
+        running = runtime_index.lookup(self.config_path)
+        if running is not None:
+            if self._daemon is False:
+                self._daemon = runtime_file.find(running)
+            return running
+        peeked = peek_state_dir(Path(self.config_path))
+        if peeked is None:
+            self.config()  # raises: the file's own problems
+        assert peeked is not None
+        return peeked
+
+    def known_state_dir(self) -> Path | None:
+        """``state_dir()``, or None when it cannot be known (a file that does not parse, and no daemon)."""
+        try:
+            return self.state_dir()
+        except ConfigError:
+            return None
 
     def daemon(self, *, quiet: bool = False) -> runtime_file.RunningDaemon | None:
         """The running daemon (from its runtime file); says once on stderr when its config differs
         (``quiet``: the caller shows that itself)."""
         if self._daemon is False:
-            self._daemon = runtime_file.find(self.state_dir())
+            state_dir = self.known_state_dir()
+            self._daemon = runtime_file.find(state_dir) if state_dir is not None else None
         daemon = self._daemon
         self._told = self._told or quiet
         if daemon is not None and not self._told:
@@ -93,15 +113,16 @@ class State:
         return None
 
 
-def peek_state_dir(path: Path) -> Path:
+def peek_state_dir(path: Path) -> Path | None:
     """``state_dir`` from a config file that may be invalid: the YAML value (``${VAR}`` substituted, relative
-    to the file) or the default; a file that cannot be read at all is the error the user needs to see."""
+    to the file) or the default; None when the YAML does not parse (its state_dir is unknown); a file that
+    cannot be read at all is the error the user needs to see."""
     try:
         data = yaml.safe_load(path.read_text())
     except OSError as err:
         raise ConfigError([f"cannot read config file: {err.strerror}"], source=str(path)) from err
     except yaml.YAMLError:
-        data = None
+        return None
     value = data.get("state_dir") if isinstance(data, dict) else None
     if isinstance(value, str):
         value = substitute_env(value, os.environ, (), [])

@@ -20,7 +20,7 @@ from bridge.cli.context import State, emit_json, global_options, note, pass_stat
 from bridge.config.model import Config
 from bridge.delivery import deadletters
 from bridge.errors import BridgeError, UsageError
-from bridge.store import DeadLetter, connect, store_path
+from bridge.store import DeadLetter, connect_existing, store_path
 
 CLUSTER, LOCAL = "cluster", "local"  # where an entry is kept, in cluster mode
 
@@ -44,6 +44,7 @@ def _cluster(state: State) -> Config | None:
     config = state.valid_config()
     if config is not None:
         return config if config.cluster is not None else None
+    state.daemon()  # says on stderr why the file differs from what the daemon runs
     if _mentions_cluster(Path(state.config_path)):
         note("the config is invalid, so only this host's dead letters are shown, not the cluster's (in its "
              "table); `lambda-bridge check` says what to fix")
@@ -58,11 +59,14 @@ def _mentions_cluster(path: Path) -> bool:
 
 
 def _with_store(state: State, action: Callable[[Any], Any], *, cluster: bool = False) -> Any:
-    """``action(conn)`` on this host's store; in a cluster, a host without one (an admin box) has none."""
+    """``action(conn)`` on this host's store; in a cluster, a host without one (an admin box) has none.
+
+    A missing store is never created here: it has no entries (an empty one in memory stands in for it).
+    """
     path = store_path(state.state_dir())
     if cluster and not path.exists():
         return action(None)
-    conn = connect(path)
+    conn = connect_existing(path)
     try:
         return action(conn)
     finally:

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from bridge.cli.context import State, emit_json, global_options, pass_state
+from bridge.cli.context import State, emit_json, global_options, note, pass_state
 from bridge.errors import UsageError
 from bridge.function_logs import Entry, as_text, entries, history, log_path, split_lines
 
@@ -39,7 +39,7 @@ def status(state: State) -> int:
     api_url = state.api_url()
     report = asyncio.run(_fetch_status(api_url, bearer(state))) if api_url else None
     if report is None:  # a daemon without an API still runs; one whose API does not answer does not
-        report = _offline_status(state.state_dir(), daemon is not None and daemon.api_url is None)
+        report = _offline_status(state.known_state_dir(), daemon is not None and daemon.api_url is None)
     if daemon is not None:
         report |= {"pid": daemon.pid, "api_url": daemon.api_url, "config_note": daemon.drift()}
     config = state.valid_config()
@@ -73,11 +73,17 @@ async def _fetch_status(api_url: str, headers: dict[str, str]) -> dict[str, Any]
     return {"running": True, **body}
 
 
-def _offline_status(state_dir: Path, alive: bool) -> dict[str, Any]:
-    """What the store alone can tell when the daemon does not answer (``alive``: it runs without an API)."""
-    from bridge.store import connect, store_path
+def _offline_status(state_dir: Path | None, alive: bool) -> dict[str, Any]:
+    """What the store alone can tell when the daemon does not answer (``alive``: it runs without an API).
 
-    conn = connect(store_path(state_dir))
+    Read only: a state_dir without a store (or unknown: a config file that does not parse) counts nothing.
+    """
+    from bridge.store import connect_existing, store_path
+
+    if state_dir is None:
+        note("the config file does not parse and no daemon runs it, so its state_dir is unknown: "
+             "`lambda-bridge check` says what to fix")
+    conn = connect_existing(store_path(state_dir) if state_dir is not None else None)
     try:
         depth, oldest = conn.execute("SELECT COUNT(*), MIN(received_at) FROM async_events").fetchone()
         dead = conn.execute("SELECT COUNT(*) FROM dead_letters WHERE redriven_at IS NULL").fetchone()[0]
@@ -179,8 +185,13 @@ def logs(state: State, function: str, follow: bool, since: str | None, request_i
     if config is not None and function not in config.functions:
         raise UsageError(f"function {function!r} is not configured; configured: {', '.join(config.functions)}")
     path = log_path(state.state_dir(), function)
+    if config is None:
+        state.daemon()  # says on stderr why the file differs from what the daemon runs
     if config is None and not path.exists() and not follow:
         state.config()  # no log to show and no valid config to say why: show the config's problems
+    if follow and not path.parent.is_dir():  # nothing to watch, and a reading command creates nothing
+        raise UsageError(f"{path.parent} does not exist: no daemon has run {function!r} with this state_dir; "
+                         "`lambda-bridge status` shows the running daemon")
     show = _printer(state.json, parse_since(since, time.time()), request_id)
     for entry in history(path):
         show(entry)
@@ -208,7 +219,6 @@ async def _follow(path: Path, show: Any) -> None:
     """Print lines as they are appended; a rotation (file renamed away) starts over on the new file."""
     from asyncinotify import Inotify, Mask
 
-    _ensure_dir(path.parent)
     with Inotify() as inotify:
         inotify.add_watch(path.parent, Mask.MODIFY | Mask.CREATE | Mask.MOVED_TO | Mask.MOVED_FROM)
         inode, position = _file_state(path)
@@ -221,10 +231,6 @@ async def _follow(path: Path, show: Any) -> None:
             if now_inode != inode or size < position:
                 inode, position = now_inode, 0
             position = _print_from(path, position, show)
-
-
-def _ensure_dir(path: Path) -> None:
-    path.mkdir(parents=True, exist_ok=True)
 
 
 def _file_state(path: Path) -> tuple[int | None, int]:

@@ -44,7 +44,7 @@ def send(state: State, name: str, body: str, group: str | None, dedup_id: str | 
 @pass_state
 def list_(state: State) -> int:
     """Each queue with its visible, in-flight and delayed message counts (--json: a list of objects)."""
-    return asyncio.run(_run(state, lambda backend: _list(state, backend)))
+    return asyncio.run(_run(state, lambda backend: _list(state, backend), reading=True))
 
 
 @queue.command("purge")
@@ -56,8 +56,8 @@ def purge(state: State, name: str) -> int:
     return asyncio.run(_run(state, lambda backend: _purge(state, backend, name)))
 
 
-async def _run(state: State, action: Any) -> int:
-    async with _backend(state) as backend:
+async def _run(state: State, action: Any, *, reading: bool = False) -> int:
+    async with _backend(state, reading=reading) as backend:
         await action(backend)
     return 0
 
@@ -124,8 +124,9 @@ def _table(rows: list[tuple[str, int, int, int]]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _backend(state: State) -> AsyncIterator[Any]:
-    """The daemon's endpoint when it answers, else the store file directly (that needs a valid config)."""
+async def _backend(state: State, *, reading: bool = False) -> AsyncIterator[Any]:
+    """The daemon's endpoint when it answers, else the store file directly (that needs a valid config;
+    ``reading``: a missing store file is not created)."""
     api_url = state.api_url()
     if api_url is not None:
         config = state.valid_config()
@@ -137,7 +138,7 @@ async def _backend(state: State) -> AsyncIterator[Any]:
     daemon = state.daemon()
     if daemon is not None:
         note(f"the daemon (pid {daemon.pid}) has no API to reach; working on the store file directly")
-    async with _Local(state.config()) as local:
+    async with _Local(state.config(), create=not reading) as local:
         yield local
 
 
@@ -205,8 +206,9 @@ class _Remote:
 class _Local:
     """The queue commands on the store file (the daemon is not running, or has no api.listen)."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, create: bool = True) -> None:
         self.config = config
+        self.create = create
         self._stack = contextlib.AsyncExitStack()
         self.engine: Any = None
 
@@ -214,6 +216,8 @@ class _Local:
         from bridge.queues.engine import QueueEngine
         from bridge.store import Store, store_path
 
+        if not self.create and not store_path(self.config.state_dir).is_file():
+            return self  # no store yet: every configured queue is empty, and reading it creates nothing
         store = await self._stack.enter_async_context(Store(store_path(self.config.state_dir)))
         self.engine = QueueEngine(store, region=self.config.region, account=self.config.account_id)
         await self.engine.start(self.config.queues)
@@ -242,6 +246,8 @@ class _Local:
             raise UsageError(f"queue purge: {err}; see `queue list`") from None
 
     async def list(self) -> list[tuple[str, int, int, int]]:
+        if self.engine is None:
+            return [(name, 0, 0, 0) for name in sorted(self.config.queues)]
         return [(name, *(await self.engine.counts(name))) for name in self.engine.names()]
 
 

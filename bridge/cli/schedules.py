@@ -12,7 +12,7 @@ from bridge.config.model import Config
 from bridge.errors import UsageError
 from bridge.sources.schedule import fire as schedule_fire
 from bridge.sources.schedule.config import ScheduleSourceConfig
-from bridge.store import QueuedEvent, connect, event_row, insert_events, store_path, transaction
+from bridge.store import QueuedEvent, connect, connect_existing, event_row, insert_events, store_path, transaction
 
 
 def schedule_sources(config: Config) -> list[ScheduleSourceConfig]:
@@ -26,7 +26,7 @@ def upcoming(config: Config, count: int, now: datetime, shared: dict[str, dateti
     ``shared``: in a cluster, each schedule's newest fire handed over by any node (the table's ledger); the
     rows then also say it (``last_fire``), as the fires of this host alone do not tell.
     """
-    conn = connect(store_path(config.state_dir))
+    conn = connect_existing(store_path(config.state_dir))  # only reads: a missing store stays missing
     try:
         result = []
         for cfg in schedule_sources(config):

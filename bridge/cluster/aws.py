@@ -41,6 +41,12 @@ def is_transient(err: BaseException) -> bool:
     return isinstance(err, BotoCoreError | OSError | TimeoutError)
 
 
+def transient_or_table_missing(err: BaseException) -> bool:
+    """A running node waits out a missing table too (being restored or created again) rather than stop: its
+    start checked that the table exists, so the table is gone for a while, not misconfigured."""
+    return is_transient(err) or error_code(err) == "ResourceNotFoundException"
+
+
 def describe(err: BaseException, config: ClusterConfig) -> str:
     """What went wrong, said so that the user knows what to do."""
     code = error_code(err)
@@ -53,8 +59,9 @@ def describe(err: BaseException, config: ClusterConfig) -> str:
     return f"cannot reach the cluster's queue or table at {where}: {type(err).__name__}: {err}"
 
 
-async def with_retries(call: Callable[[], Awaitable[T]], *, what: str, give_up_after: float | None) -> T:
-    """Run ``call``; transient errors are retried with jittered exponential backoff (1 s .. 30 s).
+async def with_retries(call: Callable[[], Awaitable[T]], *, what: str, give_up_after: float | None,
+                       transient: Callable[[BaseException], bool] = is_transient) -> T:
+    """Run ``call``; ``transient`` errors are retried with jittered exponential backoff (1 s .. 30 s).
 
     ``give_up_after`` seconds (None: never) bound the retrying; then the last error is raised.
     """
@@ -66,7 +73,7 @@ async def with_retries(call: Callable[[], Awaitable[T]], *, what: str, give_up_a
                     in_s=round(state.upcoming_sleep, 2))
 
     stop = stop_after_delay(give_up_after) if give_up_after is not None else (lambda _state: False)
-    retrying = AsyncRetrying(retry=retry_if_exception(is_transient), wait=wait_exponential_jitter(1, 30),
+    retrying = AsyncRetrying(retry=retry_if_exception(transient), wait=wait_exponential_jitter(1, 30),
                              stop=stop, before_sleep=before_sleep, reraise=True)
     async for attempt in retrying:
         with attempt:

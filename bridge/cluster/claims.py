@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
 from bridge.cluster import messages
-from bridge.cluster.aws import with_retries
+from bridge.cluster.aws import transient_or_table_missing, with_retries
 from bridge.cluster.node import Node
 from bridge.cluster.table import Claim, Table
 from bridge.log import get_logger
@@ -76,7 +76,8 @@ class Claims:
         """The fires ``(scheduled, event_id)`` are durable in the shared queue: close their claims."""
         for scheduled, event_id in fires:
             async def mark(t: datetime = scheduled, e: str = event_id) -> None:
-                await self.table.handed(schedule, stamp(t), session=self.node.session, event_id=e, now=time.time())
+                await self.table.handed(schedule, stamp(t), owner=self.node.id, session=self.node.session,
+                                        event_id=e, now=time.time())
 
             try:
                 await with_retries(mark, what="handed", give_up_after=self.lease)
@@ -86,7 +87,8 @@ class Claims:
 
     async def last_fire(self, schedule: str) -> datetime | None:
         """The newest time any node claimed for ``schedule`` (anchors rate() grids alike on every node)."""
-        found = await with_retries(lambda: self.table.last_fire(schedule), what="last_fire", give_up_after=None)
+        found = await with_retries(lambda: self.table.last_fire(schedule), what="last_fire", give_up_after=None,
+                                   transient=transient_or_table_missing)
         return datetime.fromisoformat(found) if found else None
 
     def _watch(self, schedule: str, scheduled: datetime, until: float, retry: Retry) -> None:

@@ -217,6 +217,10 @@ class ClusterDispatcher:
         finally:
             await self.sqs_sender.close()
 
+    def stop_intake(self) -> None:
+        """The daemon stops: this host's intake still waiting for room gives up (see Dispatcher)."""
+        self.local.stop_intake()
+
     def stop(self) -> None:
         """Stop receiving; messages not in hand stay on the queue for the other nodes."""
         self._stopping.set()

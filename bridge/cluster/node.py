@@ -9,9 +9,9 @@ import time
 import uuid
 from typing import Any
 
-from bridge.cluster.aws import Clients, unless_stopped, with_retries
+from bridge.cluster.aws import Clients, is_transient, transient_or_table_missing, unless_stopped, with_retries
 from bridge.cluster.config import ClusterConfig
-from bridge.cluster.table import Table
+from bridge.cluster.table import NodeItemLost, Table
 from bridge.errors import ClusterUnavailable
 from bridge.log import get_logger
 
@@ -28,6 +28,7 @@ class Node:
         self.table: Table | None = None
         self.joined = asyncio.Event()
         self.queue_depth: int | None = None
+        self.started = 0.0
         self.log = get_logger(node=self.id)
 
     async def __aenter__(self) -> Node:
@@ -53,11 +54,12 @@ class Node:
             await self.clients.check()
         except ClusterUnavailable as err:
             # Only "cannot reach" is worth waiting for; a missing queue or table needs `cluster init`.
-            if err.__cause__ is not None and _transient(err.__cause__):
+            if err.__cause__ is not None and is_transient(err.__cause__):
                 raise err.__cause__ from None
             raise
         self.table = Table(self.clients.ddb, self.config.table)
-        await self.table.join(self.id, self.session, self.host, time.time(), self.config.lease_seconds)
+        self.started = time.time()
+        await self.table.join(self.id, self.session, self.host, self.started, self.config.lease_seconds)
         self.joined.set()
         self.log.info("cluster.joined", session=self.session, queue=self.config.async_queue,
                       table=self.config.table, lease_seconds=self.config.lease_seconds)
@@ -71,12 +73,19 @@ class Node:
                     await stopping.wait()
             if stopping.is_set():
                 return
-            await unless_stopped(with_retries(self._beat, what="heartbeat", give_up_after=None), stopping)
+            await unless_stopped(with_retries(self._beat, what="heartbeat", give_up_after=None,
+                                              transient=transient_or_table_missing), stopping)
 
     async def _beat(self) -> None:
+        """One heartbeat; a lost membership item (restored or re-created table, TTL) is written again."""
         assert self.table is not None
         depth = await self.backlog()
-        await self.table.heartbeat(self.id, self.session, time.time(), queue_depth=depth)
+        lease = self.config.lease_seconds
+        try:
+            await self.table.heartbeat(self.id, self.session, time.time(), lease, self.host, queue_depth=depth)
+        except NodeItemLost as lost:
+            await self.table.join(self.id, self.session, self.host, time.time(), lease, started=self.started)
+            self.log.warning("cluster.rejoined", session=self.session, reason=str(lost), table=self.config.table)
 
     async def backlog(self) -> int:
         """The shared queue's approximate backlog (visible + in flight + delayed): status, max_queued_events."""
@@ -91,8 +100,3 @@ class Node:
         """The SQS client."""
         return self.clients.sqs
 
-
-def _transient(err: BaseException) -> bool:
-    from bridge.cluster.aws import is_transient
-
-    return is_transient(err)

@@ -20,6 +20,7 @@ NODE, DLQ, FIRE = "node", "dlq", "fire#"
 TTL_ATTRIBUTE = "expires_at"
 NODE_TTL = 7 * 86400.0  # a node's item outlives its last heartbeat by a week, so `status` shows who left
 CLAIM_TTL = 40 * 86400.0  # longer than the longest catch-up window (31 days of fire records)
+WRITE_ATTEMPTS = 5  # a conditional write whose item keeps changing under it gives up after these
 
 
 def _enc(value: Any) -> dict[str, str]:
@@ -39,9 +40,22 @@ def plain(raw: dict[str, dict[str, str]]) -> dict[str, Any]:
 
 
 def conditional_failed(err: BaseException) -> bool:
-    """The write's condition did not hold (someone else got there first)."""
+    """The write's condition did not hold (someone else got there first, or the item is not there)."""
     response = getattr(err, "response", None) or {}
     return response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def failed_item(err: BaseException) -> dict[str, Any] | None:
+    """The item a failed conditional write found (``ReturnValuesOnConditionCheckFailure=ALL_OLD``); None: none.
+
+    Read by the write itself, atomically: a read after the failure could see a later state.
+    """
+    raw = (getattr(err, "response", None) or {}).get("Item")
+    return plain(raw) if raw else None
+
+
+class NodeItemLost(Exception):
+    """This node's membership item is gone (or left to a dead process): the node joins again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,47 +99,67 @@ class Table:
 
     # --- membership ---------------------------------------------------------------------------------
 
-    async def join(self, node: str, session: str, host: str, now: float, lease: float) -> None:
-        """Register this process as ``node``; NodeIdInUse if a live process elsewhere holds the id."""
+    async def join(self, node: str, session: str, host: str, now: float, lease: float,
+                   started: float | None = None) -> None:
+        """Register this process as ``node``; NodeIdInUse if a live process elsewhere holds the id.
+
+        ``started``: when this process first joined (a re-join keeps it). An item that changes or disappears
+        between the read and the write is looked at again: only a live holder refuses the id.
+        """
         found = await self.ddb.get_item(TableName=self.name, Key=item(pk=NODE, sk=node), ConsistentRead=True)
         old = plain(found["Item"]) if "Item" in found else None
-        if old is not None and not _free(old, host, now, lease):
-            age = now - float(old.get("heartbeat_at", 0))
-            raise NodeIdInUse(
-                f"cluster node id {node!r} is in use by pid {old.get('pid')} on host {old.get('host')} "
-                f"(heartbeat {age:.1f} s ago); give this daemon another cluster.node_id, or stop the other one "
-                f"(its id is free {lease:g} s after its last heartbeat)")
+        for _ in range(WRITE_ATTEMPTS):
+            if old is not None and old.get("session") != session and not _free(old, host, now, lease):
+                raise NodeIdInUse(_in_use(node, old, now, lease))
+            try:
+                await self._put_node(node, session, host, now, started, old)
+                return
+            except Exception as err:
+                if not conditional_failed(err):
+                    raise
+                old = failed_item(err)  # what is there now, read by the failed write itself
+        raise NodeIdInUse(f"cluster node id {node!r} was taken by another daemon starting at the same "
+                          "time; give each daemon its own cluster.node_id")
+
+    async def _put_node(self, node: str, session: str, host: str, now: float, started: float | None,
+                        old: dict[str, Any] | None) -> None:
+        """Write this node's item if the item is still ``old`` (None: still missing)."""
         condition = "attribute_not_exists(pk)" if old is None else "#s = :old"
         values = {} if old is None else {":old": {"S": str(old["session"])}}
         names = {} if old is None else {"#s": "session"}
-        try:
-            await self.ddb.put_item(TableName=self.name, Item=self._node_item(node, session, host, now, now),
-                                    ConditionExpression=condition, **_extra(names, values))
-        except Exception as err:
-            if conditional_failed(err):
-                raise NodeIdInUse(f"cluster node id {node!r} was taken by another daemon starting at the same "
-                                  "time; give each daemon its own cluster.node_id") from None
-            raise
+        await self.ddb.put_item(TableName=self.name, Item=self._node_item(node, session, host, started or now, now),
+                                ConditionExpression=condition, ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                                **_extra(names, values))
 
     def _node_item(self, node: str, session: str, host: str, started: float, now: float) -> dict[str, Any]:
         return item(pk=NODE, sk=node, session=session, host=host, pid=os.getpid(), started_at=started,
                     heartbeat_at=now, state="running", **{TTL_ATTRIBUTE: int(now + NODE_TTL)})
 
-    async def heartbeat(self, node: str, session: str, now: float, **extra: Any) -> None:
-        """Renew this node's heartbeat; NodeIdInUse if another process took the id meanwhile."""
+    async def heartbeat(self, node: str, session: str, now: float, lease: float, host: str, **extra: Any) -> None:
+        """Renew this node's heartbeat.
+
+        NodeIdInUse if a live process took the id meanwhile; NodeItemLost if the item is gone (a restored or
+        re-created table, TTL after a long pause) or was taken by a process that is no longer alive: the
+        caller joins again.
+        """
         sets = ", ".join(f"#{k} = :{k}" for k in ["heartbeat_at", TTL_ATTRIBUTE, *extra])
         fields = {"heartbeat_at": now, TTL_ATTRIBUTE: int(now + NODE_TTL), **extra}
         try:
             await self.ddb.update_item(
                 TableName=self.name, Key=item(pk=NODE, sk=node), UpdateExpression=f"SET {sets}",
-                ConditionExpression="#session = :session",
+                ConditionExpression="#session = :session", ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 ExpressionAttributeNames={"#session": "session", **{f"#{k}": k for k in fields}},
                 ExpressionAttributeValues={":session": {"S": session}, **{f":{k}": _enc(v) for k, v in fields.items()}})
         except Exception as err:
-            if conditional_failed(err):
-                raise NodeIdInUse(f"cluster node id {node!r} was taken over by another daemon; "
-                                  "each daemon needs its own cluster.node_id") from None
-            raise
+            if not conditional_failed(err):
+                raise
+            old = failed_item(err)
+            if old is None:
+                raise NodeItemLost("missing") from None
+            if _free(old, host, now, lease):
+                raise NodeItemLost(f"held by session {old.get('session')}, which is gone") from None
+            raise NodeIdInUse(f"cluster node id {node!r} was taken over by another daemon (pid {old.get('pid')} "
+                              f"on host {old.get('host')}); each daemon needs its own cluster.node_id") from None
 
     async def leave(self, node: str, session: str, now: float) -> None:
         """Mark this node stopped (a clean shutdown): its id is free at once."""
@@ -157,31 +191,47 @@ class Table:
         values = {":claimed": {"S": "claimed"}, ":now": _enc(now), ":until": _enc(now + lease), ":o": _enc(owner),
                   ":s": _enc(session), ":ttl": _enc(int(now + CLAIM_TTL)), ":zero": {"N": "0"}, ":one": {"N": "1"},
                   ":body": {"S": body}}
-        try:
-            response = await self.ddb.update_item(
-                TableName=self.name, Key=item(pk=FIRE + schedule, sk=scheduled), ReturnValues="ALL_OLD",
-                UpdateExpression="SET #st = :claimed, #o = :o, #s = :s, lease_until = :until, claimed_at = :now, "
-                                 "#ttl = :ttl, claims = if_not_exists(claims, :zero) + :one, "
-                                 "body = if_not_exists(body, :body)",
-                ConditionExpression="attribute_not_exists(pk) OR (#st = :claimed AND lease_until < :now)",
-                ExpressionAttributeNames=names, ExpressionAttributeValues=values)
-        except Exception as err:
-            if not conditional_failed(err):
-                raise
-            held = await self._get(FIRE + schedule, scheduled)
-            return Claim(False, str(held.get("state")), str(held.get("owner")), float(held.get("lease_until", 0)))
-        old = plain(response.get("Attributes", {}))
-        return Claim(True, "claimed", owner, now + lease, took_over=bool(old), body=old.get("body") or body)
+        key = item(pk=FIRE + schedule, sk=scheduled)
+        for _ in range(WRITE_ATTEMPTS):
+            try:
+                response = await self.ddb.update_item(
+                    TableName=self.name, Key=key, ReturnValues="ALL_OLD", ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                    UpdateExpression="SET #st = :claimed, #o = :o, #s = :s, lease_until = :until, claimed_at = :now, "
+                                     "#ttl = :ttl, claims = if_not_exists(claims, :zero) + :one, "
+                                     "body = if_not_exists(body, :body)",
+                    ConditionExpression="attribute_not_exists(pk) OR (#st = :claimed AND lease_until < :now)",
+                    ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+            except Exception as err:
+                if not conditional_failed(err):
+                    raise
+                # The claim in the way, as the write saw it; only an endpoint that does not send it back is
+                # asked again, and a claim gone by then (a re-created table) is claimed again.
+                held = failed_item(err) or await self._get(FIRE + schedule, scheduled)
+                if held:
+                    return Claim(False, str(held.get("state")), str(held.get("owner")),
+                                 float(held.get("lease_until", 0)))
+                continue
+            old = plain(response.get("Attributes", {}))
+            return Claim(True, "claimed", owner, now + lease, took_over=bool(old), body=old.get("body") or body)
+        raise BridgeError(f"the claim on {schedule} at {scheduled} keeps changing under this node; "
+                          "check that nothing else writes the cluster table")
 
-    async def handed(self, schedule: str, scheduled: str, *, session: str, event_id: str, now: float) -> None:
-        """The claimed fire is durable in the shared queue: mark it handed over (counted, for audits)."""
+    async def handed(self, schedule: str, scheduled: str, *, owner: str, session: str, event_id: str,
+                     now: float) -> None:
+        """The claimed fire is durable in the shared queue: mark it handed over (counted, for audits).
+
+        A claim that is gone (a restored or re-created table) is written again as handed over, so no node
+        claims the time again; a claim another session holds now raises ConditionalCheckFailedException.
+        """
         await self.ddb.update_item(
             TableName=self.name, Key=item(pk=FIRE + schedule, sk=scheduled),
-            UpdateExpression="SET #st = :handed, handed_at = :now, event_id = :event ADD handovers :one",
-            ConditionExpression="#session = :session",
-            ExpressionAttributeNames={"#st": "state", "#session": "session"},
+            UpdateExpression="SET #st = :handed, handed_at = :now, event_id = :event, #o = :o, #session = :session, "
+                             "#ttl = if_not_exists(#ttl, :ttl) ADD handovers :one",
+            ConditionExpression="attribute_not_exists(pk) OR #session = :session",
+            ExpressionAttributeNames={"#st": "state", "#session": "session", "#o": "owner", "#ttl": TTL_ATTRIBUTE},
             ExpressionAttributeValues={":handed": {"S": "handed"}, ":now": _enc(now), ":one": {"N": "1"},
-                                       ":session": {"S": session}, ":event": {"S": event_id}})
+                                       ":session": {"S": session}, ":event": {"S": event_id}, ":o": _enc(owner),
+                                       ":ttl": _enc(int(now + CLAIM_TTL))})
 
     async def claims(self, schedule: str) -> list[dict[str, Any]]:
         """Every claim of one schedule, oldest first."""
@@ -234,10 +284,15 @@ class Table:
         return bool(await self._get(DLQ, entry_id))
 
     async def mark_redriven(self, entry_id: str, now: float) -> None:
-        """The entry's event is queued again."""
-        await self.ddb.update_item(TableName=self.name, Key=item(pk=DLQ, sk=entry_id),
-                                   UpdateExpression="SET redriven_at = :now",
-                                   ExpressionAttributeValues={":now": _enc(now)})
+        """The entry's event is queued again (an entry purged meanwhile stays gone: no empty item is made)."""
+        try:
+            await self.ddb.update_item(TableName=self.name, Key=item(pk=DLQ, sk=entry_id),
+                                       UpdateExpression="SET redriven_at = :now",
+                                       ConditionExpression="attribute_exists(pk)",
+                                       ExpressionAttributeValues={":now": _enc(now)})
+        except Exception as err:
+            if not conditional_failed(err):
+                raise
 
     async def delete_dead_letter(self, entry_id: str) -> None:
         """Delete an entry for good."""
@@ -268,7 +323,11 @@ def _free(old: dict[str, Any], host: str, now: float, lease: float) -> bool:
     return old.get("host") == host and not pid_alive(int(float(old.get("pid") or 0)))
 
 
-    return True
+def _in_use(node: str, old: dict[str, Any], now: float, lease: float) -> str:
+    age = now - float(old.get("heartbeat_at", 0))
+    return (f"cluster node id {node!r} is in use by pid {old.get('pid')} on host {old.get('host')} "
+            f"(heartbeat {age:.1f} s ago); give this daemon another cluster.node_id, or stop the other one "
+            f"(its id is free {lease:g} s after its last heartbeat)")
 
 
 def _extra(names: dict[str, str], values: dict[str, Any]) -> dict[str, Any]:

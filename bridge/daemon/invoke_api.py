@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import re
@@ -15,6 +16,7 @@ from bridge.errors import (
     BridgeError,
     ClusterUnavailable,
     FunctionNotFound,
+    IntakeStopped,
     InvocationRejected,
     PayloadTooLarge,
     RemoteUnavailable,
@@ -28,6 +30,9 @@ from bridge.model import ASYNC_LIMIT, SYNC_LIMIT, Invocation, InvokeResult, new_
 
 AcceptAsync = Callable[[str, Invocation], Awaitable[None]]
 INVOKE_PATH = "/2015-03-31/functions/{name}/invocations"
+# Seconds a request cut at the shutdown deadline has to end, and aiohttp to write answers out in each of its
+# two steps (wait, then cancel): the one shutdown_timeout is spent before, by serve.
+WRITE_GRACE = 0.5
 
 
 # Lambda's own pattern for FunctionName (API reference, Invoke): name, name:qualifier, partial or full ARN.
@@ -149,6 +154,11 @@ class InvokeApi:
             message = (f"The event was not queued (send it again): {err}. Check the cluster's queue and this "
                        "node's access to it with `lambda-bridge cluster check`.")
             return aws_error(503, "ServiceException", message, invocation.request_id)
+        except IntakeStopped as err:  # it waited for room (a full disk, max_queued_events) at the stop
+            self.log.warning("invoke.not_queued", function=name, request_id=invocation.request_id, error=str(err))
+            message = (f"The event was not queued (send it again): {err}. Lambda's SDKs retry this 503 by "
+                       "themselves; a restarted daemon takes the event once there is room.")
+            return aws_error(503, "ServiceException", message, invocation.request_id)
         return web.Response(status=202, headers={"x-amzn-RequestId": invocation.request_id})
 
     async def _sync(self, name: str, invocation: Invocation) -> web.Response:
@@ -181,19 +191,82 @@ def result_headers(result: InvokeResult) -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def serve(app: web.Application, host: str, port: int, shutdown_timeout: float) -> AsyncIterator[str]:
-    """Listen on host:port while the context is open; on exit, wait for in-flight requests."""
+async def serve(app: web.Application, host: str, port: int, shutdown_timeout: float,
+                stop_by: Callable[[], float | None] = lambda: None) -> AsyncIterator[str]:
+    """Listen on host:port while the context is open; on exit, stop listening and let the requests in flight
+    finish until the loop time ``stop_by()`` (the daemon's one shutdown deadline; None: ``shutdown_timeout``
+    from now), then cut the ones still running."""
     # auto_decompress=False: neither Lambda's nor SQS's API inflates a Content-Encoding body, and aiohttp would
     # do it on the event loop (a small gzip bomb held every listener of the daemon for 10 s).
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout,
+    in_flight = InFlight()
+    app.middlewares.insert(0, in_flight.middleware)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=WRITE_GRACE,
                            logger=server_logger(), auto_decompress=False)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port, shutdown_timeout=shutdown_timeout)
+        site = web.TCPSite(runner, host, port)
         await site.start()
         yield f"http://{host}:{runner.addresses[0][1]}"
     finally:
-        await runner.cleanup()
+        for site in list(runner.sites):
+            await site.stop()  # nothing new comes in
+        deadline = stop_by()
+        try:
+            if not await in_flight.idle(deadline or asyncio.get_running_loop().time() + shutdown_timeout):
+                get_logger().warning("api.stop_timeout", in_flight=in_flight.count)
+                await in_flight.cut()
+        finally:
+            await runner.cleanup()  # writes the answers out (aiohttp waits at most WRITE_GRACE, twice)
+
+
+class InFlight:
+    """The requests being handled: ``idle(by)`` waits until there are none (or the loop time ``by``); ``cut()``
+    then ends the ones still running, each answered 503 ServiceException (send it again), not dropped."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._cut: set[asyncio.Task[Any]] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def count(self) -> int:
+        """Requests being handled now."""
+        return len(self._tasks)
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Track the request while its handler runs (aiohttp runs each in a task of its own)."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self._idle.clear()
+        try:
+            return await handler(request)
+        except asyncio.CancelledError:
+            if task not in self._cut:
+                raise
+            task.uncancel()
+            return aws_error(503, "ServiceException", "The daemon stopped (its shutdown_timeout ran out) before "
+                             "this call finished; send it again.")
+        finally:
+            self._tasks.discard(task)
+            if not self._tasks:
+                self._idle.set()
+
+    async def idle(self, by: float) -> bool:
+        """True once no request is being handled; False when ``by`` came first."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout_at(by):
+                await self._idle.wait()
+        return self._idle.is_set()
+
+    async def cut(self) -> None:
+        """End every request still being handled (each is answered 503) and wait for them."""
+        self._cut |= self._tasks
+        for task in self._cut:
+            task.cancel()
+        await self.idle(asyncio.get_running_loop().time() + WRITE_GRACE)
 
 
 def parse_json_or_text(payload: bytes) -> Any:

@@ -62,6 +62,7 @@ async def run(
                 service.notifier.notify("STOPPING=1", "STATUS=stopping: draining in-flight invocations")
                 service.log.info("service.stopping")
                 deadline = asyncio.get_running_loop().time() + service.config.shutdown_timeout
+                service.stop_by = deadline  # the HTTP API's requests share it (see service.intake)
                 for task in helpers:
                     task.cancel()
                 # One shutdown_timeout for everything in flight: async deliveries drain while the sources

@@ -9,7 +9,7 @@ import socket
 import time
 from typing import Any
 
-from bridge import runtime_file
+from bridge import runtime_file, runtime_index
 from bridge.config.model import Config
 from bridge.errors import ListenError
 from bridge.log import get_logger
@@ -35,6 +35,7 @@ class RuntimePublisher:
             "http_listen": self._http_listen(),
         }
         self._write()
+        self._register()
 
     def on_reload(self, outcome: dict[str, Any]) -> None:
         """Record a reload: an applied one moves the digest; a rejected one says why the file is not running."""
@@ -52,9 +53,22 @@ class RuntimePublisher:
         return [[host, port] for host, port in hub.addresses()] if hub is not None else []
 
     def withdraw(self) -> None:
-        """Remove the file (at stop): the CLI then no longer sends work here."""
+        """Remove the file and the index entry (at stop): the CLI then no longer sends work here."""
         with contextlib.suppress(OSError):
             runtime_file.remove(self.state_dir, os.getpid())
+        if self.service.config_path:
+            runtime_index.unregister(self.service.config_path, os.getpid())
+
+    def _register(self) -> None:
+        """The index entry: how the CLI finds this daemon while its config file does not parse."""
+        path = self.service.config_path
+        if not path:
+            return
+        try:
+            runtime_index.register(path, self.state_dir, os.getpid())
+        except OSError as err:  # the CLI then finds this daemon only while the file parses
+            get_logger().warning("runtime_file.unindexed", config=str(path), error=str(err),
+                                 places=[str(p) for p in runtime_index.index_dirs(writing=True)])
 
     def _write(self) -> None:
         try:

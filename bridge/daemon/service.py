@@ -44,6 +44,7 @@ class Service:
         self.api_url: str | None = None
         self.sources: SourceRunner | None = None
         self.started = time.time()
+        self.stop_by: float | None = None  # the loop time by which a stop must be done (shutdown_timeout)
         # Parts plug in here (see bridge.daemon.lifecycle): objects sources may use, and HTTP routes.
         self.extensions: dict[str, Any] = {}
         self.route_adders: list[Callable[[web.Application], None]] = []
@@ -78,7 +79,10 @@ class Service:
             if address is not None:
                 app = self.build_app()
                 self.api_url = await stack.enter_async_context(
-                    serve(app, *address, shutdown_timeout=self.config.shutdown_timeout))
+                    serve(app, *address, self.config.shutdown_timeout, lambda: self.stop_by))
+            # Closed after the sources, before the API waits for its requests: an Invoke still waiting for
+            # room (a full disk, max_queued_events) is then answered (503, not queued), not kept waiting.
+            stack.callback(self.dispatcher.stop_intake)
             self.sources = await stack.enter_async_context(SourceRunner(self.source_context, self.extensions))
             try:
                 await self.sources.claim(self.config.sources)  # a port in use: refused before any source starts

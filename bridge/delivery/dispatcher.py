@@ -17,6 +17,7 @@ from bridge.delivery import policy
 from bridge.delivery.attempt import Attempted, attempt_once, bridge_failure
 from bridge.delivery.destinations import SqsSender, dlq_attributes
 from bridge.delivery.summary import Summary
+from bridge.errors import IntakeStopped
 from bridge.events.invocation_record import invocation_record
 from bridge.invokers.registry import Functions, Invoker
 from bridge.log import get_logger
@@ -84,6 +85,7 @@ class Dispatcher:
         self._depth = 0
         self._room = asyncio.Event()  # set when delivery removed events while intake waits for room
         self._paused = 0  # intake callers waiting for room: only then does a removal need to wake anyone
+        self._intake_stopped = False  # the daemon stops: callers waiting for room give up (IntakeStopped)
         # Deletes of delivered events not yet committed: the store's future for a commit, and its events.
         self._settling: dict[asyncio.Future[None], list[tuple[Lane, QueuedEvent, policy.Finish]]] = {}
         self.summary = Summary(self.log, lambda: self._depth)
@@ -143,6 +145,9 @@ class Dispatcher:
         self._paused += 1
         try:
             while self._depth + count > cap:
+                if self._intake_stopped:
+                    raise IntakeStopped(f"the daemon is stopping, and its async queue holds max_queued_events "
+                                        f"({cap}) events")
                 self._room.clear()
                 await self._room.wait()
         finally:
@@ -177,6 +182,12 @@ class Dispatcher:
         finally:
             summary.cancel()
             await self.sqs.close()
+
+    def stop_intake(self) -> None:
+        """The daemon stops: intake still waiting for room (max_queued_events, a full disk) gives up."""
+        self._intake_stopped = True
+        self._room.set()
+        self.store.stop_intake()
 
     def stop(self) -> None:
         """Stop taking events from the queue; what is not in flight stays queued on disk."""

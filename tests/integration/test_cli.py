@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -84,6 +85,94 @@ def test_an_invalid_config_on_disk_does_not_lock_the_cli_out(env) -> None:
         listed = json.loads(cli(path, "--json", "queue", "list").stdout)
         assert listed == [{"queue": "jobs", "visible": 1, "in_flight": 0, "delayed": 0}]
         assert cli(path, "check").returncode == 2, "check still says the file is wrong"
+
+
+# Four ways to break the file's YAML itself (the daemon's state_dir is set in the file, not the default).
+BROKEN = {
+    "unclosed bracket": lambda text: text.replace("functions:", "functions: [", 1),
+    "stray tab": lambda text: text.replace("functions:", "functions:\n\tstray: 1", 1),
+    "unclosed quote": lambda text: text + 'region: "us-east-1\n',
+    "empty file": lambda _text: "",
+}
+
+
+def run_cli(config: Path, *args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``cli`` with more environment and another working directory (where a default state_dir would go)."""
+    return subprocess.run([sys.executable, "-m", "bridge.cli", *args, "--config", str(config)],
+                          capture_output=True, text=True, check=False, timeout=120, env={**os.environ, **env},
+                          cwd=cwd)
+
+
+@pytest.mark.parametrize("breakage", list(BROKEN))
+def test_a_config_that_does_not_parse_does_not_lose_the_running_daemon(env, tmp_path: Path, breakage: str) -> None:
+    """The CLI finds the daemon by the file's path in the daemon index (here in $RUNTIME_DIRECTORY, as systemd's
+    RuntimeDirectory= gives it), not by the state_dir it can no longer read from the file."""
+    path, config, _port = env
+    where = {"RUNTIME_DIRECTORY": str(tmp_path / "run")}
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    with Daemon(path, env=where) as daemon:
+        assert run_cli(path, "invoke", "echo", "--payload", '{"n": 1}', env=where, cwd=elsewhere).returncode == 0
+        [entry] = (tmp_path / "run").iterdir()
+        assert stat.S_IMODE(entry.stat().st_mode) == 0o600 and stat.S_IMODE(entry.parent.stat().st_mode) == 0o700
+        path.write_text(BROKEN[breakage](path.read_text()))
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        runtime = Path(config["state_dir"]) / "daemon.json"
+        wait_until(lambda: json.loads(runtime.read_text()).get("reload", {}).get("config_sha256") == digest)
+
+        status = run_cli(path, "status", env=where, cwd=elsewhere)
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert f"daemon: running (pid {daemon.proc.pid})" in status.stdout
+        assert "has errors, so the daemon" in status.stdout
+
+        invoked = run_cli(path, "invoke", "echo", "--payload", '{"n": 2}', env=where, cwd=elsewhere)
+        assert invoked.returncode == 0, invoked.stderr
+        assert json.loads(invoked.stdout) == {"n": 2}
+        assert "has errors, so the daemon" in invoked.stderr and "in this process" not in invoked.stderr
+
+        logs = run_cli(path, "logs", "echo", "--json", env=where, cwd=elsewhere)
+        assert logs.returncode == 0, logs.stderr
+        assert "echo 2" in [json.loads(line)["message"] for line in logs.stdout.splitlines()]
+        assert "has errors, so the daemon" in logs.stderr
+
+        listed = run_cli(path, "--json", "queue", "list", env=where, cwd=elsewhere)
+        assert listed.returncode == 0, listed.stderr
+        assert json.loads(listed.stdout) == [{"queue": "jobs", "visible": 0, "in_flight": 0, "delayed": 0}]
+
+        dead = run_cli(path, "dlq", "list", env=where, cwd=elsewhere)
+        assert dead.returncode == 0, dead.stderr
+        assert "the dead-letter store is empty" in dead.stderr and "has errors, so the daemon" in dead.stderr
+        assert list(elsewhere.iterdir()) == [], "no store made under the working directory's var/state"
+        daemon.stop()
+    assert list((tmp_path / "run").iterdir()) == [], "the entry goes with the daemon"
+    gone = run_cli(path, "status", env=where, cwd=elsewhere)
+    assert gone.returncode == 1 and "daemon: NOT RUNNING" in gone.stdout
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_commands_that_only_read_create_no_store(env, tmp_path: Path) -> None:
+    """No daemon and no store yet: reading says there is nothing and creates nothing, valid file or not."""
+    path, config, _port = env
+    config["state_dir"] = str(tmp_path / "nothing-yet")
+    write_config(path, config)
+    here = tmp_path / "cwd"
+    here.mkdir()
+    dead = run_cli(path, "dlq", "list", env={}, cwd=here)
+    assert dead.returncode == 0 and "the dead-letter store is empty" in dead.stderr, dead.stderr
+    shown = run_cli(path, "dlq", "show", "nope", env={}, cwd=here)
+    assert shown.returncode != 0 and "no dead letter with id 'nope'" in shown.stderr
+    assert run_cli(path, "status", env={}, cwd=here).returncode == 1
+    listed = run_cli(path, "--json", "queue", "list", env={}, cwd=here)
+    assert json.loads(listed.stdout) == [{"queue": "jobs", "visible": 0, "in_flight": 0, "delayed": 0}]
+    assert run_cli(path, "schedules", env={}, cwd=here).returncode == 0
+    follow = run_cli(path, "logs", "echo", "--follow", env={}, cwd=here)
+    assert follow.returncode == 2 and "does not exist" in follow.stderr
+    path.write_text(path.read_text().replace("functions:", "functions: [", 1))
+    broken = run_cli(path, "dlq", "list", env={}, cwd=here)
+    assert broken.returncode == 2 and "config" in broken.stderr.lower(), broken.stderr
+    status = run_cli(path, "status", env={}, cwd=here)
+    assert status.returncode == 1 and "state_dir is unknown" in status.stderr
+    assert not (tmp_path / "nothing-yet").exists() and list(here.iterdir()) == []
 
 
 def test_an_api_change_that_needs_a_restart_is_reported_and_the_old_port_used(env) -> None:

@@ -298,8 +298,8 @@ async def test_a_claim_is_won_once_and_taken_over_only_after_its_lease(tmp_path:
         taken = await table.claim("s", "t1", owner="b", session="sb", now=now + 6, lease=5, body="B's event")
         assert taken.won and taken.took_over and taken.body == "A's event"  # the same invocation, not a new one
         with pytest.raises(Exception, match="ConditionalCheckFailed"):  # a's lease is gone: it cannot mark it
-            await table.handed("s", "t1", session="sa", event_id="e", now=now + 6)
-        await table.handed("s", "t1", session="sb", event_id="e", now=now + 6)
+            await table.handed("s", "t1", owner="a", session="sa", event_id="e", now=now + 6)
+        await table.handed("s", "t1", owner="b", session="sb", event_id="e", now=now + 6)
         late = await table.claim("s", "t1", owner="c", session="sc", now=now + 60, lease=5, body="C's event")
         assert not late.won and late.state == "handed"  # a handed-over fire is never claimed again
         [entry] = await table.claims("s")
@@ -310,7 +310,84 @@ async def test_a_claim_is_won_once_and_taken_over_only_after_its_lease(tmp_path:
             await table.join("x", "s2", "host-2", now + 1, lease=5)
         await table.join("x", "s2", "host-2", now + 6, lease=5)  # silent for a lease: free
         with pytest.raises(NodeIdInUse, match="taken over"):
-            await table.heartbeat("x", "s1", now + 7)
+            await table.heartbeat("x", "s1", now + 7, 5, "host-1")
+
+
+async def test_a_missing_item_is_written_again_never_read_as_someone_elses(tmp_path: Path, moto_url: str) -> None:
+    """Every conditional write on an item that is gone (restored or re-created table, TTL) re-creates it."""
+    from bridge.cluster.aws import Clients
+    from bridge.cluster.config import ClusterConfig
+    from bridge.cluster.table import NodeItemLost, Table, item
+    from bridge.errors import NodeIdInUse
+
+    cluster = Cluster(tmp_path, moto_url)
+    cluster.init()
+    config = ClusterConfig(node_id="a", async_queue=cluster.queue_url, table=cluster.table, endpoint_url=moto_url)
+    async with Clients(config, "us-east-1") as clients:
+        table = Table(clients.ddb, cluster.table)
+        now = time.time()
+        with pytest.raises(NodeItemLost, match="missing"):  # never joined, or its item was lost
+            await table.heartbeat("y", "s1", now, 5, "host-1")
+        await table.join("y", "s1", "host-1", now, lease=5)
+        await table.leave("y", "s1", now + 1)
+        await table.join("y", "s2", "host-2", now + 1, lease=5)
+        await table.leave("y", "s2", now + 2)  # s2 came and went while s1 was paused: s1 may have it again
+        with pytest.raises(NodeItemLost, match="gone"):
+            await table.heartbeat("y", "s1", now + 3, 5, "host-1")
+        await table.join("y", "s1", "host-1", now + 3, lease=5, started=now)
+        await table.heartbeat("y", "s1", now + 4, 5, "host-1")
+        [node] = [n for n in await table.nodes() if n["sk"] == "y"]
+        assert (node["session"], node["started_at"], node["state"]) == ("s1", now, "running")
+        with pytest.raises(NodeIdInUse, match="in use by pid"):  # a live holder still refuses a join
+            await table.join("y", "s3", "host-3", now + 5, lease=5)
+
+        first = await table.claim("s", "t1", owner="a", session="sa", now=now, lease=5, body="A's event")
+        assert first.won
+        cluster.ddb().delete_item(TableName=cluster.table, Key=item(pk="fire#s", sk="t1"))
+        await table.handed("s", "t1", owner="a", session="sa", event_id="e1", now=now + 1)
+        [entry] = await table.claims("s")
+        assert (entry["state"], entry["owner"], entry["event_id"]) == ("handed", "a", "e1")
+        late = await table.claim("s", "t1", owner="b", session="sb", now=now + 60, lease=5, body="B's event")
+        assert not late.won and late.state == "handed"  # handed over once: never a second invocation
+
+        await table.mark_redriven("purged-elsewhere", now)  # an entry another node purged meanwhile
+        assert not await table.has_dead_letter("purged-elsewhere")
+        assert {i["sk"]["S"] for i in cluster.ddb().scan(TableName=cluster.table)["Items"]} == {"t1", "y"}
+
+
+def test_a_lost_or_recreated_table_is_joined_again_and_only_a_live_takeover_stops_a_node(make_cluster) -> None:
+    from bridge.cluster.table import NODE, TTL_ATTRIBUTE, item
+
+    cluster = make_cluster()
+    n1, n2 = cluster.start_all(["n1", "n2"])
+    ddb = cluster.ddb()
+
+    def node_item(node: str) -> dict[str, Any] | None:
+        return ddb.get_item(TableName=cluster.table, Key=item(pk=NODE, sk=node), ConsistentRead=True).get("Item")
+
+    session = node_item("n1")["session"]["S"]
+    ddb.delete_item(TableName=cluster.table, Key=item(pk=NODE, sk="n1"))  # TTL after a long pause, say
+    [rejoined] = n1.wait_for("cluster.rejoined", timeout=30)
+    assert rejoined["reason"] == "missing" and rejoined["session"] == session
+    assert node_item("n1")["session"]["S"] == session  # the same process, the same session
+
+    ddb.delete_table(TableName=cluster.table)  # all data lost; the table created again (empty)
+    ddb.get_waiter("table_not_exists").wait(TableName=cluster.table)
+    cluster.init()
+    for daemon in (n1, n2):
+        daemon.wait_for("cluster.rejoined", count=2 if daemon is n1 else 1, timeout=60)
+    wait_until(lambda: node_item("n1") and node_item("n2"), timeout=30)
+    assert n1.proc.poll() is None and n2.proc.poll() is None, n1.tail() + n2.tail()
+    assert cluster.post("n2", {"n": 1}) == 202  # the cluster works on the new table
+    wait_until(lambda: [r for r in records(cluster.sink) if r["event"] == {"n": 1}], timeout=30)
+
+    now = time.time()  # a real takeover: another live process under n2's id
+    ddb.put_item(TableName=cluster.table, Item=item(
+        pk=NODE, sk="n2", session="another", host="elsewhere", pid=1, started_at=now, heartbeat_at=now,
+        state="running", **{TTL_ATTRIBUTE: int(now + 3600)}))
+    assert n2.proc.wait(30) == 2
+    assert "cluster node id 'n2' was taken over by another daemon" in n2.tail()
+    assert n1.proc.poll() is None
 
 
 # --- MQTT: a shared subscription gives each message to one node ------------------------------------------

@@ -142,3 +142,45 @@ def test_sigterm_completes_while_the_disk_is_full(tmp_path: Path, small_fs: Path
         assert time.monotonic() - started < 20
         os.unlink(filler)
     assert json_only(daemon) == []
+
+
+def send_answer(url: str, n: int) -> tuple[int, dict, dict]:
+    """One async invocation: status, JSON body and headers, an error status included (a dropped connection
+    raises)."""
+    body = json.dumps({"n": n}).encode()
+    request = urllib.request.Request(f"{url}/2015-03-31/functions/gated/invocations", data=body,
+                                     headers={"X-Amz-Invocation-Type": "Event"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, {}, dict(response.headers)
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read()), dict(err.headers)
+
+
+def test_sigterm_during_a_full_disk_takes_one_shutdown_timeout_and_the_waiting_client_hears_503(
+        tmp_path: Path, small_fs: Path) -> None:
+    """One shutdown_timeout covers the drain and the HTTP requests together; a request still waiting for room
+    then is answered (Lambda's 503 ServiceException: nothing was queued, send it again), not dropped."""
+    timeout, margin = 5.0, 2.0
+    daemon, url = start(tmp_path, small_fs / "state", shutdown_timeout=timeout)
+    with daemon, concurrent.futures.ThreadPoolExecutor(2) as pool:
+        filler = small_fs / "filler"
+        subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=1M", "count=64"], capture_output=True,
+                       check=False)  # someone else filled the disk: dd stops at ENOSPC
+        waiting = pool.submit(send_answer, url, 1)
+        daemon.wait_for("store.disk_full", timeout=30)
+        assert not waiting.done()
+        started = time.monotonic()
+        daemon.signal(signal.SIGTERM)
+        assert daemon.proc is not None
+        code = daemon.proc.wait(timeout=30)
+        took = time.monotonic() - started
+        status, body, headers = waiting.result(timeout=5)
+        os.unlink(filler)
+    assert code == 0, daemon.tail()
+    assert took < timeout + margin, f"stopped after {took:.1f} s; shutdown_timeout is {timeout} s"
+    assert status == 503 and headers["x-amzn-ErrorType"] == "ServiceException", (status, body, headers)
+    assert body["Type"] == "Service" and "not queued" in body["message"] and "send it again" in body["message"]
+    [line] = daemon.find("invoke.not_queued")
+    assert line["request_id"] == headers["x-amzn-RequestId"] and line["function"] == "gated"
+    assert json_only(daemon) == []

@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -194,6 +196,86 @@ def test_second_signal_skips_the_drain(env) -> None:
     finally:
         daemon.kill()
     assert yaml.safe_load(path.read_text())["functions"]["slow"]
+
+
+def test_one_shutdown_timeout_covers_async_deliveries_and_api_calls_together(env) -> None:
+    """An async delivery and a synchronous Invoke both outlast shutdown_timeout: the stop takes one timeout
+    (and a moment to cut them), not one for the drain and another for the API's requests; the cut call is
+    answered 503 ServiceException, not dropped."""
+    path, config, _port, client = env
+    busy = "import time\ndef handler(e, c):\n    print('busy')\n    time.sleep(60)\n"
+    slow = write_handler(path.parent, "slow", busy)
+    config["functions"]["slow"] = {"handler": "app.handler", "code": str(slow), "timeout": 120,
+                                   "reserved_concurrency": 2}
+    config["shutdown_timeout"] = 3
+    write_config(path, config)
+    daemon = Daemon(path).start()
+    try:
+        client.invoke(FunctionName="slow", InvocationType="Event", Payload=b"{}")
+        errors: list = []
+        caller = threading.Thread(target=lambda: _error_of(errors, client.invoke, FunctionName="slow", Payload=b"{}"),
+                                  daemon=True)
+        caller.start()
+        daemon.wait_for("function.output", count=2, function="slow")
+        started = time.monotonic()
+        daemon.signal(signal.SIGTERM)
+        assert daemon.proc.wait(30) == 0
+        took = time.monotonic() - started
+        assert took < 3 + 1.5, f"stopped after {took:.1f} s; shutdown_timeout is 3 s:\n{daemon.tail(60)}"
+        assert daemon.find("service.drain_timeout") and daemon.find("api.stop_timeout", in_flight=1)
+        caller.join(10)
+        [error] = errors
+        assert error.response["Error"]["Code"] == "ServiceException", error.response
+        assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+    finally:
+        daemon.kill()
+
+
+def test_an_event_waiting_under_max_queued_events_at_stop_hears_503(env) -> None:
+    """Intake waiting for room in the queue when the daemon stops: answered (not queued, send it again)."""
+    path, config, port, client = env
+    busy = "import time\ndef handler(e, c):\n    time.sleep(60)\n"
+    slow = write_handler(path.parent, "slow", busy)
+    config["functions"]["slow"] = {"handler": "app.handler", "code": str(slow), "timeout": 120,
+                                   "reserved_concurrency": 1}
+    config |= {"shutdown_timeout": 3, "max_queued_events": 2}
+    write_config(path, config)
+    daemon = Daemon(path).start()
+    try:
+        for _ in range(2):
+            client.invoke(FunctionName="slow", InvocationType="Event", Payload=b"{}")
+        url = f"http://127.0.0.1:{port}/2015-03-31/functions/slow/invocations"
+        request = urllib.request.Request(url, data=b"{}", headers={"X-Amz-Invocation-Type": "Event"})
+        answers: list = []
+        waiting = threading.Thread(target=lambda: answers.append(_answer(request)), daemon=True)
+        waiting.start()
+        daemon.wait_for("queue.full")
+        started = time.monotonic()
+        daemon.signal(signal.SIGTERM)
+        assert daemon.proc.wait(30) == 0
+        assert time.monotonic() - started < 3 + 2
+        waiting.join(10)
+        [(status, error_type, body)] = answers
+        assert status == 503 and error_type == "ServiceException" and "not queued" in body["message"], answers
+        assert daemon.find("invoke.not_queued", function="slow")
+    finally:
+        daemon.kill()
+
+
+def _answer(request: urllib.request.Request) -> tuple[int, str | None, dict]:
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, None, {}
+    except urllib.error.HTTPError as err:
+        return err.code, err.headers.get("x-amzn-ErrorType"), json.loads(err.read())
+
+
+def _error_of(errors: list, call, **kwargs) -> None:
+    """Run ``call``; keep the exception it raises (the call cut by the stop)."""
+    try:
+        call(**kwargs)
+    except Exception as err:
+        errors.append(err)
 
 
 def test_reload_adding_changing_removing_sources_while_files_flow(tmp_path: Path) -> None:

@@ -71,6 +71,16 @@ show watchdog-2.txt
 
 step journal_boom poll 10 in_journal '"function": "boom".*"event": "invoke.report"'
 journalctl -u lambda-bridge -p warning -o cat --no-pager >"$R/journal-warning.txt"
+
+# A config that does not parse: root's CLI still finds the daemon (its entry in /run/lambda-bridge, the unit's
+# RuntimeDirectory=, under DynamicUser= and ProtectSystem=strict), then the file is put back.
+cp /etc/lambda-bridge/config.yaml /tmp/good.yaml
+printf 'functions: [\n' >>/etc/lambda-bridge/config.yaml
+step broken_seen poll 10 in_journal reload.invalid
+step broken_status bash -c '/opt/lambda-bridge/bin/lambda-bridge status --config /etc/lambda-bridge/config.yaml \
+  >"$0/broken-status.txt" 2>"$0/broken-status.err"' "$R"
+stat -c '%a %U' /run/lambda-bridge /run/lambda-bridge/*.json >"$R/index-modes.txt" 2>&1
+cp /tmp/good.yaml /etc/lambda-bridge/config.yaml
 step stop systemctl stop lambda-bridge
 show stopped.txt
 journalctl -u lambda-bridge -o json --no-pager >"$R/journal.json"

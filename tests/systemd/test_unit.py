@@ -114,6 +114,11 @@ def check_results(results: Path) -> None:
     assert json.loads((results / "boom.json").read_text())["error"] == "Unhandled"
     assert json.loads((results / "ok.json").read_text())["error"] is None
 
+    broken = (results / "broken-status.txt").read_text()  # the step's exit code 0 says: running
+    assert "daemon: running (pid" in broken and "has errors" in broken, broken
+    modes = (results / "index-modes.txt").read_text().split()
+    assert modes[0] == "700" and modes[2] == "600", modes  # /run/lambda-bridge and the daemon's entry
+
     stopped = _show(results / "stopped.txt")
     assert (stopped["ActiveState"], stopped["Result"], stopped["ExecMainStatus"]) == ("inactive", "success", "0")
     assert stopped["NRestarts"] == "0", "never restarted: no watchdog kill, no crash"
