@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.chrome.service import Service as ChromeService
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from bridge.testing import Daemon, free_port, write_config, write_handler
 
@@ -138,18 +138,36 @@ def api_figures(overview: dict[str, Any]) -> dict[str, Any]:
     """What the page must show for ``overview`` (the same JSON the page reads)."""
     last = overview["chart"][-1]
     return {
-        "functions": {f["name"]: [f"{f['workers']} / {f['limit']}", str(f["in_flight"]), str(f["invocations"]),
-                                  str(f["errors"]), str(f["p50_ms"]), str(f["p99_ms"])] for f in overview["functions"]},
-        "sources": {s["name"]: [s["type"], s["function"], s["state"], str(s["events"]), s["last_error"] or ""]
+        "functions": {f["name"]: [f"{f['workers']} / {f['limit']}", js(f["in_flight"]), js(f["invocations"]),
+                                  js(f["errors"]), js(f["p50_ms"]), js(f["p99_ms"])] for f in overview["functions"]},
+        "sources": {s["name"]: [s["type"], s["function"], s["state"], js(s["events"]), s["last_error"] or ""]
                     for s in overview["sources"]},
-        "legend": {k: str(last[k]) for k in ("events_per_s", "errors_per_s", "depth")},
-        "depth": str(overview["queue"]["depth"]), "dead": str(overview["dead_letters"]),
+        "legend": {k: js(last[k]) for k in ("events_per_s", "errors_per_s", "depth")},
+        "depth": js(overview["queue"]["depth"]), "dead": js(overview["dead_letters"]),
     }
 
 
-def shows_the_api(driver: webdriver.Chrome, base: str) -> bool:
+def js(value: Any) -> str:
+    """A figure as the page writes it: JavaScript's String() (1.0 is "1"), a dash for none."""
+    if value is None:
+        return "\u2013"  # the en dash fmtNum writes
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def shows_the_api(driver: webdriver.Chrome, base: str, seen: list[Any]) -> bool:
     """The page shows exactly what the daemon reports (the figures hold still once the load stopped)."""
-    return page_figures(driver) == api_figures(request(f"{base}/ui/api/overview")[1])
+    seen[:] = [page_figures(driver), api_figures(request(f"{base}/ui/api/overview")[1])]
+    return seen[0] == seen[1]
+
+
+def wait_until_it_shows_the_api(driver: webdriver.Chrome, base: str) -> None:
+    seen: list[Any] = []
+    try:
+        WebDriverWait(driver, 60, poll_frequency=0.2).until(lambda d: shows_the_api(d, base, seen))
+    except TimeoutException:
+        raise AssertionError(f"the page shows {seen[0]}\nthe daemon reports {seen[1]}") from None
 
 
 def screenshot(driver: webdriver.Chrome, name: str) -> Path:
@@ -191,7 +209,7 @@ def test_the_page_shows_live_figures_and_redrives_and_runs_nothing_from_events(t
             assert float(figures["legend"]["errors_per_s"]) > 0
             screenshot(chromium, "status-page-under-load.png")
         # The load stopped: the figures hold still, and the page must show exactly what the daemon reports.
-        wait.until(lambda d: shows_the_api(d, base))
+        wait_until_it_shows_the_api(chromium, base)
         # Markup from an event is text: shown as typed, nothing ran, no element was made from it.
         failure = texts(chromium, "failures")[0]
         assert HOSTILE in failure[3]
@@ -221,8 +239,14 @@ def test_the_page_shows_live_figures_and_redrives_and_runs_nothing_from_events(t
         assert entry_id not in listed
         # The redriven event failed again (the function always fails on it): a new dead letter, same payload.
         wait.until(lambda d: request(f"{base}/ui/api/dead-letters")[1]["total"] == before)
+        # The list filters by function: none of ok's, all of failing's.
+        select = Select(chromium.find_element(By.ID, "dead-filter"))
+        select.select_by_value("ok")
+        wait.until(lambda d: texts(d, "dead-letters") == [["none"]])
+        select.select_by_value("failing")
+        wait.until(lambda d: (rows := texts(d, "dead-letters")) and all(r[1:2] == ["failing"] for r in rows))
         chromium.get(base + "/")
-        wait.until(lambda d: shows_the_api(d, base))
+        wait_until_it_shows_the_api(chromium, base)
         screenshot(chromium, "status-page.png")
         chromium.set_window_size(390, 844)  # a phone
         screenshot(chromium, "status-page-phone.png")
