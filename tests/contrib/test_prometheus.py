@@ -181,11 +181,11 @@ def setup(tmp_path: Path) -> dict[str, Any]:
 def test_alerts_fire_and_resolve_and_every_panel_has_data(setup: dict[str, Any]) -> None:
     port, path = setup["port"], setup["path"]
     rules = fast_rules(setup["dir"] / "rules.yml")
-    with Daemon(path, {"LAMBDA_BRIDGE_LOG_LEVEL": "info"}) as daemon, \
+    with Daemon(path, {"LAMBDA_BRIDGE_LOG_LEVEL": "info"}) as daemon, contextlib.ExitStack() as stack, \
             Prometheus(setup["dir"] / "prometheus", f"127.0.0.1:{port}", rules) as prom:
         # A source that cannot run: its broker is down. Alerts at once; the broker comes up as soon as it did.
         wait_until(lambda: "LambdaBridgeSourceNotRunning" in prom.firing(), timeout=30, interval=0.2)
-        broker = setup["broker"].start()
+        stack.enter_context(setup["broker"])  # started now, stopped at the end whatever happens
         with load(port) as statuses:
             for _ in range(5):  # a queue that cannot drain: the gated function holds its one worker
                 assert invoke(port, "gated", "Event") == 202
@@ -211,4 +211,3 @@ def test_alerts_fire_and_resolve_and_every_panel_has_data(setup: dict[str, Any])
         wait_until(lambda: "LambdaBridgeDown" in prom.firing(), timeout=30, interval=0.2)
         daemon.start()
         wait_until(lambda: "LambdaBridgeDown" not in prom.firing(), timeout=30, interval=0.2)
-        broker.stop()
