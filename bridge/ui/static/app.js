@@ -3,13 +3,15 @@
 "use strict";
 
 const POLL_MS = 2000;
+const DEAD_MS = 15000;
 const SVG = "http://www.w3.org/2000/svg";
 const SERIES = [
   { key: "events_per_s", label: "invocations/s", cls: "s-events" },
   { key: "errors_per_s", label: "errors/s", cls: "s-errors" },
   { key: "depth", label: "queue depth", cls: "s-depth" },
 ];
-const state = { csrf: "", write: false, filter: "", openId: null, timer: null, functions: [] };
+const state = { csrf: "", write: false, filter: "", openId: null, timer: null, functions: [], deadCount: null,
+  deadAt: 0 };
 
 const $ = (id) => document.getElementById(id);
 
@@ -189,6 +191,7 @@ function updateFilter(names) {
 }
 
 async function refreshDeadLetters() {
+  state.deadAt = Date.now();
   const query = state.filter ? "?function=" + encodeURIComponent(state.filter) : "";
   const data = await api("/ui/api/dead-letters" + query);
   $("dead-shown").textContent = data.entries.length < data.total
@@ -260,8 +263,13 @@ async function route() {
 
 async function poll() {
   try {
-    drawOverview(await api("/ui/api/overview"));
-    await refreshDeadLetters();
+    const data = await api("/ui/api/overview");
+    drawOverview(data);
+    // The list costs the daemon a store read: fetched again when the count moves, else every DEAD_MS.
+    if (data.dead_letters !== state.deadCount || Date.now() - state.deadAt > DEAD_MS) {
+      state.deadCount = data.dead_letters;
+      await refreshDeadLetters();
+    }
   } catch (err) {
     $("health").textContent = "unreachable: " + err.message;
     $("health").className = "pill bad";
