@@ -18,6 +18,8 @@ from pathlib import Path
 import aiohttp
 
 from bridge import log
+from bridge.build.envs import Envs
+from bridge.build.readiness import Readiness
 from bridge.config.model import parse_config
 from bridge.invokers.local import LocalFunction
 from bridge.invokers.worker import FunctionSpec
@@ -48,9 +50,13 @@ def direct(code: Path, n: int) -> dict[str, float]:
 
 
 def make_function(code: Path, concurrency: int) -> LocalFunction:
+    """The function as the daemon runs it: its environment (Lambda's sys.path, the runtime folder) made ready
+    before the first worker starts, in ``code``'s parent's state folder."""
     text = f"functions:\n  noop: {{handler: app.handler, code: '{code}', reserved_concurrency: {concurrency}}}\n"
     cfg = parse_config(text)
-    return LocalFunction(FunctionSpec("noop", cfg.functions["noop"], cfg.region, cfg.function_arn("noop")))
+    fn = cfg.functions["noop"]
+    readiness = Readiness("noop", fn, Envs(code.parent / "state"))  # type: ignore[arg-type]
+    return LocalFunction(FunctionSpec("noop", fn, cfg.region, cfg.function_arn("noop")), readiness=readiness)
 
 
 async def warm_latency(code: Path, n: int) -> dict[str, float]:

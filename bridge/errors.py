@@ -123,3 +123,23 @@ class ListenError(BridgeError):
     """The HTTP API cannot listen on ``api.listen`` (address in use, not local, privileged port)."""
 
     exit_code = 2
+
+
+class ManifestError(BridgeError):
+    """A function's dependency manifest is refused (a line that could write outside its environment, or that
+    is not a requirement); the message names the file, the line and what is allowed."""
+
+    exit_code = 2
+
+    def __init__(self, path: str, line: int | None, message: str) -> None:
+        self.path, self.line, self.reason = path, line, message
+        super().__init__(f"{path}{f', line {line}' if line else ''}: {message}")
+
+
+class BuildFailed(BridgeError):
+    """Installing a function's dependencies failed; the message names the function, the manifest line (when
+    the installer's message points at one) and the installer's own words."""
+
+    def __init__(self, function: str, message: str) -> None:
+        self.function, self.reason = function, message
+        super().__init__(f"function {function}: {message}")

@@ -24,6 +24,20 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fast"))
 FAKE_AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_wheel_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """One uv wheel cache for every function build of the session (daemons and `build` inherit it), so each
+    package is downloaded once; a cache already set (UV_CACHE_DIR) is kept."""
+    if "UV_CACHE_DIR" in os.environ:
+        yield
+        return
+    os.environ["UV_CACHE_DIR"] = str(tmp_path_factory.getbasetemp() / "uv-cache")
+    try:
+        yield
+    finally:
+        del os.environ["UV_CACHE_DIR"]
+
+
 @pytest.fixture(autouse=True)
 def fake_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     """Never reach real AWS from tests: dummy credentials for every client and daemon."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +18,7 @@ from bridge.errors import ConfigError
 from bridge.sources.http.config import listen_problems
 
 if TYPE_CHECKING:
+    from bridge.build.setup import Setup
     from bridge.invokers.worker import FunctionSpec
 
 IMPORT_TIMEOUT = 10.0  # seconds one handler module may take to import
@@ -66,9 +69,12 @@ def check(state: State, skip_handlers: bool) -> int:
         config = state.config()
     except ConfigError as err:
         return _report(state, err.problems, None)
-    problems = [] if skip_handlers else handler_problems(config)
+    from bridge.build.checks import environment_findings
+
+    problems, warnings, ready = environment_findings(config)
+    problems += [] if skip_handlers else handler_problems(config, ready)
     problems += listen_problems(config.sources, _held_addresses(state))
-    return _report(state, problems, config)
+    return _report(state, problems, config, warnings)
 
 
 def _held_addresses(state: State) -> set[tuple[str, int]]:
@@ -80,13 +86,17 @@ def _held_addresses(state: State) -> set[tuple[str, int]]:
     return {(str(pair[0]), int(pair[1])) for pair in listen if isinstance(pair, list) and len(pair) == 2}
 
 
-def _report(state: State, problems: list[str], config: Config | None) -> int:
+def _report(state: State, problems: list[str], config: Config | None, warnings: list[str] | None = None) -> int:
     path = state.config_path
     if state.json:
         summary = None if config is None else {"functions": len(config.functions), "sources": len(config.sources),
                                                "queues": len(config.queues), "state_dir": str(config.state_dir)}
-        emit_json({"config": path, "valid": not problems, "problems": problems, "summary": summary})
-    elif problems:
+        emit_json({"config": path, "valid": not problems, "problems": problems, "warnings": warnings or [],
+                   "summary": summary})
+        return 2 if problems else 0
+    for warning in warnings or []:
+        click.echo(f"warning: {warning}", err=True)
+    if problems:
         click.echo(ConfigError(problems, source=path).render(), err=True)
     else:
         assert config is not None
@@ -95,13 +105,15 @@ def _report(state: State, problems: list[str], config: Config | None) -> int:
     return 2 if problems else 0
 
 
-def handler_problems(config: Config) -> list[str]:
-    """``functions.NAME.handler: ...`` for each Python handler that does not import, in parallel."""
+def handler_problems(config: Config, setups: dict[str, Setup]) -> list[str]:
+    """``functions.NAME.handler: ...`` for each Python handler in ``setups`` (the ones whose environment is
+    ready) that does not import, in parallel, with the worker's interpreter and sys.path."""
     from bridge.invokers.worker import FunctionSpec
 
     local = [(name, fn) for name, fn in config.functions.items()
-             if isinstance(fn, LocalFunctionConfig) and fn.runtime == "python"]
-    specs = [FunctionSpec(name, fn, config.region, config.function_arn(name)) for name, fn in local]
+             if isinstance(fn, LocalFunctionConfig) and fn.is_python and name in setups]
+    specs = [FunctionSpec(name, fn, config.region, config.function_arn(name), setup=setups[name])
+             for name, fn in local]
     with ThreadPoolExecutor(max_workers=4) as pool:
         verdicts = list(pool.map(_probe, specs))
     return [f"functions.{spec.name}.handler: {verdict}" for spec, verdict in zip(specs, verdicts, strict=True)
@@ -112,8 +124,9 @@ def _probe(spec: FunctionSpec) -> str | None:
     """Import one handler; the reason it cannot be loaded, or None when it can."""
     cfg = spec.config
     env = spec.environment("127.0.0.1:9", "check")  # the probe never contacts a Runtime API
+    argv = spec.setup.probe_command(PROBE, cfg.handler) if spec.setup else [sys.executable, "-c", PROBE, cfg.handler]
     try:
-        done = subprocess.run([sys.executable, "-c", PROBE, cfg.handler], cwd=cfg.code, env=env,
+        done = subprocess.run(argv, cwd=cfg.code, env=env,
                               capture_output=True, timeout=IMPORT_TIMEOUT, stdin=subprocess.DEVNULL, check=False)
     except subprocess.TimeoutExpired:
         return f"importing {cfg.handler!r} took more than {IMPORT_TIMEOUT:g} s (it runs at every cold start)"
@@ -121,7 +134,16 @@ def _probe(spec: FunctionSpec) -> str | None:
     if not lines:
         tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
         return f"importing {cfg.handler!r} ended the process: {tail[0]}"
-    return json.loads(lines[-1][len(MARKER):])
+    return _with_hint(json.loads(lines[-1][len(MARKER):]))
+
+
+def _with_hint(verdict: str | None) -> str | None:
+    """A module the handler cannot import but the daemon can: say where it must come from now."""
+    match = re.search(r"No module named '([^'.]+)", verdict or "")
+    if verdict is None or match is None or importlib.util.find_spec(match.group(1)) is None:
+        return verdict
+    return (f"{verdict} (the daemon has it, but a handler sees only its code, its requirements.txt, its layers "
+            "and the runtime's boto3, as on Lambda: list it in requirements.txt and run lambda-bridge build)")
 
 
 COMMANDS = (check,)

@@ -191,12 +191,47 @@ def iot(state: State, sql: str, topic: str, payload: str) -> int:
     return 0
 
 
+@click.command("cloudwatch-logs")
+@click.option("--log-group", default="/var/log/app.log", show_default=True, help="logGroup")
+@click.option("--log-stream", default="app.log", show_default=True, help="logStream")
+@click.option("--filter-name", default="my-filter", show_default=True, help="the subscription filter's name")
+@click.option("--filter-pattern", default="", help="keep only the messages it matches (extractedFields too)")
+@click.option("--message", "messages", multiple=True, help="a log event's message (repeatable)")
+@click.option("--decoded", is_flag=True, help="print the decoded awslogs.data document instead")
+@place
+@global_options
+@pass_state
+def cloudwatch_logs(state: State, log_group: str, log_stream: str, filter_name: str, filter_pattern: str,
+                    messages: tuple[str, ...], decoded: bool, region: str | None, account_id: str | None) -> int:
+    """A CloudWatch Logs subscription event, as a logs source sends it ({"awslogs": {"data": ...}})."""
+    from bridge.errors import ExpressionError
+    from bridge.events.cloudwatch_logs import LogEvent, encode, event_id, logs_data
+    from bridge.sources.logs.pattern import compile_pattern
+
+    _region, account = _where(state, region, account_id)
+    try:
+        pattern = compile_pattern(filter_pattern)
+    except ExpressionError as err:
+        raise UsageError(f"cloudwatch-logs: --filter-pattern: {err}") from None
+    now = time.time_ns() // 1_000_000
+    events = []
+    for n, message in enumerate(messages or ("[ERROR] First test message", "[ERROR] Second test message")):
+        fields = pattern.match(message)
+        if fields is not None:
+            events.append(LogEvent(event_id(now, log_group, n), now, message, fields if pattern.extracts else None))
+    if not events:
+        raise UsageError("cloudwatch-logs: the filter pattern matches none of the messages; AWS would send nothing")
+    data = logs_data(account, log_group, log_stream, filter_name, events)
+    emit_json(data if decoded else encode(data))
+    return 0
+
+
 # One entry per event source; another source type adds its generator here (e.g. apigateway with the
 # http source). Each is a click command or group whose commands print one event as JSON.
-GENERATORS: tuple[click.Command, ...] = (s3, sqs, schedule, scheduler, iot)
+GENERATORS: tuple[click.Command, ...] = (s3, sqs, schedule, scheduler, iot, cloudwatch_logs)
 
 
-@click.group("generate-event", short_help='print a sample S3, SQS, schedule or IoT event')
+@click.group("generate-event", short_help='print a sample S3, SQS, schedule, IoT or CloudWatch Logs event')
 @global_options
 def generate_event() -> None:
     """Print a sample event as JSON, like `sam local generate-event`, built by the same code the sources use.

@@ -15,7 +15,7 @@ from bridge.errors import BridgeError, ConfigError
 # here. A module that is not installed is skipped; an import error inside one is not hidden.
 COMMAND_MODULES = ("bridge.cli.check", "bridge.cli.run", "bridge.cli.invoke", "bridge.cli.ops", "bridge.cli.dlq",
                    "bridge.cli.queue", "bridge.cli.schedules", "bridge.cli.generate", "bridge.cli.sam",
-                   "bridge.cli.cluster")
+                   "bridge.cli.cluster", "bridge.cli.build")
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 

@@ -19,7 +19,7 @@ from bridge.errors import UsageError
               help="template parameter values, as for `sam deploy` (several pairs per value, repeatable)")
 @click.option("--map", "maps", multiple=True, metavar="WHAT=WHERE",
               help="bucket:LOGICAL_ID=DIR | queue:LOGICAL_ID=QUEUE_URL | broker=mqtt://HOST:PORT | "
-                   "api:LOGICAL_ID=HOST:PORT (repeatable)")
+                   "api:LOGICAL_ID=HOST:PORT | code:FUNCTION_ID=DIR (repeatable)")
 @click.option("--listen", default="127.0.0.1:9001", show_default=True, metavar="HOST:PORT",
               help="api.listen of the config: Invoke API and the embedded queues")
 @click.option("--strict", is_flag=True, help="exit 2 (and write nothing) if anything is not mapped")

@@ -25,7 +25,7 @@ def describe_errors(err: ValidationError, root: type[BaseModel], lines: dict[Loc
     described = []
     for item in err.errors(include_url=False):
         loc = _data_loc(item["loc"], root)
-        if item["type"] == "union_tag_invalid":
+        if item["type"] in ("union_tag_invalid", "union_tag_not_found"):  # the path names the missing/bad key
             loc = (*loc, item.get("ctx", {}).get("discriminator", "'type'").strip("'"))
         if item["type"] == "at_key":  # raised by a rule on the whole mapping about one of its keys
             loc = (*loc, item["ctx"]["key"])
@@ -53,7 +53,9 @@ def _message(item: dict[str, Any], loc: Loc, root: type[BaseModel]) -> str:
     if kind == "union_tag_invalid":
         return f"unknown {ctx.get('tag')!r}; expected one of: {_tags(ctx.get('expected_tags', ''))}"
     if kind == "union_tag_not_found":
-        return f"required key {ctx.get('discriminator', 'type')} is missing"
+        tags = [str(tag) for member in _members(_type_at(root, loc[:-1])) if isinstance(member, type)
+                and issubclass(member, BaseModel) for tag in _tags_of(member)]
+        return "required key is missing" + (f"; expected one of: {', '.join(tags)}" if tags else "")
     if kind == "literal_error":
         return f"unknown {value!r}; expected one of: {', '.join(map(str, literal_choices(root, loc)))}"
     if kind == "value_error":

@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from bridge.cluster.config import ClusterConfig
+from bridge.config.aws import AwsEndpoints, Buckets, check_buckets
 from bridge.config.base import Strict
 from bridge.config.errors import describe_errors, format_path
 from bridge.config.queues import QueueConfig, check_queues
@@ -31,6 +32,8 @@ from bridge.errors import ConfigError
 
 FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 HANDLER = re.compile(r"^[^\s.][^\s]*\.[A-Za-z_][A-Za-z0-9_]*$")
+# python: the daemon's interpreter; python3.N: that interpreter when installed (else the daemon's, with a warning).
+RUNTIME = re.compile(r"^(python(3\.\d{1,2})?|provided(\.al2|\.al2023)?)$")
 ENV_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 # Lambda refuses these in a function's environment because the runtime sets them itself.
@@ -137,9 +140,9 @@ class AsyncConfig(Strict):
 class LocalFunctionConfig(Strict):
     """A function whose handler code runs on this machine in warm worker processes."""
 
+    runtime: str = "python"  # before handler: the handler's rule depends on it
     handler: str
     code: Path
-    runtime: Literal["python", "provided"] = "python"
     timeout: Annotated[int, Field(ge=1, le=900)] = 3
     memory_size: Annotated[int, Field(ge=128, le=10240)] = 128
     reserved_concurrency: Annotated[int, Field(ge=0, le=1000)] = Field(
@@ -147,14 +150,41 @@ class LocalFunctionConfig(Strict):
     )
     idle_timeout: Annotated[float, Field(gt=0, le=86400)] = 600.0
     environment: dict[str, str] = {}
+    layers: list[Path] = []  # Lambda layers' folders (python/, bin/, lib/ ...), later ones take precedence
+    aws_endpoints: AwsEndpoints = {}  # per service, over the global map (docs/s3.md)
     async_: AsyncConfig = Field(default_factory=AsyncConfig, alias="async")
+
+    @field_validator("runtime")
+    @classmethod
+    def _runtime(cls, value: str) -> str:
+        if not RUNTIME.match(value):
+            raise ValueError(f"unknown {value!r}; expected one of: python, python3.N (e.g. python3.12), provided")
+        return value
+
+    @field_validator("layers")
+    @classmethod
+    def _layers(cls, value: list[Path], info: ValidationInfo) -> list[Path]:
+        paths = [resolve_path(item, info) for item in value]
+        for index, path in enumerate(paths):
+            if not path.is_dir():
+                raise ValueError(f"directory {str(path)!r} (item {index}) does not exist; point it at the "
+                                 "layer's folder (the one holding python/, bin/ or lib/)")
+        return paths
 
     @field_validator("handler")
     @classmethod
-    def _handler(cls, value: str) -> str:
-        if not HANDLER.match(value):
+    def _handler(cls, value: str, info: ValidationInfo) -> str:
+        # Lambda accepts any handler string for a custom runtime (Go templates say ``Handler: bootstrap``).
+        if str(info.data.get("runtime", "python")).startswith("python") and not HANDLER.match(value):
             raise ValueError(f"{value!r} is not module.function (e.g. lambda_function.lambda_handler)")
+        if not value.strip():
+            raise ValueError("the handler is empty; give module.function, or any name for runtime provided")
         return value
+
+    @property
+    def is_python(self) -> bool:
+        """True for ``python`` and ``python3.N``: awslambdaric runs the handler."""
+        return self.runtime.startswith("python")
 
     @field_validator("code")
     @classmethod
@@ -179,7 +209,7 @@ class LocalFunctionConfig(Strict):
     @model_validator(mode="after")
     def _runtime_files(self) -> LocalFunctionConfig:
         bootstrap = self.code / "bootstrap"
-        if self.runtime == "provided" and not os.access(bootstrap, os.X_OK):
+        if not self.is_python and not os.access(bootstrap, os.X_OK):
             raise ValueError(f"runtime provided needs an executable {str(bootstrap)!r} (chmod +x it)")
         return self
 
@@ -290,6 +320,8 @@ class Config(Strict):
     functions: dict[str, FunctionConfig] = {}
     queues: dict[str, QueueConfig] = {}
     sources: list[SourceConfig] = []
+    buckets: Buckets = {}  # local S3 buckets that trigger nothing: name -> folder (docs/s3.md)
+    aws_endpoints: AwsEndpoints = {}  # service -> URL | aws | bridge, for local functions' SDKs
     cluster: ClusterConfig | None = None  # several daemons sharing SQS and DynamoDB (docs/cluster.md)
 
     @field_validator("region")
@@ -345,7 +377,8 @@ class Config(Strict):
         """Rules that span sections: destinations, source targets, queues, overlapping S3 rules."""
         destinations = {name: (fn.async_.on_success, fn.async_.on_failure) for name, fn in self.functions.items()}
         return (check_queues(self.queues) + cross_references(destinations, self.queues, list(self.sources))
-                + destination_loops(self.functions) + self._api_address_taken())
+                + destination_loops(self.functions) + self._api_address_taken()
+                + check_buckets(self.buckets, list(self.sources)))
 
     def _api_address_taken(self) -> list[str]:
         """A source listening on ``api.listen``: the daemon binds its API there first, so the source could not."""

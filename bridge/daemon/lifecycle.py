@@ -99,7 +99,7 @@ async def _drain(service: Service, delivery: asyncio.Task[None], deadline: float
 
 # Optional components, each a module with ``async def setup(service, stack) -> None`` that may put objects in
 # ``service.extensions``, append to ``service.route_adders`` and push its cleanup onto ``stack``.
-EXTENSIONS = ("bridge.queues.component", "bridge.cluster.component", "bridge.ui.component")
+EXTENSIONS = ("bridge.queues.component", "bridge.cluster.component", "bridge.s3api.component", "bridge.ui.component")
 
 
 async def setup_extensions(service: Service, stack: contextlib.AsyncExitStack) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import os
 import time
@@ -111,6 +112,8 @@ class Reloader:
         except ConfigError as err:
             return self._rejected(err)
         changes, effective = plan(service.config, new)
+        rebuilt = await asyncio.to_thread(service.functions.rebuilt, effective)  # a manifest changed: build again
+        changes = dataclasses.replace(changes, functions_changed=changes.functions_changed | rebuilt)
         try:
             if service.sources is not None:  # before anything stops: a port in use refuses the whole reload
                 await service.sources.claim(effective.sources)

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import math
 import os
 import time
 from dataclasses import dataclass
 
-from bridge.errors import Throttled
+from bridge.build.readiness import Readiness
+from bridge.errors import BuildFailed, Throttled
 from bridge.function_logs import RECORD_BREAK, FunctionLog, as_text
 from bridge.invokers.inflight import InFlight
 from bridge.invokers.memory import MemoryLimits
 from bridge.invokers.worker import FunctionSpec, Worker, monotonic_ms
 from bridge.log import get_logger
-from bridge.model import Invocation, InvokeResult
+from bridge.model import Invocation, InvokeResult, error_body
 
 TAIL_BYTES = 4096
 RUNTIME_EXITS = ("Runtime.ExitError", "Runtime.OutOfMemory", "Runtime.InvalidEntrypoint")
@@ -31,8 +33,9 @@ class LocalFunction:
     staged = 1  # the async queue may hold one event ready beyond the limit (see handover)
 
     def __init__(self, spec: FunctionSpec, logfile: FunctionLog | None = None,
-                 memory: MemoryLimits | None = None) -> None:
+                 memory: MemoryLimits | None = None, readiness: Readiness | None = None) -> None:
         self.spec = spec
+        self.readiness = readiness  # None: workers run the daemon's interpreter with its whole venv
         self.logfile = logfile
         self.memory = memory
         self.limit = spec.config.reserved_concurrency
@@ -65,9 +68,45 @@ class LocalFunction:
         """Run one invocation; raises Throttled when all workers are busy and ``wait`` is False."""
         if self.limit == 0 or (self._slots.locked() and not wait):
             raise Throttled(self.spec.name, self.limit)
-        async with self._slots:
-            with self._calls.call():
+        with self._calls.call():
+            failure = await self._ready()  # waits while the environment builds, before taking a slot
+            if failure is not None:
+                return self._not_ready(invocation, failure)
+            if self._slots.locked() and not wait:  # the slots may have filled while it waited
+                raise Throttled(self.spec.name, self.limit)
+            async with self._slots:
                 return await self._invoke(invocation)
+
+    async def _ready(self) -> str | None:
+        """Wait for the function's environment; the reason it cannot run, or None when it can."""
+        if self.readiness is None:
+            return None
+        try:
+            setup = await self.readiness.setup()
+        except BuildFailed as err:
+            return err.reason
+        except asyncio.CancelledError:
+            if asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                raise
+            return "the function was stopped while its environment was being built"
+        if self.spec.setup is not setup:
+            self.spec = dataclasses.replace(self.spec, setup=setup)
+        return None
+
+    def _not_ready(self, invocation: Invocation, reason: str) -> InvokeResult:
+        """Lambda's answer when the function cannot be loaded: Runtime.ImportModuleError, with the build's reason."""
+        rid = invocation.request_id
+        if invocation.log_tail:
+            self._transcripts[rid] = []
+        message = f"Unable to import module {self.spec.config.handler!r}: the environment could not be built: {reason}"
+        payload = error_body("Runtime.ImportModuleError", message)
+        self._line(rid, f"START RequestId: {rid} Version: $LATEST", None)
+        self._line(rid, f"[ERROR] Runtime.ImportModuleError: {message}", None)
+        self._report(None, rid, 0.0, 0.0, _failure(payload, "Unhandled"))
+        self.invocations += 1
+        self.errors += 1
+        tail = self._tail(rid) if invocation.log_tail else None
+        return InvokeResult(rid, payload, "Unhandled", tail, 0.0)
 
     async def handover(self, invocation: Invocation, *, staged: bool = False) -> InvokeResult:
         """Deliver one event of the async queue: a local function runs it, throttled as Lambda throttles.
@@ -188,7 +227,8 @@ class LocalFunction:
         if rid in self._transcripts:
             self._transcripts[rid].append(as_text(text))
 
-    def _report(self, worker: Worker, rid: str, duration: float, init_ms: float, failure: Failure | None) -> None:
+    def _report(self, worker: Worker | None, rid: str, duration: float, init_ms: float,
+                failure: Failure | None) -> None:
         """END and REPORT, as Lambda writes them; a timeout first gets its "Task timed out" line.
 
         REPORT carries ``Status: timeout``, or ``Status: error`` with the ``Error Type`` of a runtime failure
@@ -200,7 +240,7 @@ class LocalFunction:
         if failure is not None and failure.error_type in RUNTIME_EXITS:  # Lambda's record of a runtime that died
             self._line(rid, f"{failure.message}{RECORD_BREAK}{failure.error_type}", None)
         self._line(rid, f"END RequestId: {rid}", None)
-        used = worker.max_rss_mb()
+        used = worker.max_rss_mb() if worker is not None else None
         text = (f"REPORT RequestId: {rid}\tDuration: {duration:.2f} ms\tBilled Duration: {math.ceil(duration)} ms"
                 f"\tMemory Size: {self.spec.config.memory_size} MB"
                 f"\tMax Memory Used: {'unknown' if used is None else f'{used} MB'}")
@@ -221,6 +261,8 @@ class LocalFunction:
     async def close(self, drain_timeout: float = 0.0) -> None:
         """Let in-flight invocations finish (up to ``drain_timeout``), then stop every worker."""
         await self._calls.drained(drain_timeout)
+        if self.readiness is not None:  # a build still running is given up (the next start begins it again)
+            self.readiness.cancel()
         for handle in self._reapers.values():
             handle.cancel()
         self._reapers.clear()

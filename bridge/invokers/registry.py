@@ -6,9 +6,12 @@ import asyncio
 import time
 from typing import Any, Protocol
 
-from bridge.config.model import Config, RemoteFunctionConfig
+from bridge.build.envs import Envs
+from bridge.build.readiness import Readiness
+from bridge.config.model import Config, LocalFunctionConfig, RemoteFunctionConfig
 from bridge.errors import FunctionNotFound, Throttled
 from bridge.function_logs import FunctionLog, log_path
+from bridge.invokers.endpoints import endpoint_variables
 from bridge.invokers.local import LocalFunction
 from bridge.invokers.memory import MemoryLimits
 from bridge.invokers.worker import FunctionSpec
@@ -47,19 +50,23 @@ class Invoker(Protocol):
 
 
 def build_invoker(config: Config, name: str, clients: Any = None, worker_fds: tuple[int, ...] = (),
-                  memory: MemoryLimits | None = None) -> Invoker:
+                  memory: MemoryLimits | None = None, envs: Envs | None = None) -> Invoker:
     """A LocalFunction or a RemoteFunction (sharing ``clients``: one per endpoint) for ``name``.
 
     ``worker_fds``: descriptors a local function's workers inherit (the daemon's state lock); ``memory``: how
-    their memory_size is enforced (bridge.invokers.memory.choose; the resident-memory watch when None).
+    their memory_size is enforced (bridge.invokers.memory.choose; the resident-memory watch when None);
+    ``envs``: the function environments of the state_dir (one per daemon, so two functions never build the
+    same one twice).
     """
     fn = config.functions[name]
     if isinstance(fn, RemoteFunctionConfig):
         from bridge.invokers.remote import RemoteFunction
 
         return RemoteFunction(name, fn, clients)
-    spec = FunctionSpec(name, fn, config.region, config.function_arn(name), keep_fds=worker_fds)
-    return LocalFunction(spec, FunctionLog(log_path(config.state_dir, name)), memory)
+    spec = FunctionSpec(name, fn, config.region, config.function_arn(name), keep_fds=worker_fds,
+                        endpoints=endpoint_variables(config, fn))
+    readiness = Readiness(name, fn, envs or Envs(config.state_dir))
+    return LocalFunction(spec, FunctionLog(log_path(config.state_dir, name)), memory, readiness)
 
 
 class Observed:
@@ -92,6 +99,14 @@ class Observed:
         return result
 
 
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 def outcome(result: InvokeResult) -> str:
     """success | timeout | out_of_memory | error."""
     if result.ok:
@@ -112,6 +127,7 @@ class Functions:
         self._invokers: dict[str, Invoker] = {}
         self._retired: set[asyncio.Task[None]] = set()
         self._remote_clients: Any = None
+        self.envs = Envs(config.state_dir)
         for name in config.functions:
             self._invokers[name] = self._build(config, name)
 
@@ -120,7 +136,10 @@ class Functions:
             from bridge.invokers.remote_clients import RemoteClients  # aiobotocore: only when used
 
             self._remote_clients = RemoteClients()
-        invoker = build_invoker(config, name, self._remote_clients, self.worker_fds, self.memory)
+        invoker = build_invoker(config, name, self._remote_clients, self.worker_fds, self.memory, self.envs)
+        readiness = getattr(invoker, "readiness", None)
+        if readiness is not None and _loop_running():  # the environment gets ready (or built) from now on
+            readiness.start()
         return Observed(name, invoker, self.metrics) if self.metrics else invoker  # type: ignore[return-value]
 
     def get(self, name: str) -> Invoker:
@@ -137,6 +156,16 @@ class Functions:
     def items(self) -> list[tuple[str, Invoker]]:
         """(name, invoker) pairs, for status and metrics."""
         return list(self._invokers.items())
+
+    def rebuilt(self, config: Config) -> set[str]:
+        """Local functions whose manifest changed since they started: a reload replaces them (and builds)."""
+        found = set()
+        for name, invoker in self._invokers.items():
+            readiness = getattr(getattr(invoker, "inner", invoker), "readiness", None)
+            if readiness is not None and isinstance(config.functions.get(name), LocalFunctionConfig) \
+                    and readiness.changed():
+                found.add(name)
+        return found
 
     def apply(self, config: Config, changed: set[str], removed: set[str], drain_timeout: float) -> None:
         """Reload: new invokers take new calls at once; replaced ones finish in-flight calls, then stop."""

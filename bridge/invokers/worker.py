@@ -16,7 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from bridge.build.setup import Setup
 from bridge.config.model import LocalFunctionConfig
+from bridge.invokers.endpoints import sdk_variables
 from bridge.invokers.memory import MemoryLimits, ResidentWatchLimits, WorkerMemory
 from bridge.invokers.runtime_api import Pending, RuntimeApi
 from bridge.log import get_logger
@@ -63,18 +65,23 @@ class FunctionSpec:
     region: str
     arn: str
     keep_fds: tuple[int, ...] = ()
+    endpoints: dict[str, str] = field(default_factory=dict)  # AWS_ENDPOINT_URL_* (bridge/invokers/endpoints.py)
     launcher: tuple[str, ...] = field(default_factory=pdeathsig_launcher)
+    setup: Setup | None = None  # interpreter, sys.path and layers (bridge/build); None: the daemon's whole venv
 
     def command(self) -> list[str]:
         """The worker's argv: awslambdaric for python, ``code/bootstrap`` for provided (after the launcher)."""
-        if self.config.runtime == "provided":
+        if not self.config.is_python:
             return [*self.launcher, str(self.config.code / "bootstrap")]
+        if self.setup is not None:
+            return [*self.launcher, *self.setup.python_command(self.config.handler)]
         return [*self.launcher, sys.executable, "-m", "awslambdaric", self.config.handler]
 
     def environment(self, runtime_api: str, log_stream: str) -> dict[str, str]:
         """Lambda's reserved variables, the user's ``environment:``, and AWS credentials if set."""
         cfg = self.config
         env = {k: os.environ[k] for k in PASS_THROUGH_ENV if k in os.environ}
+        env.update(sdk_variables(self.endpoints, cfg.environment))  # under the user's environment:
         env.update(cfg.environment)
         env.update({
             "AWS_LAMBDA_FUNCTION_NAME": self.name, "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
@@ -84,9 +91,10 @@ class FunctionSpec:
             "LAMBDA_RUNTIME_DIR": os.path.dirname(sys.executable), "_HANDLER": cfg.handler,
             "AWS_LAMBDA_RUNTIME_API": runtime_api, "TZ": ":UTC", "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
             "PYTHONPATH": str(cfg.code),
-            # Fewer malloc arenas keep virtual size (what RLIMIT_AS counts) close to real use.
-            "MALLOC_ARENA_MAX": "2",
         })
+        if self.setup is not None:  # Lambda's sys.path order, without PYTHONPATH; the layers' bin/ and lib/
+            del env["PYTHONPATH"]
+            env.update(self.setup.variables(env.get("PATH", os.defpath)))
         return env
 
 

@@ -40,6 +40,8 @@ class Mapping:
     queues: dict[str, str] = field(default_factory=dict)  # queue logical id, name or ARN -> queue URL
     broker: str | None = None  # the MQTT broker IoT rules read
     apis: dict[str, str] = field(default_factory=dict)  # API logical id -> HOST:PORT its http source listens on
+    log_groups: dict[str, str] = field(default_factory=dict)  # log group name -> a file/glob or journal:UNIT
+    code: dict[str, Path] = field(default_factory=dict)  # function logical id -> its code folder (any folder)
 
 
 @dataclass

@@ -1,9 +1,10 @@
-"""A function's Events (S3, SQS, Schedule, ScheduleV2, IoTRule; Api/HttpApi in sam.http) -> config sources."""
+"""A function's Events (S3, SQS, Schedule, ScheduleV2, IoTRule, CloudWatchLogs; Api/HttpApi in sam.http) -> sources."""
 
 from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 from bridge.sam.draft import Draft, Entry
@@ -47,7 +48,8 @@ def _mapper(kind: Any) -> Any:
     from bridge.sam.http import map_api_event
 
     return {"S3": s3_event, "SQS": sqs_event, "Schedule": schedule_event, "ScheduleV2": schedule_v2_event,
-            "IoTRule": iot_rule_event, "Api": map_api_event, "HttpApi": map_api_event}.get(kind)
+            "IoTRule": iot_rule_event, "Api": map_api_event, "HttpApi": map_api_event,
+            "CloudWatchLogs": cloudwatch_logs_event}.get(kind)
 
 
 def _unsupported(draft: Draft, path: Path_, kind: str) -> None:
@@ -198,3 +200,20 @@ def iot_rule_event(draft: Draft, path: Path_, props: dict[str, Any]) -> Entry | 
     if version and version != "2016-03-23":
         comments.append(f"AwsIotSqlVersion {version}: the bridge evaluates SQL version 2016-03-23")
     return Entry({"type": "mqtt", "broker": draft.maps.broker, "sql": props.get("Sql")}, comments)
+
+
+def cloudwatch_logs_event(draft: Draft, path: Path_, props: dict[str, Any]) -> Entry | None:
+    """CloudWatchLogs (a subscription filter) -> a logs source on the mapped file, glob or journal unit."""
+    group = str(props.get("LogGroupName", ""))
+    where = draft.maps.log_groups.get(group) or draft.maps.log_groups.get(draft.resolver.origin(group) or "")
+    if where is None:
+        draft.report((*path, "Properties", "LogGroupName"), f"log group {group or '?'} has no local log",
+                     f"add --map loggroup:{group or 'NAME'}=/var/log/app.log (or =journal:UNIT)")
+        return None
+    draft.used_maps.add(f"loggroup:{group}")
+    value: dict[str, Any] = {"type": "logs", "log_group": group, "filter_pattern": props.get("FilterPattern", "")}
+    if where.startswith("journal:"):
+        value["journal"] = {"unit": where.removeprefix("journal:")}
+    else:
+        value["path"] = draft.relative(Path(where).expanduser())
+    return Entry(value)

@@ -15,6 +15,7 @@ from bridge.sam.template import Path_
 FUNCTION_TYPE = "AWS::Serverless::Function"
 # Globals.Function keys whose values are merged as maps with the function's own (the function wins).
 MERGED_GLOBALS = ("Environment",)
+PREPENDED_GLOBALS = ("Layers",)  # lists: SAM puts the global entries first
 
 
 def function_properties(draft: Draft, logical_id: str) -> dict[str, Any]:
@@ -25,6 +26,9 @@ def function_properties(draft: Draft, logical_id: str) -> dict[str, Any]:
     for key in MERGED_GLOBALS:
         if isinstance(globals_.get(key), dict) and isinstance(own.get(key), dict):
             merged[key] = _deep_merge(globals_[key], own[key])
+    for key in PREPENDED_GLOBALS:
+        if isinstance(globals_.get(key), list) and isinstance(own.get(key), list):
+            merged[key] = [*globals_[key], *own[key]]
     path = ("Resources", logical_id, "Properties")
     return {key: draft.resolver.resolve(value, (*path, key)) for key, value in merged.items()
             if key != "Events"}
@@ -47,7 +51,7 @@ def runtime_of(draft: Draft, logical_id: str, props: dict[str, Any]) -> str | No
                      "give the function's ARN in functions: to invoke it remotely, or package it as a zip")
         return None
     if isinstance(runtime, str) and re.fullmatch(r"python3\.\d+", runtime):
-        return "python"
+        return runtime  # that interpreter when installed here, else the daemon's (check warns)
     if isinstance(runtime, str) and runtime.startswith("provided"):
         return "provided"
     draft.report(path, f"runtime {runtime!r} is not supported locally (python3.x and provided* are)",
@@ -69,9 +73,11 @@ def map_function(draft: Draft, logical_id: str, props: dict[str, Any], runtime: 
     if environment:
         value["environment"] = environment
     if props.get("Layers"):
-        draft.report((*path, "Layers"), "layers are not mounted locally",
-                     "vendor the layers' packages into CodeUri, or import the template `sam build` writes "
-                     "(.aws-sam/build/template.yaml), whose CodeUri folders hold the dependencies")
+        from bridge.sam.layers import map_layers
+
+        layers = map_layers(draft, logical_id, props["Layers"])
+        if layers:
+            value["layers"] = layers
     if isinstance(props.get("FunctionUrlConfig"), dict):
         from bridge.sam.http import map_function_url
 
@@ -86,14 +92,16 @@ def _handler(draft: Draft, logical_id: str, props: dict[str, Any], runtime: str)
     handler = props.get("Handler")
     if isinstance(handler, str) and HANDLER.match(handler):
         return handler
-    if runtime == "provided":  # a custom runtime reads _HANDLER itself; any module.function shape will do
-        return "bootstrap.handler" if not isinstance(handler, str) or not handler else f"{handler}.handler"
+    if runtime == "provided":  # a custom runtime reads _HANDLER itself: Lambda accepts any string
+        return handler if isinstance(handler, str) and handler.strip() else "bootstrap"
     raise SamTemplateError(f"{draft.template.where(('Resources', logical_id, 'Properties', 'Handler'))}: "
                            f"Handler {handler!r} is not module.function (e.g. app.lambda_handler); fix it")
 
 
 def _code_dir(draft: Draft, logical_id: str, props: dict[str, Any]) -> Path:
     path = ("Resources", logical_id, "Properties", "CodeUri")
+    if logical_id in draft.maps.code:  # --map code:ID=DIR: the user's own choice, anywhere
+        return _folder(draft, path, draft.maps.code[logical_id], f"--map code:{logical_id}")
     code_uri = props.get("CodeUri")
     if code_uri is None:
         where = draft.template.where(path[:-1])
@@ -103,10 +111,19 @@ def _code_dir(draft: Draft, logical_id: str, props: dict[str, Any]) -> Path:
     if not isinstance(code_uri, str) or code_uri.startswith("s3://"):
         raise SamTemplateError(f"{draft.template.where(path)}: CodeUri {code_uri} is not a local folder; point it "
                                "at the folder of your handler (relative to the template)")
-    directory = (draft.template.path.parent / code_uri).resolve()
+    root = draft.template.path.parent.resolve()
+    directory = (root / code_uri).resolve()  # symbolic links followed: where the worker would really run
+    if not directory.is_relative_to(root):
+        raise SamTemplateError(f"{draft.template.where(path)}: CodeUri {code_uri!r} -> {directory} is outside the "
+                               f"template's folder {root}; a template may only point into its own folder. If that "
+                               f"code is what you mean, say so: --map code:{logical_id}={directory}")
+    return _folder(draft, path, directory, f"CodeUri {code_uri!r}")
+
+
+def _folder(draft: Draft, path: Path_, directory: Path, given: str) -> Path:
     if not directory.is_dir():
-        raise SamTemplateError(f"{draft.template.where(path)}: CodeUri {code_uri!r} -> {directory} is not a "
-                               "folder; fix the path (it is relative to the template)")
+        raise SamTemplateError(f"{draft.template.where(path)}: {given} -> {directory} is not a folder; fix the path "
+                               "(CodeUri is relative to the template)")
     return directory
 
 

@@ -1,8 +1,4 @@
-"""Api / HttpApi events -> routes of an ``http`` source (the config shape of issue 16), once that type exists.
-
-Until ``http`` is in ``bridge.sources.registry.SOURCE_TYPES`` these events are reported as not yet
-supported; when the http source lands, ``map_api_event`` starts emitting routes with no other change.
-"""
+"""Api / HttpApi events and FunctionUrlConfig -> routes of an ``http`` source (one per API, docs/http.md)."""
 
 from __future__ import annotations
 
@@ -17,20 +13,9 @@ IMPLICIT_API = {"Api": "ServerlessRestApi", "HttpApi": "ServerlessHttpApi"}
 FIRST_PORT = 3000  # `sam local start-api`'s port; each API gets the next one
 
 
-def http_source_available() -> bool:
-    """True once the ``http`` source type is registered."""
-    from bridge.sources.registry import SOURCE_TYPES
-
-    return "http" in SOURCE_TYPES
-
-
 def map_api_event(draft: Draft, path: Path_, props: dict[str, Any]) -> Entry | None:
     """Add the event's route to its API's http source (created on first use); returns None (no own source)."""
     kind = str(draft.template.data["Resources"][path[1]]["Properties"]["Events"][path[-1]]["Type"])
-    if not http_source_available():
-        draft.report(path, f"{kind} events are not yet supported (the http source is not in this build)",
-                     "invoke the function with `lambda-bridge invoke` and an API Gateway event meanwhile")
-        return None
     api_id = _api_id(draft, kind, props)
     source = _api_source(draft, kind, api_id)
     route = api_route(kind, props)
@@ -56,10 +41,6 @@ def _default_authorizer(draft: Draft, api_id: str) -> Any:
 def map_function_url(draft: Draft, logical_id: str, config: dict[str, Any]) -> None:
     """FunctionUrlConfig -> an http source of format ``url`` with one catch-all route to the function."""
     path = ("Resources", logical_id, "Properties", "FunctionUrlConfig")
-    if not http_source_available():
-        draft.report(path, "function URLs are not yet supported (the http source is not in this build)",
-                     "invoke the function with `lambda-bridge invoke` and a function-URL event meanwhile")
-        return
     port = FIRST_PORT + sum(1 for e in draft.sources if e.value.get("type") == "http")
     value: dict[str, Any] = {"name": f"{logical_id}-url", "type": "http",
                              "listen": draft.maps.apis.get(logical_id, f"127.0.0.1:{port}"), "format": "url"}

@@ -9,6 +9,8 @@ from typing import Any
 
 from bridge.config.model import parse_listen
 from bridge.errors import SamTemplateError, UsageError
+from bridge.sam.buckets import local_buckets
+from bridge.sam.dependencies import check_no_circle
 from bridge.sam.draft import Draft, Mapping, Unmapped
 from bridge.sam.events import map_events
 from bridge.sam.functions import FUNCTION_TYPE, function_properties, map_function, runtime_of
@@ -33,30 +35,39 @@ class ImportResult:
     sources: int
 
 
+MAP_FORMS = ("bucket:LOGICAL_ID=DIR, bucket:NAME=DIR, queue:LOGICAL_ID=http(s)://QUEUE_URL, "
+             "broker=mqtt://HOST:PORT, api:LOGICAL_ID=HOST:PORT, loggroup:NAME=FILE|journal:UNIT "
+             "or code:FUNCTION_ID=DIR")
+
+
 def parse_maps(items: list[str]) -> Mapping:
-    """``bucket:ID=DIR``, ``queue:ID=URL``, ``broker=URL``, ``api:ID=HOST:PORT`` -> a Mapping (UsageError if bad)."""
+    """``bucket:ID=DIR``, ``queue:ID=URL``, ``broker=URL``, ``api:ID=HOST:PORT``, ``code:ID=DIR`` -> a Mapping."""
     buckets: dict[str, Path] = {}
     queues: dict[str, str] = {}
     apis: dict[str, str] = {}
+    code: dict[str, Path] = {}
     broker = None
+    log_groups: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
         kind, _, name = key.partition(":")
         if not sep or not value:
-            raise UsageError(f"--map {item!r}: expected bucket:LOGICAL_ID=DIR, queue:LOGICAL_ID=URL, broker=URL or "
-                             "api:LOGICAL_ID=HOST:PORT")
+            raise UsageError(f"--map {item!r}: expected {MAP_FORMS}")
         if kind == "bucket" and name:
             buckets[name] = Path(value).expanduser()
+        elif kind == "code" and name:
+            code[name] = Path(value).expanduser().resolve()
         elif kind == "queue" and name and value.startswith(("http://", "https://")):
             queues[name] = value
         elif kind == "broker" and not name and value.startswith(("mqtt://", "mqtts://")):
             broker = value
         elif kind == "api" and name and value.rpartition(":")[2].isdigit():
             apis[name] = value
+        elif kind == "loggroup" and name:
+            log_groups[name] = value
         else:
-            raise UsageError(f"--map {item!r}: expected bucket:LOGICAL_ID=DIR, queue:LOGICAL_ID=http(s)://QUEUE_URL, "
-                             "broker=mqtt://HOST:PORT or api:LOGICAL_ID=HOST:PORT")
-    return Mapping(buckets, queues, broker, apis)
+            raise UsageError(f"--map {item!r}: expected {MAP_FORMS}")
+    return Mapping(buckets, queues, broker, apis, log_groups, code=code)
 
 
 def parse_overrides(items: list[str]) -> dict[str, str]:
@@ -120,14 +131,17 @@ def import_template(template_path: str | Path, *, output: str | Path | None = No
     except ValueError as err:
         raise UsageError(f"--listen: {err}") from None
     template = load_template(template_path)
+    check_no_circle(template)
     maps = maps or Mapping()
-    _check_maps(template, maps)
     output_dir = Path(output).resolve().parent if output else Path.cwd()
     draft = _draft(template, parameter_values(template, overrides or {}), maps, output_dir, region,
                    account_id, listen)
     _map_all(draft)
     _check_unused_queue_maps(draft)
-    settings = {"region": region, "account_id": account_id, "state_dir": "var/state", "api": {"listen": listen}}
+    settings: dict[str, Any] = {"region": region, "account_id": account_id, "state_dir": "var/state",
+                                "api": {"listen": listen}}
+    if buckets := local_buckets(draft):
+        settings["buckets"] = buckets
     text = render(draft, _header(template, overrides or {}), settings)
     return ImportResult(text, draft.unmapped, list(draft.functions), len(draft.sources))
 
@@ -144,42 +158,58 @@ def _draft(template: Template, parameters: dict[str, Any], maps: Mapping, output
 
 
 def _map_all(draft: Draft) -> None:
-    functions = []
+    _check_code_maps(draft.template, draft.maps)
+    functions, skipped = [], []
     for logical_id, resource in draft.template.resources.items():
         if resource.get("Type") in NOT_IMPORTED:
             draft.report(("Resources", logical_id), f"{resource['Type']} resources are not imported",
                          NOT_IMPORTED[resource["Type"]])
+            skipped.append(str(draft.unmapped[-1]))
         if resource.get("Type") != FUNCTION_TYPE:
             continue
+        reported = len(draft.unmapped)
         with draft.malformed_at(("Resources", logical_id)):
             runtime, props = _function_runtime(draft, logical_id, resource)
         if runtime is not None:
             functions.append((logical_id, props, runtime))
             draft.importable.add(logical_id)
+        else:
+            skipped += [str(item) for item in draft.unmapped[reported:]] or [
+                f"{draft.template.where(('Resources', logical_id, 'Condition'))}: function {logical_id} is not "
+                f"created (its Condition is false); give --parameter-overrides that make it true"]
     for logical_id, props, runtime in functions:  # all names known first: destinations may name any of them
         with draft.malformed_at(("Resources", logical_id, "Properties")):
             draft.functions[logical_id] = map_function(draft, logical_id, props, runtime)
         map_events(draft, logical_id)
     if not functions:
-        raise SamTemplateError(f"{draft.template.where(('Resources',))}: no AWS::Serverless::Function this "
-                               "bridge can run; nothing to import")
+        raise SamTemplateError(_nothing_to_import(draft.template, skipped))
+
+
+def _nothing_to_import(template: Template, skipped: list[str]) -> str:
+    """Name every function left out (its runtime, condition or type) and what to do about each."""
+    where = template.where(("Resources",))
+    if not skipped:
+        return f"{where}: no AWS::Serverless::Function in the template; nothing to import"
+    return (f"{where}: no AWS::Serverless::Function this bridge can run; nothing to import. Skipped:\n"
+            + "\n".join(f"  {item}" for item in skipped))
 
 
 def _function_runtime(draft: Draft, logical_id: str, resource: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
-    """The function's runtime and resolved properties; (None, {}) when its Condition is false or its runtime foreign."""
+    """The function's runtime and resolved properties; (None, {}) when its Condition is false or its runtime foreign
+    (reported)."""
     condition = resource.get("Condition")
     if condition and not draft.resolver.condition(condition, ("Resources", logical_id, "Condition")):
-        return None, {}  # CloudFormation would not create it either
+        return None, {}  # CloudFormation would not create it either: not a gap, so not reported
     props = function_properties(draft, logical_id)
     return runtime_of(draft, logical_id, props), props
 
 
-def _check_maps(template: Template, maps: Mapping) -> None:
-    buckets = [k for k, r in template.resources.items() if isinstance(r, dict) and r.get("Type") == "AWS::S3::Bucket"]
-    for name in maps.buckets:
-        if name not in buckets:
-            raise SamTemplateError(f"{template.where(('Resources',))}: --map bucket:{name}: the template has no "
-                                   f"AWS::S3::Bucket {name!r}; buckets: {', '.join(buckets) or '(none)'}")
+def _check_code_maps(template: Template, maps: Mapping) -> None:
+    functions = [k for k, r in template.resources.items() if r.get("Type") == FUNCTION_TYPE]
+    for name in maps.code:
+        if name not in functions:
+            raise SamTemplateError(f"{template.where(('Resources',))}: --map code:{name}: the template has no "
+                                   f"{FUNCTION_TYPE} {name!r}; it has: {', '.join(functions) or '(none)'}")
 
 
 def _check_unused_queue_maps(draft: Draft) -> None:

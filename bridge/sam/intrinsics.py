@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.errors import SamTemplateError
+from bridge.sam.limits import MAX_REFERENCE_CHAIN, MAX_VALUE_CHARS, Budget, TooLarge
 from bridge.sam.template import Path_, Template
 
 SUB_VARIABLE = re.compile(r"\$\{(!?)([^}]*)\}")
@@ -76,6 +77,7 @@ class Resolver:
         self._conditions: dict[str, bool] = {}
         self._stack: list[str] = []
         self._origins: dict[str, str] = {}
+        self.budget = Budget()  # a hostile template runs out of it (with a clear error), never out of memory
         self._functions: dict[str, Callable[[Any, Path_], Any]] = {
             "Ref": self._ref, "Fn::GetAtt": self._get_att, "Fn::Sub": self._sub, "Fn::Join": self._join,
             "Fn::If": self._if, "Fn::Equals": self._equals, "Fn::Not": self._not, "Fn::And": self._and,
@@ -87,24 +89,44 @@ class Resolver:
     # --- the public surface ---------------------------------------------------------------------------
 
     def resolve(self, value: Any, path: Path_) -> Any:
-        """``value`` with every intrinsic evaluated; AWS::NoValue entries removed; Unresolved where unknowable."""
-        if isinstance(value, dict):
-            if len(value) == 1:
-                (key, arg), = value.items()
-                if key in self._functions:
-                    return self._call(key, arg, path)
-                if key.startswith("Fn::"):
-                    return Unresolved(f"{key} is not evaluated locally")
-            items = ((k, self.resolve(v, (*path, k))) for k, v in value.items())
-            return {k: v for k, v in items if v is not NO_VALUE}
-        if isinstance(value, list):
-            items = (self.resolve(v, (*path, i)) for i, v in enumerate(value))
-            return [v for v in items if v is not NO_VALUE]
-        return value
+        """``value`` with every intrinsic evaluated; AWS::NoValue entries removed; Unresolved where unknowable.
+
+        Every call spends from ``budget``: a template nested too deep or too costly to evaluate is an error."""
+        try:
+            problem = self.budget.enter()
+            if problem:
+                raise SamTemplateError(f"{self.template.where(path)}: {problem}")
+            if isinstance(value, dict):
+                return self._resolve_mapping(value, path)
+            if isinstance(value, list):  # plain loops: one Python frame per level of nesting
+                out = []
+                for i, item in enumerate(value):
+                    if (resolved := self.resolve(item, (*path, i))) is not NO_VALUE:
+                        out.append(resolved)
+                return out
+            return value
+        finally:
+            self.budget.leave()
+
+    def _resolve_mapping(self, value: dict[str, Any], path: Path_) -> Any:
+        if len(value) == 1:
+            (key, arg), = value.items()
+            if key in self._functions:
+                return self._call(key, arg, path)
+            if key.startswith("Fn::"):
+                return Unresolved(f"{key} is not evaluated locally")
+        out = {}
+        for key, item in value.items():
+            if (resolved := self.resolve(item, (*path, key))) is not NO_VALUE:
+                out[key] = resolved
+        return out
 
     def _call(self, key: str, arg: Any, path: Path_) -> Any:
         try:
             return self._functions[key](arg, path)
+        except TooLarge as err:
+            raise SamTemplateError(f"{self.template.where(path)}: {key} {err}; a template's values stay under "
+                                   "CloudFormation's 1 MB") from None
         except (TypeError, ValueError, IndexError, KeyError, AttributeError) as err:
             # A malformed argument list (hostile or mistyped): one clear error at its line, never a traceback.
             raise SamTemplateError(f"{self.template.where(path)}: {key} has malformed arguments ({err!r}); see "
@@ -157,6 +179,9 @@ class Resolver:
         if what in self._stack:
             cycle = " -> ".join([*self._stack[self._stack.index(what):], what])
             raise SamTemplateError(f"{self.template.where(path)}: circular reference: {cycle}; break the cycle")
+        if len(self._stack) >= MAX_REFERENCE_CHAIN:
+            raise SamTemplateError(f"{self.template.where(path)}: a chain of more than {MAX_REFERENCE_CHAIN} "
+                                   f"references ({self._stack[0]} -> ... -> {what}); shorten it")
         self._stack.append(what)
         try:
             return compute()
@@ -231,7 +256,7 @@ class Resolver:
                 continue
             pieces.append(self._sub_variable(match.group(2).strip(), values, path))
         pieces.append(text[last:])
-        return _concat(pieces)
+        return _concat(pieces, self.budget)
 
     def _sub_arguments(self, arg: Any, path: Path_) -> tuple[str, dict[str, Any]]:
         """``"text"`` or ``["text", {variables}]``."""
@@ -249,27 +274,46 @@ class Resolver:
         return self._ref(name, path)
 
     def _join(self, arg: Any, path: Path_) -> Any:
-        if not _pair(arg):
-            raise SamTemplateError(f"{self.template.where(path)}: Fn::Join takes [delimiter, [values]]")
-        delimiter, items = self.resolve(arg[0], path), self.resolve(arg[1], path)
+        delimiter, items = self._pair_of(arg, path, "Fn::Join takes [delimiter, [values]]")
         if isinstance(items, Unresolved):
             return items
+        if not isinstance(delimiter, str) or not isinstance(items, list):
+            raise SamTemplateError(f"{self.template.where(path)}: Fn::Join takes [delimiter, [values]] (a string "
+                                   f"and a list; got {type(delimiter).__name__} and {type(items).__name__})")
         pieces: list[Any] = []
         for i, item in enumerate(items):
             pieces.extend([delimiter, item] if i else [item])
-        return _concat(pieces)
+        return _concat(pieces, self.budget)
+
+    def _pair_of(self, arg: Any, path: Path_, form: str) -> tuple[Any, Any]:
+        if not _pair(arg):
+            raise SamTemplateError(f"{self.template.where(path)}: {form}")
+        return self.resolve(arg[0], path), self.resolve(arg[1], path)
 
     def _select(self, arg: Any, path: Path_) -> Any:
-        index, items = self.resolve(arg[0], path), self.resolve(arg[1], path)
+        index, items = self._pair_of(arg, path, "Fn::Select takes [index, [values]]")
         if isinstance(items, Unresolved) or isinstance(index, Unresolved):
             return find_unresolved([index, items])
-        return items[int(index)]
+        number = int(str(index)) if str(index).strip().isdigit() else None  # CloudFormation: no sign, no fraction
+        if not isinstance(items, list) or number is None or number >= len(items):
+            size = f"a list of {len(items)}" if isinstance(items, list) else f"not a list ({type(items).__name__})"
+            raise SamTemplateError(f"{self.template.where(path)}: Fn::Select index {index!r} of {size}: the index "
+                                   "is a whole number from 0 to the list's length - 1, as CloudFormation requires")
+        return items[number]
 
     def _split(self, arg: Any, path: Path_) -> Any:
-        delimiter, text = self.resolve(arg[0], path), self.resolve(arg[1], path)
-        return text if isinstance(text, Unresolved) else str(text).split(delimiter)
+        delimiter, text = self._pair_of(arg, path, "Fn::Split takes [delimiter, string]")
+        if isinstance(text, Unresolved):
+            return text
+        if not isinstance(delimiter, str) or not delimiter or not isinstance(text, str):
+            raise SamTemplateError(f"{self.template.where(path)}: Fn::Split takes [delimiter, string] (a non-empty "
+                                   "delimiter and a string)")
+        return text.split(delimiter)
 
     def _find_in_map(self, arg: Any, path: Path_) -> Any:
+        if not (isinstance(arg, list) and len(arg) == 3):
+            raise SamTemplateError(f"{self.template.where(path)}: Fn::FindInMap takes [MapName, TopLevelKey, "
+                                   "SecondLevelKey]")
         keys = [self.resolve(a, path) for a in arg]
         value: Any = self.template.data.get("Mappings") or {}
         for key in keys:
@@ -330,17 +374,22 @@ def _pair(arg: Any) -> bool:
     return isinstance(arg, list) and len(arg) == 2
 
 
-def _concat(pieces: list[Any]) -> Any:
-    """Join string pieces; any Unresolved piece makes the whole value unresolved."""
+def _concat(pieces: list[Any], budget: Budget) -> Any:
+    """Join string pieces; any Unresolved piece makes the whole value unresolved; TooLarge past the limits."""
     missing = find_unresolved(pieces)
     if missing is not None:
         return missing
-    return "".join(_text(p) for p in pieces)
+    texts = [_text(p) for p in pieces]
+    budget.build(sum(map(len, texts)))  # counted before the string exists
+    return "".join(texts)
 
 
 def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, list):
-        return ",".join(_text(v) for v in value)
+        parts = [_text(v) for v in value]
+        if sum(map(len, parts)) + len(parts) > MAX_VALUE_CHARS:
+            raise TooLarge(f"builds a string longer than {MAX_VALUE_CHARS:,} characters")
+        return ",".join(parts)
     return str(value)

@@ -3,12 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from bridge.log import get_logger
-from bridge.sources import registry
-from bridge.sources.base import SourceContext, SourceStats
+from bridge.sources.base import Source, SourceContext, SourceStats
+from bridge.sources.registry import SOURCE_TYPES
+
+
+def create_source(source_config: Any, ctx: SourceContext) -> Source:
+    """Instantiate the runner for one config entry; runners are imported only when a source of theirs runs."""
+    return importlib.import_module(f"bridge.sources.{source_config.type}.source").create(source_config, ctx)
+
+
+async def claim_sources(sources: list[Any], extensions: dict[str, Any]) -> None:
+    """Before ``sources`` (a config's whole list) start, and before a reload stops any running source: each
+    type that holds something for its sources (http: listening sockets) takes what these need and releases
+    the rest. Raises ConfigError, having changed nothing, when it cannot (a port in use)."""
+    for name in SOURCE_TYPES:
+        indexed = [(i, s) for i, s in enumerate(sources) if s.type == name]
+        module_name = f"bridge.sources.{name}.source"
+        module = importlib.import_module(module_name) if indexed else sys.modules.get(module_name)
+        hook = getattr(module, "claim", None)
+        if hook is not None:
+            await hook(indexed, extensions)
 
 
 class SourceRunner:
@@ -35,17 +55,17 @@ class SourceRunner:
         try:
             return await self._group.__aexit__(*exc)
         finally:
-            await registry.claim([], self._extensions)  # all stopped: release (http: in-flight requests finish)
+            await claim_sources([], self._extensions)  # all stopped: release (http: in-flight requests finish)
 
     async def claim(self, configs: list[Any]) -> None:
         """Take what the sources of ``configs`` (the config's whole list) need before any of them starts, and
         release what no source needs any more. Raises ConfigError, changing nothing, when it cannot."""
-        await registry.claim(configs, self._extensions)
+        await claim_sources(configs, self._extensions)
 
     def start(self, config: Any) -> None:
         """Build and start the source for ``config``."""
         stats = SourceStats()
-        source = registry.create(config, self._make_context(stats, config))
+        source = create_source(config, self._make_context(stats, config))
         self.configs[config.name], self.stats[config.name] = config, stats
         self.tasks[config.name] = self._group.create_task(self._run(config.name, source, stats),
                                                           name=f"source:{config.name}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import aiohttp
@@ -62,7 +64,11 @@ def _config(root: Path, ports: dict[str, int]) -> dict:
 def urls(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("http")
     ports = {name: free_port() for name in PORTS}
-    with Daemon(write_config(root / "config.yaml", _config(root, ports))):
+    config = write_config(root / "config.yaml", _config(root, ports))
+    # The apps' requirements.txt, installed before the daemon starts: the sources' 1 s timeouts must not
+    # include the first build.
+    subprocess.run([sys.executable, "-m", "bridge.cli", "build", "--config", str(config)], check=True, timeout=600)
+    with Daemon(config):
         yield {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
 
 

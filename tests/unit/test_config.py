@@ -37,7 +37,7 @@ MALFORMED = [
     ("functions:\n  f:\n    handler: app.handler\n    code: ./nowhere\n",
      "functions.f.code: directory"),
     ("functions:\n  f:\n" + GOOD_FUNCTION + "    runtime: node\n",
-     "line 5: functions.f.runtime: unknown 'node'; expected one of: python, provided"),
+     "line 5: functions.f.runtime: unknown 'node'; expected one of: python, python3.N (e.g. python3.12), provided"),
     ("functions:\n  f:\n" + GOOD_FUNCTION + "    runtime: provided\n", "runtime provided needs an executable"),
     ("functions:\n  f:\n" + GOOD_FUNCTION + "    timeout: 0\n",
      "line 5: functions.f.timeout: 0 is below the minimum 1"),
@@ -49,7 +49,7 @@ MALFORMED = [
     ("functions:\n  f:\n" + GOOD_FUNCTION + "    reserved_concurrency: -1\n",
      "functions.f.reserved_concurrency: -1 is below the minimum 0"),
     ("functions:\n  f:\n" + GOOD_FUNCTION + "    timout: 3\n",
-     "line 5: functions.f.timout: unknown key; did you mean 'timeout'? expected one of: handler, code, runtime"),
+     "line 5: functions.f.timout: unknown key; did you mean 'timeout'? expected one of: runtime, handler, code"),
     ("functions:\n  f:\n" + GOOD_FUNCTION + "    environment: {AWS_REGION: x}\n", "'AWS_REGION' is reserved"),
     ("functions:\n  f:\n" + GOOD_FUNCTION + "    environment: {1BAD: x}\n",
      "'1BAD' is not a valid environment variable name"),
@@ -61,6 +61,8 @@ MALFORMED = [
     ("shutdown_timeout: -5\n", "shutdown_timeout: -5 is below the minimum 0"),
     ("functions:\n  f: [1, 2\n", "not valid YAML"),
     ("- just\n- a list\n", "the file must be a mapping"),
+    ("functions:\n  f:\n" + GOOD_FUNCTION + "sources:\n  - {name: s, function: f}\n",
+     "line 6: sources[0].type: required key is missing; expected one of: directory, schedule, sqs, mqtt, http"),
 ]
 
 
@@ -268,5 +270,5 @@ def test_check_json(base: Path) -> None:
     report = json.loads(result.stdout)
     assert result.returncode == 2 and report["valid"] is False
     assert report["problems"] == ["line 5: functions.f.timout: unknown key; did you mean 'timeout'? expected one "
-                                  "of: handler, code, runtime, timeout, memory_size, reserved_concurrency, "
-                                  "idle_timeout, environment, async"]
+                                  "of: runtime, handler, code, timeout, memory_size, reserved_concurrency, "
+                                  "idle_timeout, environment, layers, aws_endpoints, async"]

@@ -1,6 +1,7 @@
 """Property-based fuzz tests of the pure parsers and builders: arbitrary input in, a defined answer out.
 
-Defined answers: the config loader returns a Config or raises ConfigError; the IoT SQL parser and the
+Defined answers: the config loader returns a Config or raises ConfigError; sam-import imports a template or
+refuses it with a SamTemplateError, within bounded time, whatever its aliases and nesting; the IoT SQL parser and the
 filter-pattern compiler return a rule or raise ExpressionError; evaluating and matching return a value; the
 event builders return events AWS's own models (aws-lambda-powertools) accept. Examples are bounded by the
 profile in tests/conftest.py (HYPOTHESIS_PROFILE=long for a longer run).
@@ -11,16 +12,17 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 import yaml
 from aws_lambda_powertools.utilities.parser.models import S3Model, SqsModel
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.config.model import parse_config
-from bridge.errors import ConfigError, ExpressionError
+from bridge.errors import ConfigError, ExpressionError, SamTemplateError
 from bridge.events import payload
 from bridge.events.eventbridge import scheduler_input
 from bridge.events.filters import SQS_DATA_KEY, compile_filters, compile_pattern, sqs_filter_view
@@ -29,6 +31,7 @@ from bridge.events.s3 import object_key, s3_event, s3_record
 from bridge.events.sqs import judge_batch_response, md5_hex, record_from_sqs_message, sqs_event
 from bridge.invokers.remote_backends import is_error_body
 from bridge.model import InvokeResult
+from bridge.sam import import_template
 from bridge.sources.mqtt.iot_sql import NonJsonPayload, parse_rule
 
 SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text()
@@ -180,6 +183,65 @@ def test_destination_graphs_load_or_name_the_loop(functions: dict) -> None:
         parse_config(yaml.safe_dump({"state_dir": "/tmp/state", "functions": functions}), environ={})
     except ConfigError as err:
         assert str(err)
+
+
+# --- sam-import: aliases, nesting and references from outside ---------------------------------------
+
+SAM_HEAD = "Transform: AWS::Serverless-2016-10-31\nConditions: {C: !Equals [a, a]}\n"
+# One level of an intrinsic around the value X (JSON flow text, which is YAML too).
+WRAPPERS = {"join": '{"Fn::Join": ["", [X]]}', "select": '{"Fn::Select": [0, [X]]}',
+            "if": '{"Fn::If": ["C", X, "b"]}', "sub": '{"Fn::Sub": ["${V}-", {"V": X}]}', "list": "[X]",
+            "map": '{"k": X}', "split": '{"Fn::Split": [",", X]}'}
+
+
+def alias_tree(levels: int, fanout: int, leaves: int) -> str:
+    """Anchors each repeating the previous one ``fanout`` times: a "billion laughs" for large values."""
+    lines = [f"  a0: &a0 {{{', '.join(f'k{i}: v' for i in range(leaves))}}}"]
+    lines += [f"  a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * fanout)}]" for n in range(1, levels + 1)]
+    return "Metadata:\n" + "\n".join(lines) + "\n"
+
+
+def nested(wrappers: list[str], style: str, depth: int) -> str:
+    """The environment value: intrinsics wrapped around each other, then plain nesting of ``style``."""
+    inner = {"flow": "[" * depth + "]" * depth, "json": '{"k": ' * depth + "1" + "}" * depth}.get(style, '"x"')
+    for name in wrappers:
+        inner = WRAPPERS[name].replace("X", inner)
+    return inner
+
+
+@st.composite
+def hostile_templates(draw: st.DrawFn) -> str:
+    levels, fanout = draw(st.integers(0, 12)), draw(st.integers(1, 40))
+    metadata = alias_tree(levels, fanout, draw(st.integers(1, 300))) if levels else ""
+    if draw(st.booleans()):  # plain block nesting, as deep as the draw says
+        depth = draw(st.integers(0, 1500))
+        metadata += "Mappings:\n" + "".join(f"{' ' * (i + 2)}k{i}:\n" for i in range(depth)) + " " * (depth + 2) + "v\n"
+    value = nested(draw(st.lists(st.sampled_from(sorted(WRAPPERS)), max_size=400)),
+                   draw(st.sampled_from(["flow", "json", "none"])), draw(st.integers(0, 3000)))
+    if levels and draw(st.booleans()):
+        value = f"*a{draw(st.integers(0, levels))}"  # the evaluator walks an expanded alias
+    chain = draw(st.integers(0, 60))  # queues whose names are built from the next one's
+    queues = "".join(f"  Q{i}: {{Type: AWS::SQS::Queue, Properties: {{QueueName: !Sub '${{Q{i + 1}.QueueName}}'}}}}\n"
+                     for i in range(chain)) + f"  Q{chain}: {{Type: AWS::SQS::Queue}}\n"
+    return (SAM_HEAD + metadata + "Resources:\n" + queues + "  Fn:\n    Type: AWS::Serverless::Function\n"
+            "    Properties:\n      CodeUri: .\n      Handler: app.handler\n      Runtime: python3.12\n"
+            f"      Environment:\n        Variables:\n          V: {value}\n          Q: !Ref Q0\n")
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                                 HealthCheck.data_too_large])
+@given(hostile_templates())
+def test_any_template_is_imported_or_refused_in_bounded_time(tmp_path_factory: Any, text: str) -> None:
+    path = tmp_path_factory.mktemp("sam") / "template.yaml"
+    path.write_text(text)
+    started = time.process_time()
+    try:
+        result = import_template(path, output=path.parent / "config.yaml")
+    except SamTemplateError as err:  # one clear error, naming the file: never a traceback of another kind
+        assert str(err).startswith(str(path)) and "Traceback" not in str(err)
+    else:
+        assert yaml.safe_load(result.text)["functions"]["Fn"]["runtime"] == "python"
+    assert time.process_time() - started < 10  # CPU seconds: the target for any template, refused or imported
 
 
 # --- event builders (oracle: aws-lambda-powertools' models of AWS's events) --------------------------

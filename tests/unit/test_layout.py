@@ -1,8 +1,11 @@
-"""The package layout: every module imports on its own (no import circles), and nothing below imports upward."""
+"""The package layout: no import circles (neither at run time nor through any import statement), and nothing
+below imports upward."""
 
 from __future__ import annotations
 
 import ast
+import graphlib
+import itertools
 import pkgutil
 import subprocess
 import sys
@@ -39,6 +42,65 @@ def test_every_module_imports_alone() -> None:
         if run.returncode:
             failures.append(f"{name}: {run.stderr.strip().splitlines()[-1]}")
     assert not failures, "\n".join(failures)
+
+
+def _module_path(name: str) -> Path:
+    folder = ROOT.parent / name.replace(".", "/")
+    return folder / "__init__.py" if folder.is_dir() else folder.with_suffix(".py")
+
+
+def _targets(module: str, node: ast.Import | ast.ImportFrom) -> list[str]:
+    """The modules of the bridge one import statement names (``from pkg import mod`` names ``pkg.mod``)."""
+    if isinstance(node, ast.Import):
+        names = [alias.name for alias in node.names]
+    else:
+        package = module.split(".")[:None if _module_path(module).name == "__init__.py" else -1]
+        base = ".".join([*package[:len(package) - node.level + 1], node.module or ""] if node.level
+                        else [node.module or ""]).strip(".")
+        names = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base for alias in node.names]
+    found = []
+    for name in names:
+        while name and name not in MODULES and name != "bridge":
+            name = name.rpartition(".")[0]  # bridge.x.Class -> bridge.x
+        if name.startswith("bridge.") and name != module:
+            found.append(name)
+    return found
+
+
+def _import_graph() -> dict[str, dict[str, int]]:
+    """module -> {imported module: line of the first statement}, for EVERY import statement: at the top, under
+    ``if TYPE_CHECKING:`` and inside functions alike (a deferred import hides a circle, it does not break it)."""
+    return {module: _edges(module, _module_path(module).read_text()) for module in MODULES}
+
+
+def _edges(module: str, source: str) -> dict[str, int]:
+    edges: dict[str, int] = {}
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            for target in _targets(module, node):
+                edges.setdefault(target, node.lineno)
+    return edges
+
+
+def test_no_import_statement_closes_a_circle() -> None:
+    """The module graph of every import statement has no cycle (importing each module alone cannot see one
+    that passes through ``TYPE_CHECKING`` or a function-level import)."""
+    graph = _import_graph()
+    try:
+        graphlib.TopologicalSorter({m: set(edges) for m, edges in graph.items()}).prepare()
+    except graphlib.CycleError as err:
+        cycle = err.args[1][::-1]  # graphlib lists it along predecessors; the import order is the reverse
+        steps = [f"{a} -> {b} ({_module_path(a).relative_to(ROOT.parent)}:{graph[a][b]})"
+                 for a, b in itertools.pairwise(cycle)]
+        pytest.fail("import circle:\n" + "\n".join(steps))
+
+
+def test_the_circle_finder_sees_type_checking_and_deferred_imports() -> None:
+    """The finder counts an import under TYPE_CHECKING and one inside a function (so it can fail)."""
+    source = ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from bridge.sources.base import Source\n"
+              "def f():\n    from bridge.delivery import dispatcher\n    import bridge.config.model\n")
+    assert _edges("bridge.sources.registry", source) == {"bridge.sources.base": 3, "bridge.delivery.dispatcher": 5,
+                                                          "bridge.config.model": 6}
 
 
 def _imports(path: Path) -> set[str]:

@@ -17,7 +17,7 @@ class Crashing:
 
 
 async def test_a_crashed_source_is_an_error(monkeypatch) -> None:
-    monkeypatch.setattr(runner_module.registry, "create", lambda config, ctx: Crashing())
+    monkeypatch.setattr(runner_module, "create_source", lambda config, ctx: Crashing())
     config = SimpleNamespace(name="uploads", type="directory", function="thumbnails")
     with capture_logs() as logs, pytest.raises(ExceptionGroup):
         async with runner_module.SourceRunner(lambda stats, config: SimpleNamespace(stats=stats)) as sources:

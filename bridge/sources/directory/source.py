@@ -6,19 +6,22 @@ import asyncio
 import os
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
 from bridge.delivery.dispatcher import new_event
 from bridge.errors import InvocationRejected, RemoteUnavailable, Throttled
-from bridge.events.s3 import object_key
+from bridge.events.s3 import EVENT_NAMES, object_key
 from bridge.log import get_logger
 from bridge.model import Invocation
 from bridge.sources.base import SourceContext
 from bridge.sources.directory.cached import NotCached, inline_mode, read_inline
 from bridge.sources.directory.changes import DELETE_EVENT, PUT_EVENT, KeyFilter, LoopGuard, RecordMaker
 from bridge.sources.directory.config import DirectorySourceConfig
+from bridge.sources.directory.provenance import EXTENSION as PROVENANCE
+from bridge.sources.directory.provenance import Provenance
 from bridge.sources.directory.snapshot import Snapshot
 from bridge.sources.directory.tree import ObjectInfo, TreeRules, Version, read_objects, walk
 from bridge.sources.directory.watch import PUT, REMOVE, Hint, Subscriber, WatcherHub
@@ -43,7 +46,8 @@ class DirectorySource:
         self.ctx = ctx
         self.rules = TreeRules(os.fsencode(config.path), tuple(config.ignore), config.follow_symlinks)
         self.filter = KeyFilter(config.prefix, config.suffix, tuple(config.events))
-        self.wanted = {name: self.filter.wants(name) for name in (PUT_EVENT, DELETE_EVENT)}
+        self.wanted = {name: self.filter.wants(name) for name in EVENT_NAMES}
+        self.made: Provenance | None = ctx.extensions.get(PROVENANCE)  # files the S3 API wrote (provenance.py)
         self.records = RecordMaker(config.name, config.bucket_name, ctx.config.region, ctx.config.account_id,
                                    config.event_version)
         self.loops = LoopGuard(config.loop_threshold, config.loop_window)
@@ -177,7 +181,14 @@ class DirectorySource:
             self.ctx.stats.extra["skipped"] += 1  # gone before it could be read, or not a regular file
         elif snapshot.objects.get(rel) != info.version:  # the same version again (e.g. seen by a scan): no news
             snapshot.put(rel, info.version)
-            changes.append((PUT_EVENT, rel, info))
+            changes.append(self._created(rel, info))
+
+    def _created(self, rel: bytes, info: ObjectInfo) -> Change:
+        """A Put, unless the S3 API wrote this very version: then its call's name and S3's ETag."""
+        made = self.made.lookup(self.rules.path(rel), info.version) if self.made is not None else None
+        if made is None:
+            return (PUT_EVENT, rel, info)
+        return (made.event_name, rel, replace(info, etag=made.etag))
 
     def _remove(self, rel: bytes, changes: list[Change]) -> None:
         snapshot = self._snapshot()

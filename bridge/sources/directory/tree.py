@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 CHUNK = 1 << 20  # bytes read per call while hashing
+WRITING = ".lambda-bridge.*.tmp"  # the S3 API's files being written: never objects, whatever ``ignore:`` says
 OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC  # O_NONBLOCK: a FIFO swapped in never blocks open()
 
 
@@ -46,7 +47,7 @@ class TreeRules:
     follow_symlinks: bool = False
 
     def __post_init__(self) -> None:
-        pattern = "|".join(fnmatch.translate(p) for p in self.ignore) or r"(?!)"
+        pattern = "|".join(fnmatch.translate(p) for p in (*self.ignore, WRITING))
         object.__setattr__(self, "_ignored", re.compile(pattern, re.DOTALL).match)
 
     def ignored(self, name: bytes) -> bool:

@@ -1,0 +1,1 @@
+"""Function environments: dependencies from a manifest, layers, the interpreter and the runtime SDK."""

@@ -1,0 +1,225 @@
+"""Multipart uploads: parts kept under ``state_dir/s3-uploads/ID/``, joined into the object on completion."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from bridge.s3api import disk
+from bridge.s3api.body import Body, Digests
+from bridge.s3api.errors import S3Error, invalid_argument, malformed_xml, request_ids
+from bridge.s3api.keys import Bucket, is_folder, key_parts, shown
+from bridge.s3api.meta import ObjectMeta
+from bridge.s3api.objects import Shared, iso_date, quoted, upload_meta
+from bridge.s3api.xmldoc import MAX_BODY, document, parse, text
+
+UPLOAD_ID = re.compile(r"^[0-9a-f]{48}$")
+PART = re.compile(r"^(\d{5})\.([0-9a-f]{32})$")
+MIN_PART = 5 * 1024 * 1024  # every part but the last, S3's rule
+MAX_PARTS = 10_000
+JOIN_CHUNK = 8 << 20
+
+
+def no_such_upload() -> S3Error:
+    """404 NoSuchUpload."""
+    return S3Error(404, "NoSuchUpload", "The specified upload does not exist. The upload ID may be invalid, or "
+                                        "the upload may have been aborted or completed.")
+
+
+def part_number(value: str | None) -> int:
+    """A partNumber parameter: 1-10000."""
+    if value is None or not value.isdigit() or not 1 <= int(value) <= MAX_PARTS:
+        raise invalid_argument("Part number must be an integer between 1 and 10000, inclusive")
+    return int(value)
+
+
+class Multipart:
+    """The multipart operations of the S3 API."""
+
+    def __init__(self, shared: Shared, root: Path) -> None:
+        self.shared = shared
+        self.root = root
+        self._completing: set[str] = set()
+
+    def _dir(self, upload_id: str | None, bucket: Bucket, key: bytes) -> Path:
+        """The upload's folder, if ``upload_id`` names an upload of this bucket and key (blocking: a thread)."""
+        if upload_id is None or not UPLOAD_ID.match(upload_id):
+            raise no_such_upload()
+        folder = self.root / upload_id
+        try:
+            info = json.loads((folder / "upload.json").read_text())
+        except (OSError, ValueError):
+            raise no_such_upload() from None
+        if info.get("root") != bucket.root.hex() or info.get("key") != key.hex():
+            raise no_such_upload()
+        return folder
+
+    async def create(self, request: web.Request, bucket: Bucket, key: bytes) -> web.StreamResponse:
+        """CreateMultipartUpload."""
+        key_parts(key)
+        if is_folder(key):
+            raise invalid_argument("A key ending in '/' is a folder here and cannot hold data.")
+        meta = upload_meta(request)
+        upload_id = os.urandom(24).hex()
+        info = {"root": bucket.root.hex(), "key": key.hex(), "type": meta.content_type, "headers": meta.headers,
+                "user": meta.user, "initiated": time.time()}
+
+        def work() -> None:
+            folder = self.root / upload_id
+            folder.mkdir(parents=True, mode=0o700)
+            (folder / "upload.json").write_text(json.dumps(info))
+
+        await asyncio.to_thread(work)
+        body = document("InitiateMultipartUploadResult", [("Bucket", bucket.name), ("Key", shown(key)),
+                                                          ("UploadId", upload_id)])
+        return web.Response(body=body, content_type="application/xml", headers=request_ids())
+
+    async def upload_part(self, request: web.Request, bucket: Bucket, key: bytes) -> web.StreamResponse:
+        """UploadPart: the part is streamed to its own file, named by its number and MD5."""
+        if "x-amz-copy-source" in request.headers:
+            raise S3Error(501, "NotImplemented", "UploadPartCopy is not implemented by lambda-bridge.")
+        number = part_number(request.query.get("partNumber"))
+        folder = await asyncio.to_thread(self._dir, request.query.get("uploadId"), bucket, key)
+        body = Body(request)
+        digests = body.digests()
+        temp = folder / f".{os.urandom(8).hex()}.part"
+        try:
+            with await asyncio.to_thread(open, temp, "xb", buffering=0) as out:
+                async for piece in body.pieces():
+                    await asyncio.to_thread(_append, out, piece, digests)
+            body.verify(digests)
+            etag = digests.md5.hexdigest()
+            await asyncio.to_thread(_place_part, folder, temp, number, etag)
+        except FileNotFoundError:
+            raise no_such_upload() from None
+        finally:
+            await asyncio.to_thread(temp.unlink, missing_ok=True)
+        return web.Response(headers={**request_ids(), "ETag": quoted(etag)})
+
+    async def complete(self, request: web.Request, bucket: Bucket, key: bytes) -> web.StreamResponse:
+        """CompleteMultipartUpload: the listed parts joined into one object (its event: CompleteMultipartUpload)."""
+        upload_id = request.query.get("uploadId")
+        folder = await asyncio.to_thread(self._dir, upload_id, bucket, key)
+        wanted = _wanted_parts(await request.content.read(MAX_BODY + 1))
+        if upload_id in self._completing:
+            raise S3Error(409, "OperationAborted", "A conflicting operation is in progress on this upload.")
+        self._completing.add(upload_id)  # type: ignore[arg-type]
+        try:
+            etag = await asyncio.to_thread(self._join, folder, bucket, key, wanted)
+        except OSError as err:
+            raise disk.s3_error(err, key, writing=True) from None
+        finally:
+            self._completing.discard(upload_id)  # type: ignore[arg-type]
+        body = document("CompleteMultipartUploadResult", [
+            ("Location", f"{request.scheme}://{request.host}/{bucket.name}/{shown(key)}"), ("Bucket", bucket.name),
+            ("Key", shown(key)), ("ETag", quoted(etag))])
+        return web.Response(body=body, content_type="application/xml", headers=request_ids())
+
+    def _join(self, folder: Path, bucket: Bucket, key: bytes, wanted: list[tuple[int, str]]) -> str:
+        have = _parts(folder)
+        files = []
+        for i, (number, etag) in enumerate(wanted):
+            found = have.get(number)
+            if found is None or found[0] != etag:
+                raise S3Error(400, "InvalidPart", "One or more of the specified parts could not be found. The part "
+                                                  "may not have been uploaded, or the specified entity tag may not "
+                                                  "match the part's entity tag.")
+            if i < len(wanted) - 1 and found[1].stat().st_size < MIN_PART:
+                raise S3Error(400, "EntityTooSmall", "Your proposed upload is smaller than the minimum allowed size.")
+            files.append(found[1])
+        etag = hashlib.md5(b"".join(bytes.fromhex(e) for _, e in wanted), usedforsecurity=False).hexdigest()
+        etag = f"{etag}-{len(wanted)}"
+        info = json.loads((folder / "upload.json").read_text())
+        meta = ObjectMeta(etag, info.get("type"), dict(info.get("headers") or {}), dict(info.get("user") or {}))
+        writer = disk.Writer(bucket, key_parts(key))
+        try:
+            for path in files:
+                with open(path, "rb", buffering=0) as part:
+                    while chunk := part.read(JOIN_CHUNK):
+                        writer.write(chunk)
+            self.shared.publish(writer, meta, "ObjectCreated:CompleteMultipartUpload")
+        except BaseException:
+            writer.abort()
+            raise
+        shutil.rmtree(folder, ignore_errors=True)
+        return etag
+
+    async def abort(self, request: web.Request, bucket: Bucket, key: bytes) -> web.StreamResponse:
+        """AbortMultipartUpload: the parts are removed."""
+        folder = await asyncio.to_thread(self._dir, request.query.get("uploadId"), bucket, key)
+        await asyncio.to_thread(shutil.rmtree, folder, True)
+        return web.Response(status=204, headers=request_ids())
+
+    async def list_parts(self, request: web.Request, bucket: Bucket, key: bytes) -> web.StreamResponse:
+        """ListParts (up to max-parts, after part-number-marker)."""
+        upload_id = request.query.get("uploadId")
+        folder = await asyncio.to_thread(self._dir, upload_id, bucket, key)
+        marker = request.query.get("part-number-marker", "0")
+        limit = request.query.get("max-parts", "1000")
+        if not marker.isdigit() or not limit.isdigit():
+            raise invalid_argument("part-number-marker and max-parts are numbers.")
+        have = await asyncio.to_thread(_parts, folder)
+        numbers = [n for n in sorted(have) if n > int(marker)]
+        shown_parts, truncated = numbers[:min(int(limit), 1000)], len(numbers) > min(int(limit), 1000)
+        stats = await asyncio.to_thread(lambda: {n: have[n][1].stat() for n in shown_parts})
+        children: list[Any] = [("Bucket", bucket.name), ("Key", shown(key)), ("UploadId", upload_id),
+                               ("PartNumberMarker", int(marker)),
+                               ("NextPartNumberMarker", shown_parts[-1] if shown_parts else None),
+                               ("MaxParts", int(limit)), ("IsTruncated", truncated), ("StorageClass", "STANDARD")]
+        children += [("Part", [("PartNumber", n), ("LastModified", iso_date(stats[n].st_mtime)),
+                               ("ETag", quoted(have[n][0])), ("Size", stats[n].st_size)]) for n in shown_parts]
+        return web.Response(body=document("ListPartsResult", children), content_type="application/xml",
+                            headers=request_ids())
+
+
+def _append(out: Any, piece: bytes, digests: Digests) -> None:
+    digests.update(piece)
+    out.write(piece)
+
+
+def _place_part(folder: Path, temp: Path, number: int, etag: str) -> None:
+    """The part's file replaces any earlier upload of the same number."""
+    if not (folder / "upload.json").exists():
+        raise FileNotFoundError(str(folder))
+    for old in folder.glob(f"{number:05d}.*"):
+        old.unlink(missing_ok=True)
+    os.rename(temp, folder / f"{number:05d}.{etag}")
+
+
+def _parts(folder: Path) -> dict[int, tuple[str, Path]]:
+    out = {}
+    for path in folder.iterdir():
+        found = PART.match(path.name)
+        if found:
+            out[int(found.group(1))] = (found.group(2), path)
+    return out
+
+
+def _wanted_parts(body: bytes) -> list[tuple[int, str]]:
+    if len(body) > MAX_BODY:
+        raise malformed_xml()
+    root = parse(body)
+    if root.tag != "CompleteMultipartUpload":
+        raise malformed_xml()
+    wanted = []
+    for part in root.findall("Part"):
+        number, etag = text(part, "PartNumber"), text(part, "ETag")
+        if number is None or etag is None or not number.strip().isdigit():
+            raise malformed_xml()
+        wanted.append((int(number), etag.strip().strip('"').lower()))
+    if not wanted:
+        raise malformed_xml()
+    if any(b[0] <= a[0] for a, b in itertools.pairwise(wanted)):
+        raise S3Error(400, "InvalidPartOrder", "The list of parts was not in ascending order. The parts list must "
+                                               "be specified in order by part number.")
+    return wanted

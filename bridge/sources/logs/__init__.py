@@ -1,0 +1,1 @@
+"""The logs source: log files and the systemd journal as CloudWatch Logs subscription filters."""
