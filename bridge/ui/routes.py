@@ -42,9 +42,12 @@ class StatusPage:
 
     def add_routes(self, app: web.Application) -> None:
         """Register the page, its JSON and its actions, and the guard in front of them."""
+        # Outermost: ``GET /`` is S3's ListBuckets too (bridge.s3api); a browser, which asks for HTML, gets the page.
+        app.middlewares.insert(0, self.front_page)
         app.middlewares.append(self.guard.middleware)
         for path in ASSETS:
-            app.router.add_get(path, self.asset)
+            if path != "/":
+                app.router.add_get(path, self.asset)
         app.router.add_post("/ui/login", self.login)
         app.router.add_get("/ui/api/session", self.session)
         app.router.add_get("/ui/api/overview", self.overview)
@@ -62,6 +65,14 @@ class StatusPage:
         """The page and its script and style sheet (no data in them: they load it from /ui/api/)."""
         body, kind = self.assets[request.path]
         return web.Response(body=body, content_type=kind, charset="utf-8", headers=SECURITY_HEADERS)
+
+    @web.middleware
+    async def front_page(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """The page at ``/`` for a request that accepts HTML; any other request to ``/`` goes on (S3, or 404)."""
+        if request.path == "/" and request.method in ("GET", "HEAD") and "text/html" in request.headers.get(
+                "Accept", ""):
+            return await self.asset(request)
+        return await handler(request)
 
     async def login(self, request: web.Request) -> web.Response:
         """Trade api.token for an authenticated session cookie."""
