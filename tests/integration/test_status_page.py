@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
@@ -263,6 +264,11 @@ def test_guards_token_off_loopback_and_403_without_write(tmp_path: Path, chromiu
         assert request(f"{base}/ui/api/overview", headers={"Authorization": "Bearer wrong-token-wrong-token"})[0] == 401
         assert request(f"{base}/bridge/status")[0] == 401
         assert request(f"{base}/ui/api/overview", headers=bearer)[0] == 200
+        # `GET /` is the page for a browser, and S3's ListBuckets for an SDK (the S3 API shares api.listen).
+        status, page, _ = request(f"{base}/", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+        assert status == 200 and page.startswith("<!doctype html>")
+        s3 = boto3.client("s3", endpoint_url=base, region_name="us-east-1")
+        assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["inbox"]  # the watched folder
         status, body, _ = request(f"{base}/ui/login", json.dumps({"token": "nope"}).encode())
         assert status == 401
         # The CLI sends the config's api.token.
