@@ -6,10 +6,11 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+RELOAD_RESULTS = ("applied", "invalid")
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
 
 
@@ -28,6 +29,14 @@ class Metrics:
                                       ["function", "condition"], registry=self.registry)
         self.reloads = Counter("lambda_bridge_reloads", "Config reloads by result", ["result"],
                                registry=self.registry)
+        self.reload_ok = Gauge("lambda_bridge_config_last_reload_successful",
+                               "1 when the last config reload was applied (or none was tried), 0 when it failed",
+                               registry=self.registry)
+        self.reload_ok.set(1)
+        for result in RELOAD_RESULTS:  # both series exist from the start: increase() and dashboards see zero
+            self.reloads.labels(result)
+        # Called with (function, InvokeResult, seconds) after every invocation (the status page listens).
+        self.listeners: list[Callable[[str, Any, float], None]] = []
         # The labelled children, looked up once: ``labels()`` costs more than the ``inc()`` it serves, and the
         # invocation path calls it several times per event.
         self._children: dict[tuple[int | str, ...], Any] = {}
@@ -36,6 +45,16 @@ class Metrics:
         """Count one finished invocation (``outcome``: success | error | timeout | ...)."""
         self._child(self.invocations, function, outcome).inc()
         self._child(self.duration, function).observe(seconds)
+
+    def tell(self, function: str, result: Any, seconds: float) -> None:
+        """Hand one finished invocation's result to the listeners."""
+        for listener in self.listeners:
+            listener(function, result, seconds)
+
+    def count_reload(self, result: str) -> None:
+        """Count one reload (``result``: applied | invalid) and remember whether the last one worked."""
+        self.reloads.labels(result).inc()
+        self.reload_ok.set(float(result == "applied"))
 
     def count_async_outcome(self, function: str, condition: str) -> None:
         """Count one async event that ended (``condition``: Success, RetriesExhausted, EventAgeExceeded)."""

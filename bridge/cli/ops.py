@@ -37,7 +37,7 @@ def status(state: State) -> int:
     """
     daemon = state.daemon(quiet=True)
     api_url = state.api_url()
-    report = asyncio.run(_fetch_status(api_url)) if api_url else None
+    report = asyncio.run(_fetch_status(api_url, bearer(state))) if api_url else None
     if report is None:  # a daemon without an API still runs; one whose API does not answer does not
         report = _offline_status(state.known_state_dir(), daemon is not None and daemon.api_url is None)
     if daemon is not None:
@@ -52,15 +52,25 @@ def status(state: State) -> int:
     return 0 if report.get("running", True) else 1
 
 
-async def _fetch_status(api_url: str) -> dict[str, Any] | None:
+def bearer(state: State) -> dict[str, str]:
+    """The ``Authorization`` header for the daemon's guarded endpoints, when the config sets api.token."""
+    config = state.valid_config()
+    token = config.api.token if config is not None else None
+    return {"Authorization": f"Bearer {token.get_secret_value()}"} if token is not None else {}
+
+
+async def _fetch_status(api_url: str, headers: dict[str, str]) -> dict[str, Any] | None:
     import aiohttp
 
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session, \
-                session.get(f"{api_url}{STATUS_PATH}") as resp:
-            return {"running": True, **await resp.json()}
-    except (aiohttp.ClientError, TimeoutError):
+                session.get(f"{api_url}{STATUS_PATH}", headers=headers) as resp:
+            body = await resp.json()
+    except (aiohttp.ClientError, TimeoutError, ValueError):
         return None
+    if resp.status in (401, 403):  # api.token missing from this config, or not the daemon's
+        raise UsageError(f"the daemon at {api_url} refused the status: {body.get('message')}")
+    return {"running": True, **body}
 
 
 def _offline_status(state_dir: Path | None, alive: bool) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import yaml
 from pydantic import (
     Discriminator,
     Field,
+    SecretStr,
     Tag,
     TypeAdapter,
     ValidationError,
@@ -47,10 +48,27 @@ RESERVED_ENV = frozenset(
 )
 
 
+class UiConfig(Strict):
+    """The status page on api.listen (docs/ui.md)."""
+
+    write: bool = False  # redrive and purge dead letters from the page
+
+
 class ApiConfig(Strict):
     """The local HTTP endpoint (Lambda Invoke API and, later, SQS and metrics)."""
 
     listen: str | None = None
+    # The status page and /bridge/status need it (``Authorization: Bearer``); required off loopback.
+    token: SecretStr | None = None
+    ui: UiConfig = UiConfig()
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("api.token must be at least 16 characters; make one with "
+                             "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`")
+        return value
 
     @field_validator("listen")
     @classmethod

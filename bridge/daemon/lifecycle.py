@@ -45,8 +45,8 @@ async def run(
         runtime = RuntimePublisher(service)
         stack.callback(runtime.withdraw)
         stack.push_async_callback(service.functions.close)
-        service.route_adders += [InvokeApi(service.functions, service.accept_async).add_routes,
-                                 OpsApi(service).add_routes]
+        ops = service.extensions["ops"] = OpsApi(service)  # the status page shows its report too
+        service.route_adders += [InvokeApi(service.functions, service.accept_async).add_routes, ops.add_routes]
         await setup_extensions(service, stack)
         store.on_full_change(lambda reason: _tell_disk_state(service, reason))
         async with asyncio.TaskGroup() as background:
@@ -100,7 +100,7 @@ async def _drain(service: Service, delivery: asyncio.Task[None], deadline: float
 # Optional components, each a module with ``async def setup(service, stack) -> None`` that may put objects in
 # ``service.extensions``, append to ``service.route_adders`` and push its cleanup onto ``stack``.
 EXTENSIONS = ("bridge.queues.component", "bridge.cluster.component", "bridge.s3api.component",
-              "bridge.fanout.component")
+              "bridge.fanout.component", "bridge.ui.component")
 
 
 async def setup_extensions(service: Service, stack: contextlib.AsyncExitStack) -> None:

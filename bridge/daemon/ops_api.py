@@ -104,6 +104,8 @@ class OpsApi:
                     [([], age_seconds(snap.get("oldest")))])
         yield gauge("lambda_bridge_dead_letters", "Entries in the dead-letter store (not redriven)", [],
                     [([], snap.get("dead_letters", 0))])
+        yield gauge("lambda_bridge_store_full", "1 while the disk is full and writes that need room wait", [],
+                    [([], float(self.service.store.full is not None))])
         yield from self._source_metrics()
         functions = self.service.functions.items()
         yield gauge("lambda_bridge_function_workers", "Warm worker processes", ["function"],

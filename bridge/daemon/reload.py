@@ -125,7 +125,7 @@ class Reloader:
         except BuildFailed as err:
             return self._rejected(ConfigError([f"functions.{err.function}: {err.reason}"]))
         await self._apply(changes, effective)
-        service.metrics.reloads.labels("applied").inc()
+        service.metrics.count_reload("applied")
         if self.on_result:
             self.on_result({"result": "applied", "config_sha256": self._digest,
                             "needs_restart": list(changes.needs_restart)})
@@ -136,7 +136,7 @@ class Reloader:
 
     def _rejected(self, err: ConfigError) -> bool:
         service = self.service
-        service.metrics.reloads.labels("invalid").inc()
+        service.metrics.count_reload("invalid")
         if self.on_result:
             self.on_result({"result": "invalid", "config_sha256": self._digest, "problems": err.problems})
         for problem in err.problems:

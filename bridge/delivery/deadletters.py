@@ -47,18 +47,41 @@ def select(conn: sqlite3.Connection, ids: Sequence[str], all_: bool, function: s
     return [e for e in entries if function is None or e.function == function]
 
 
+def latest(conn: sqlite3.Connection, function: str | None, limit: int) -> tuple[list[DeadLetter], int]:
+    """The newest ``limit`` entries not yet redriven (newest first), and how many there are in all."""
+    where, args = "redriven_at IS NULL", ()
+    if function:
+        where, args = where + " AND function = ?", (function,)
+    rows = conn.execute(f"SELECT {COLUMNS} FROM dead_letters WHERE {where} ORDER BY time DESC LIMIT ?",
+                        (*args, limit))
+    total = conn.execute(f"SELECT COUNT(*) FROM dead_letters WHERE {where}", args).fetchone()[0]
+    return [_entry(row) for row in rows], int(total)
+
+
 def redrive(conn: sqlite3.Connection, entries: Sequence[DeadLetter]) -> list[QueuedEvent]:
     """Queue each entry's original event again as a fresh async invocation; mark the entries redriven."""
+    events = redrive_events(entries)
+    with transaction(conn):
+        insert_events(conn, [event_row(e) for e in events])
+        mark_redriven(conn, entries)
+    return events
+
+
+def redrive_events(entries: Sequence[DeadLetter]) -> list[QueuedEvent]:
+    """A fresh async invocation of each entry's original event (the running daemon queues them itself)."""
     now = time.time()
     events = []
     for entry in entries:
         rid = new_request_id()
         payload = json.dumps(entry.record.get("requestPayload")).encode()
         events.append(QueuedEvent(rid, entry.function, payload, rid, now, now))
-    with transaction(conn):
-        insert_events(conn, [event_row(e) for e in events])
-        conn.executemany("UPDATE dead_letters SET redriven_at = ? WHERE id = ?", [(now, e.id) for e in entries])
     return events
+
+
+def mark_redriven(conn: sqlite3.Connection, entries: Sequence[DeadLetter]) -> None:
+    """Take the entries off the list (they stay in the table, marked with the time)."""
+    now = time.time()
+    conn.executemany("UPDATE dead_letters SET redriven_at = ? WHERE id = ?", [(now, e.id) for e in entries])
 
 
 def purge(conn: sqlite3.Connection, entries: Sequence[DeadLetter]) -> int:

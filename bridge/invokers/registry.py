@@ -103,7 +103,9 @@ class Observed:
         except Throttled:
             self.metrics.count_throttle(self.name)
             raise
-        self.metrics.observe_invocation(self.name, outcome(result), time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+        self.metrics.observe_invocation(self.name, outcome(result), elapsed)
+        self.metrics.tell(self.name, result, elapsed)
         return result
 
 
