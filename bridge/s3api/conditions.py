@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import math
 import re
 
 from bridge.s3api.errors import S3Error
@@ -23,10 +24,16 @@ def _date(value: str | None) -> float | None:
         return None  # S3 ignores a date it cannot read
 
 
+def whole_seconds(mtime: float) -> int:
+    """An object's time in S3's whole seconds, rounded *up*: an object written within the second after a local
+    file changed must not look older than that file (``aws s3 sync`` would copy it again and again)."""
+    return math.ceil(mtime)
+
+
 def precondition(headers: object, etag: str, mtime: float) -> int | None:
     """304 or 412 when the If-* headers say so (S3's order and precedence), else None."""
     get = headers.get  # type: ignore[attr-defined]
-    seconds = int(mtime)  # Last-Modified has whole seconds
+    seconds = whole_seconds(mtime)  # Last-Modified has whole seconds
     match, unmodified = get("If-Match"), _date(get("If-Unmodified-Since"))
     if match is not None:
         if etag not in _etags(match) and "*" not in _etags(match):

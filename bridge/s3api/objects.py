@@ -16,7 +16,7 @@ from multidict import CIMultiDict
 
 from bridge.s3api import disk
 from bridge.s3api.body import Body, Digests
-from bridge.s3api.conditions import byte_range, precondition
+from bridge.s3api.conditions import byte_range, precondition, whole_seconds
 from bridge.s3api.errors import S3Error, invalid_argument, malformed_xml, no_such_bucket, no_such_key, request_ids
 from bridge.s3api.keys import Bucket, is_folder, key_parts, shown
 from bridge.s3api.meta import STORED_HEADERS, MetaStore, ObjectMeta, guess_type
@@ -34,12 +34,12 @@ RESPONSE_OVERRIDES = {"response-content-type": "Content-Type", "response-content
 
 def http_date(seconds: float) -> str:
     """RFC 7231 date (Last-Modified)."""
-    return formatdate(int(seconds), usegmt=True)
+    return formatdate(whole_seconds(seconds), usegmt=True)
 
 
 def iso_date(seconds: float) -> str:
     """S3's XML timestamps: 2026-01-02T03:04:05.000Z."""
-    return datetime.fromtimestamp(int(seconds), UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    return datetime.fromtimestamp(whole_seconds(seconds), UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 def quoted(etag: str) -> str:

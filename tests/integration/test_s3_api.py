@@ -143,6 +143,17 @@ def test_listing(bridge: Bridge) -> None:
     assert s3.get_bucket_location(Bucket="out")["LocationConstraint"] is None
 
 
+def test_an_object_never_looks_older_than_its_file(bridge: Bridge) -> None:
+    """S3's times have whole seconds; truncating them made an object written at 12:00:00.6 look older than a
+    local file changed at 12:00:00.3, so ``aws s3 sync`` copied it again on every run."""
+    for n in range(5):  # five writes: a whole-second mtime (rounding changes nothing) is one chance in 10^9
+        bridge.s3.put_object(Bucket="out", Key=f"f{n}.txt", Body=b"x")
+        mtime = (bridge.out / f"f{n}.txt").stat().st_mtime
+        head = bridge.s3.head_object(Bucket="out", Key=f"f{n}.txt")["LastModified"].timestamp()
+        listed = bridge.s3.list_objects_v2(Bucket="out", Prefix=f"f{n}.txt")["Contents"][0]["LastModified"]
+        assert head >= mtime and listed.timestamp() >= mtime and head - mtime < 1
+
+
 def test_errors_are_s3s(bridge: Bridge) -> None:
     s3 = bridge.s3
     for call, expected in [
