@@ -103,6 +103,14 @@ def fn(tmp_path: Path, name: str, source: str, handler: str = "app.lambda_handle
     return {"handler": handler, "code": str(code), "timeout": 30, "memory_size": 1024, **extra}
 
 
+def thumbnail_function(tmp_path: Path) -> dict[str, Any]:
+    """The tutorial's function with its requirements.txt, as it ships: ``run`` builds Pillow into its environment
+    (workers do not see the daemon's venv, as a Lambda function sees only what it brings)."""
+    config = fn(tmp_path, "thumbnail", THUMBNAIL)
+    (Path(config["code"]) / "requirements.txt").write_text("Pillow\n")
+    return config
+
+
 @pytest.fixture
 def bridge(tmp_path: Path):
     port = free_port()
@@ -114,7 +122,7 @@ def bridge(tmp_path: Path):
         "state_dir": str(tmp_path / "state"), "api": {"listen": f"127.0.0.1:{port}"},
         "queues": {"jobs": {}},
         "functions": {"blueprint": fn(tmp_path, "blueprint", GET_OBJECT_BLUEPRINT),
-                      "thumbnail": fn(tmp_path, "thumbnail", THUMBNAIL),
+                      "thumbnail": thumbnail_function(tmp_path),
                       "sender": fn(tmp_path, "sender", SEND_TO_QUEUE,
                                    environment={"QUEUE_URL": f"http://127.0.0.1:{port}/000000000000/jobs"}),
                       "caller": fn(tmp_path, "caller", INVOKE_OTHER), "rec": rec},
@@ -164,7 +172,7 @@ def test_thumbnail_function_writes_a_smaller_image_to_the_other_bucket(bridge: D
     (tmp_path / "images" / "photo.png").write_bytes(picture.getvalue())
     out = tmp_path / "images-resized" / "resized-photo.png"
     try:
-        wait_until(out.exists, timeout=60)
+        wait_until(out.exists, timeout=240)  # the first call waits for the function's build (Pillow from PyPI)
     except TimeoutError:
         raise AssertionError(function_log(tmp_path, "thumbnail") + bridge.tail()) from None
     with Image.open(out) as thumb:
