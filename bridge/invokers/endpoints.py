@@ -58,7 +58,16 @@ def sdk_variables(endpoints: Mapping[str, str], function_env: Mapping[str, str],
     if not endpoints:
         return out
     has = any(v in daemon_env or v in function_env for v in CREDENTIAL_VARIABLES)
-    aws_dir = (home or Path.home()) / ".aws"
-    if not has and not (aws_dir / "credentials").exists() and not (aws_dir / "config").exists():
+    if not has and not _shared_files(home):
         out.update(PLACEHOLDER_CREDENTIALS)
     return out
+
+
+def _shared_files(home: Path | None) -> bool:
+    """``~/.aws/credentials`` or ``~/.aws/config`` exists. Under systemd's DynamicUser there may be no home
+    directory at all, and ProtectHome= makes /root unreadable: neither means there are shared files."""
+    try:
+        aws_dir = (home or Path.home()) / ".aws"
+        return (aws_dir / "credentials").exists() or (aws_dir / "config").exists()
+    except (RuntimeError, OSError):
+        return False

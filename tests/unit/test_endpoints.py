@@ -68,6 +68,15 @@ def test_placeholder_credentials_only_when_there_are_none(tmp_path: Path) -> Non
     assert sdk_variables({}, {}, {}, home=tmp_path / "none") == {}, "nothing local: the SDK's own defaults"
 
 
+def test_no_home_directory_is_no_shared_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under the unit's DynamicUser there may be no HOME and no passwd entry to find one: Path.home() raises.
+    Every event of the systemd test used to fail with "Could not determine home directory"."""
+    endpoints = {"AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9001"}
+    monkeypatch.delenv("HOME", raising=False)
+    monkeypatch.setattr("pwd.getpwuid", lambda uid: (_ for _ in ()).throw(KeyError(uid)))
+    assert sdk_variables(endpoints, {}, {}) == {**endpoints, **PLACEHOLDER_CREDENTIALS}
+
+
 @pytest.mark.parametrize(("text", "expected"), [
     ("aws_endpoints: {s3: 'ftp://x'}\n", "aws_endpoints.s3: 'ftp://x' must be an http(s):// URL, 'aws'"),
     ("aws_endpoints: {S3: aws}\n", "aws_endpoints: 'S3' is not a service id"),
