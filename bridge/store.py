@@ -174,6 +174,14 @@ def connect_existing(path: Path | None) -> sqlite3.Connection:
     return conn
 
 
+RESCHEDULE_IN_PLACE = 16 * 1024  # bytes of a rescheduled event's last response still counted as "in place"
+
+
+def _large(event: QueuedEvent) -> bool:
+    """The reschedule carries a response big enough to grow the store (a function error's payload)."""
+    return len(event.last_response or "") > RESCHEDULE_IN_PLACE
+
+
 class Store:
     """The daemon's store: every write goes through one thread and is group-committed with one fsync.
 
@@ -443,7 +451,11 @@ class Store:
                 insert_dead_letter(conn, dead_letter)
             insert_events(conn, rows)
 
-        await self.call(op, durable=False, grows=True)
+        # A reschedule rewrites its row nearly in place: it needs no room beyond the reserve, as a delete does.
+        # Made to wait, a throttled event on a full disk stayed "being handled" until room came back, which only
+        # deliveries make: a backlog of throttled events stopped delivery altogether.
+        grows = dead_letter is not None or bool(rows) or (reschedule is not None and _large(reschedule))
+        await self.call(op, durable=False, grows=grows)
 
     async def depth(self) -> tuple[int, float | None]:
         """(events queued, oldest received_at)."""
