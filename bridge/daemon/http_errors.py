@@ -1,4 +1,5 @@
-"""The HTTP API's last line of defence: an unexpected exception becomes one 500 and one JSON log line."""
+"""The HTTP API's last line of defence: an unexpected exception becomes one 500 and one JSON log line, and a path
+no endpoint claims one 404."""
 
 from __future__ import annotations
 
@@ -34,3 +35,17 @@ async def unexpected_errors(request: web.Request, handler: web.Handler) -> web.S
                            error=f"{type(err).__name__}: {err}"[:1024])
         return aws_error(500, "ServiceException", "An internal error occurred; the bridge's log has the details "
                          f"under request_id {rid}.", rid)
+
+
+UNCLAIMED = "unclaimed"  # the name of the app's last route: any path no endpoint has
+
+
+async def unclaimed(request: web.Request) -> web.StreamResponse:
+    """404 for a path no route and no middleware (S3, EventBridge, SNS) claimed."""
+    raise web.HTTPNotFound()
+
+
+def is_unclaimed(request: web.Request) -> bool:
+    """Whether no endpoint's route matched the request (its path or its method): only the fallback did."""
+    info = request.match_info
+    return info.http_exception is not None or info.route.name == UNCLAIMED

@@ -3,11 +3,13 @@ checked against Content-MD5 and the x-amz-checksum-* values (a mismatch is S3's 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
@@ -15,6 +17,8 @@ from aiohttp import web
 from bridge.s3api.errors import S3Error
 
 PIECE = 1 << 20  # bytes handed on at a time (one thread hop each): memory does not grow with the object
+MAX_CHUNKS = 512  # chunks in one piece, below writev's IOV_MAX (1024)
+Piece = list[bytes]  # received chunks, in order
 LINE_LIMIT = 8192  # an aws-chunked chunk header or trailer line
 MAX_OBJECT = 5 * 1024**3  # S3's limit for one PutObject or UploadPart
 
@@ -50,11 +54,16 @@ class Digests:
         self.size = 0
 
     def update(self, data: bytes | memoryview) -> None:
-        """Count and hash one more piece."""
+        """Count and hash one more chunk."""
         self.md5.update(data)
         for checksum in self.checksums.values():
             checksum.update(data)
         self.size += len(data)
+
+    def update_all(self, piece: Piece) -> None:
+        """Count and hash the chunks of one piece."""
+        for data in piece:
+            self.update(data)
 
 
 class Body:
@@ -81,20 +90,22 @@ class Body:
         """Fresh digests for every checksum this body carries."""
         return Digests([*self.expected, *([self.trailer] if self.trailer else [])])
 
-    async def pieces(self) -> AsyncIterator[bytes]:
-        """The decoded body, at most PIECE bytes at a time (fewer, bigger pieces: fewer thread hops)."""
-        source = self._chunked() if self.chunked else self.content.iter_chunked(PIECE)
-        size, pending = 0, bytearray()
+    async def pieces(self) -> AsyncIterator[Piece]:
+        """The decoded body as lists of chunks of about PIECE bytes each (fewer, bigger pieces: fewer thread
+        hops), never copied into one buffer: written with one writev each."""
+        source = self._chunked() if self.chunked else self.content.iter_any()
+        size, pending, held = 0, [], 0
         async for data in source:
             size += len(data)
             if size > self.limit:
                 raise S3Error(400, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size.")
-            pending += data
-            if len(pending) >= PIECE:
-                yield bytes(pending)
-                pending.clear()
+            pending.append(data)
+            held += len(data)
+            if held >= PIECE or len(pending) >= MAX_CHUNKS:
+                yield pending
+                pending, held = [], 0
         if pending:
-            yield bytes(pending)
+            yield pending
         if self.chunked and self.decoded_length is not None and size != self.decoded_length:
             raise incomplete()
 
@@ -143,6 +154,32 @@ class Body:
             if given is not None and base64.b64encode(checksum.digest()).decode() != given:
                 raise S3Error(400, "BadDigest", f"The {name.upper()} you specified did not match the calculated "
                                                 "checksum.")
+
+
+class Pipeline:
+    """Pieces handed to ``sink`` on a thread, one at a time, while the next one arrives: hashing and writing
+    overlap the network (two cores), and at most one piece is in flight (memory stays bounded)."""
+
+    def __init__(self, sink: Callable[[Piece], None]) -> None:
+        self.sink = sink
+        self.running: asyncio.Future[None] | None = None
+
+    async def push(self, piece: Piece) -> None:
+        """Wait for the piece before, then start this one."""
+        await self.drain()
+        self.running = asyncio.ensure_future(asyncio.to_thread(self.sink, piece))
+
+    async def drain(self) -> None:
+        """Wait for the piece in flight (its error is raised here)."""
+        running, self.running = self.running, None
+        if running is not None:
+            # shielded: a cancelled request must not stop waiting while the thread still writes to the file
+            await asyncio.shield(running)
+
+    async def settle(self) -> None:
+        """After a failure: wait for the thread to leave the file alone, whatever it raised (then abort)."""
+        with contextlib.suppress(BaseException):
+            await self.drain()
 
 
 def _chunk_size(line: bytes) -> int:

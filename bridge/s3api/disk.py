@@ -97,9 +97,11 @@ class Writer:
 
     def write(self, data: bytes | memoryview) -> None:
         """Append ``data`` (all of it)."""
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.fd, view):]
+        write_all(self.fd, [data])
+
+    def write_all(self, chunks: list[bytes]) -> None:
+        """Append every chunk, in order."""
+        write_all(self.fd, chunks)
 
     def publish(self, before_rename: Callable[[Version], None]) -> Version:
         """Make the data durable, tell ``before_rename`` the file's version, and rename it over the key."""
@@ -151,3 +153,15 @@ def delete(bucket: Bucket, parts: list[bytes], *, folder: bool = False) -> bool:
 def make_folder(bucket: Bucket, parts: list[bytes]) -> None:
     """A ``dir/`` key: the folder (and its parents)."""
     os.close(open_dir(bucket, parts, create=True))
+
+
+def write_all(fd: int, chunks: list[bytes] | list[bytes | memoryview]) -> None:
+    """Append every chunk to ``fd``: one writev for them all, unless the kernel takes less at a time."""
+    pending: list[bytes | memoryview] = [c for c in chunks if c]
+    while pending:
+        done = os.writev(fd, pending)
+        while pending and done >= len(pending[0]):
+            done -= len(pending[0])
+            pending.pop(0)
+        if done:
+            pending[0] = memoryview(pending[0])[done:]

@@ -10,6 +10,7 @@ A file system without user xattrs keeps them in memory instead (lost on restart;
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import json
 import mimetypes
@@ -40,6 +41,7 @@ class ObjectMeta:
                            "headers": self.headers, "user": self.user}, separators=(",", ":")).encode()
 
 
+@functools.lru_cache(maxsize=4096)  # keys are read again and again; mimetypes' lookup is not cheap
 def guess_type(name: str) -> str:
     """The Content-Type of a file by its extension, else S3's ``binary/octet-stream``."""
     return mimetypes.guess_type(name, strict=False)[0] or DEFAULT_TYPE

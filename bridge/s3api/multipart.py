@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from bridge.s3api import disk
-from bridge.s3api.body import Body, Digests
+from bridge.s3api.body import Body, Digests, Piece, Pipeline
 from bridge.s3api.errors import S3Error, invalid_argument, malformed_xml, request_ids
 from bridge.s3api.keys import Bucket, is_folder, key_parts, shown
 from bridge.s3api.meta import ObjectMeta
@@ -95,8 +95,13 @@ class Multipart:
         temp = folder / f".{os.urandom(8).hex()}.part"
         try:
             with await asyncio.to_thread(open, temp, "xb", buffering=0) as out:
-                async for piece in body.pieces():
-                    await asyncio.to_thread(_append, out, piece, digests)
+                pipeline = Pipeline(lambda piece: _append(out, piece, digests))
+                try:
+                    async for piece in body.pieces():
+                        await pipeline.push(piece)
+                    await pipeline.drain()
+                finally:
+                    await asyncio.shield(pipeline.settle())  # the file closes only once no thread writes to it
             body.verify(digests)
             etag = digests.md5.hexdigest()
             await asyncio.to_thread(_place_part, folder, temp, number, etag)
@@ -182,9 +187,9 @@ class Multipart:
                             headers=request_ids())
 
 
-def _append(out: Any, piece: bytes, digests: Digests) -> None:
-    digests.update(piece)
-    out.write(piece)
+def _append(out: Any, piece: Piece, digests: Digests) -> None:
+    digests.update_all(piece)
+    disk.write_all(out.fileno(), piece)
 
 
 def _place_part(folder: Path, temp: Path, number: int, etag: str) -> None:

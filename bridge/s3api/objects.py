@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from bridge.s3api import disk
-from bridge.s3api.body import Body, Digests
+from bridge.s3api.body import Body, Digests, Piece, Pipeline
 from bridge.s3api.conditions import byte_range, precondition, whole_seconds
 from bridge.s3api.errors import S3Error, invalid_argument, malformed_xml, no_such_bucket, no_such_key, request_ids
 from bridge.s3api.keys import Bucket, is_folder, key_parts, shown
@@ -34,7 +35,12 @@ RESPONSE_OVERRIDES = {"response-content-type": "Content-Type", "response-content
 
 def http_date(seconds: float) -> str:
     """RFC 7231 date (Last-Modified)."""
-    return formatdate(whole_seconds(seconds), usegmt=True)
+    return _http_date(whole_seconds(seconds))
+
+
+@functools.lru_cache(maxsize=4096)  # objects' times repeat (the same objects read again): formatting is slow
+def _http_date(seconds: int) -> str:
+    return formatdate(seconds, usegmt=True)
 
 
 def iso_date(seconds: float) -> str:
@@ -87,42 +93,48 @@ def object_headers(meta: ObjectMeta, st: os.stat_result, key: bytes) -> CIMultiD
     return headers
 
 
-async def write_object(shared: Shared, bucket: Bucket, parts: list[bytes], pieces: AsyncIterator[bytes],
+async def write_object(shared: Shared, bucket: Bucket, parts: list[bytes], pieces: AsyncIterator[Piece],
                        finish: Callable[[Digests], ObjectMeta], digests: Digests, event_name: str) -> ObjectMeta:
     """Stream ``pieces`` into a new file for the key and publish it; ``finish`` checks the digests and names
     the metadata. A small body (one piece) costs one thread hop; a failure leaves the key as it was."""
     first = await anext(pieces, None)
     second = await anext(pieces, None) if first is not None else None
     if second is None:
-        return await asyncio.to_thread(_write_small, shared, bucket, parts, first or b"", finish, digests,
+        return await asyncio.to_thread(_write_small, shared, bucket, parts, first or [], finish, digests,
                                        event_name)
     writer = await asyncio.to_thread(disk.Writer, bucket, parts)
+    pipeline = Pipeline(lambda piece: _write(writer, piece, digests))
     try:
-        for piece in (first, second):
-            await asyncio.to_thread(_write, writer, piece, digests)
+        await pipeline.push(first)
+        await pipeline.push(second)
         async for piece in pieces:
-            await asyncio.to_thread(_write, writer, piece, digests)
+            await pipeline.push(piece)
+        await pipeline.drain()
         meta = finish(digests)
         await asyncio.to_thread(shared.publish, writer, meta, event_name)
         return meta
     except BaseException:
-        await asyncio.shield(asyncio.to_thread(writer.abort))
+        await asyncio.shield(_abort(pipeline, writer))
         raise
 
 
-def _write(writer: disk.Writer, piece: bytes | None, digests: Digests) -> None:
-    if piece:
-        digests.update(piece)
-        writer.write(piece)
+async def _abort(pipeline: Pipeline, writer: disk.Writer) -> None:
+    await pipeline.settle()
+    await asyncio.to_thread(writer.abort)
 
 
-def _write_small(shared: Shared, bucket: Bucket, parts: list[bytes], data: bytes,
+def _write(writer: disk.Writer, piece: Piece, digests: Digests) -> None:
+    digests.update_all(piece)
+    writer.write_all(piece)
+
+
+def _write_small(shared: Shared, bucket: Bucket, parts: list[bytes], piece: Piece,
                  finish: Callable[[Digests], ObjectMeta], digests: Digests, event_name: str) -> ObjectMeta:
-    digests.update(data)
+    digests.update_all(piece)
     meta = finish(digests)  # before any file exists: a bad digest writes nothing
     writer = disk.Writer(bucket, parts)
     try:
-        writer.write(data)
+        writer.write_all(piece)
         shared.publish(writer, meta, event_name)
     except BaseException:
         writer.abort()

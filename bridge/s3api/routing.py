@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote, unquote_to_bytes
 
 from aiohttp import web
-from aiohttp.web_exceptions import HTTPException
 
+from bridge.daemon.http_errors import is_unclaimed
 from bridge.s3api.errors import S3Error, error_response, no_such_bucket
 from bridge.s3api.keys import Bucket, bucket_table
 from bridge.s3api.listing import Listing
@@ -35,6 +36,7 @@ def _host(request: web.Request) -> str:
     return host.rpartition(":")[0] if ":" in host else host
 
 
+@functools.lru_cache(maxsize=256)  # the same few Host headers, again and again
 def _is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
@@ -81,7 +83,7 @@ class S3Api:
             for name in sorted(buckets, key=len, reverse=True):
                 if host.startswith(name + "."):
                     return name, unquote_to_bytes(raw[1:])
-        unmatched = isinstance(request.match_info.http_exception, HTTPException)
+        unmatched = is_unclaimed(request)
         if raw in ("", "/"):
             return (None, b"") if unmatched and request.method in ("GET", "HEAD") else None
         first, _, rest = raw[1:].partition("/")
