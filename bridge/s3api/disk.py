@@ -104,14 +104,25 @@ class Writer:
         write_all(self.fd, chunks)
 
     def publish(self, before_rename: Callable[[Version], None]) -> Version:
-        """Make the data durable, tell ``before_rename`` the file's version, and rename it over the key."""
-        os.fdatasync(self.fd)
+        """Tell ``before_rename`` the file's version, make the data durable, rename it over the key."""
+        version = self.seal(before_rename)
+        self.commit()
+        return version
+
+    def seal(self, before_rename: Callable[[Version], None]) -> Version:
+        """After the last write: the file's version, told to ``before_rename`` (no waiting on the disk)."""
         st = os.fstat(self.fd)
         version = Version(st.st_size, st.st_mtime_ns, st.st_ino)
         before_rename(version)
-        os.rename(self.temp, self.name, src_dir_fd=self.dfd, dst_dir_fd=self.dfd)
-        self._close()
         return version
+
+    def commit(self) -> None:
+        """The data on disk, then the file under its key, then that name on disk: a 200 means the object
+        survives a crash (a rename alone is only journaled seconds later)."""
+        os.fdatasync(self.fd)
+        os.rename(self.temp, self.name, src_dir_fd=self.dfd, dst_dir_fd=self.dfd)
+        os.fsync(self.dfd)
+        self._close()
 
     def abort(self) -> None:
         """Remove the temporary file (the key keeps its old content)."""

@@ -74,6 +74,11 @@ class MetaStore:
     def read(self, fd: int, st: os.stat_result) -> ObjectMeta:
         """The metadata of an open object; a file the S3 API did not write (or that changed since) gets its
         MD5 (hashed now unless remembered) and nothing else."""
+        return self.known(fd, st) or ObjectMeta(self.md5(fd, st))
+
+    def known(self, fd: int, st: os.stat_result) -> ObjectMeta | None:
+        """The metadata stored with the object or its remembered MD5; None when only hashing it would tell
+        (quick: no reading of the file's data)."""
         raw = self._raw(fd, st)
         if raw is not None:
             try:
@@ -83,7 +88,8 @@ class MetaStore:
                                       dict(data.get("user") or {}))
             except (ValueError, TypeError, KeyError, AttributeError):
                 pass  # someone else's or a damaged value: the file is then a plain dropped file
-        return ObjectMeta(self.md5(fd, st))
+        etag = self._etags.get((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
+        return ObjectMeta(etag) if etag is not None else None
 
     def _raw(self, fd: int, st: os.stat_result) -> bytes | None:
         try:

@@ -100,6 +100,7 @@ class Multipart:
                     async for piece in body.pieces():
                         await pipeline.push(piece)
                     await pipeline.drain()
+                    await asyncio.to_thread(os.fdatasync, out.fileno())  # a 200 means the part is on disk
                 finally:
                     await asyncio.shield(pipeline.settle())  # the file closes only once no thread writes to it
             body.verify(digests)
@@ -199,6 +200,11 @@ def _place_part(folder: Path, temp: Path, number: int, etag: str) -> None:
     for old in folder.glob(f"{number:05d}.*"):
         old.unlink(missing_ok=True)
     os.rename(temp, folder / f"{number:05d}.{etag}")
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)  # the part's name survives a crash too
+    finally:
+        os.close(fd)
 
 
 def _parts(folder: Path) -> dict[int, tuple[str, Path]]:

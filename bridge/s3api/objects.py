@@ -27,6 +27,7 @@ from bridge.sources.directory.provenance import Made, Provenance
 
 MAX_USER_METADATA = 2048  # bytes of x-amz-meta-* names and values, S3's limit
 COPY_CHUNK = 1 << 20
+SMALL = 64 * 1024  # an upload this small is written on the event loop (microseconds), only synced on a thread
 RESPONSE_OVERRIDES = {"response-content-type": "Content-Type", "response-content-language": "Content-Language",
                       "response-expires": "Expires", "response-cache-control": "Cache-Control",
                       "response-content-disposition": "Content-Disposition",
@@ -63,8 +64,14 @@ class Shared:
 
     def publish(self, writer: disk.Writer, meta: ObjectMeta, event_name: str) -> disk.Version:
         """Attach ``meta`` and rename the finished file over its key, recording which call made it (thread)."""
+        version = self.seal(writer, meta, event_name)
+        writer.commit()
+        return version
+
+    def seal(self, writer: disk.Writer, meta: ObjectMeta, event_name: str) -> disk.Version:
+        """Attach ``meta`` and record which call made the file (before it is renamed into sight)."""
         self.meta.write(writer.fd, meta)
-        return writer.publish(lambda v: self.provenance.record(writer.path, Made(v, event_name, meta.etag)))
+        return writer.seal(lambda v: self.provenance.record(writer.path, Made(v, event_name, meta.etag)))
 
 
 def upload_meta(request: web.Request, etag: str = "") -> ObjectMeta:
@@ -99,8 +106,10 @@ async def write_object(shared: Shared, bucket: Bucket, parts: list[bytes], piece
     the metadata. A small body (one piece) costs one thread hop; a failure leaves the key as it was."""
     first = await anext(pieces, None)
     second = await anext(pieces, None) if first is not None else None
+    if second is None and sum(map(len, first or [])) <= SMALL:
+        return await _write_small(shared, bucket, parts, first or [], finish, digests, event_name)
     if second is None:
-        return await asyncio.to_thread(_write_small, shared, bucket, parts, first or [], finish, digests,
+        return await asyncio.to_thread(_write_whole, shared, bucket, parts, first or [], finish, digests,
                                        event_name)
     writer = await asyncio.to_thread(disk.Writer, bucket, parts)
     pipeline = Pipeline(lambda piece: _write(writer, piece, digests))
@@ -128,7 +137,24 @@ def _write(writer: disk.Writer, piece: Piece, digests: Digests) -> None:
     writer.write_all(piece)
 
 
-def _write_small(shared: Shared, bucket: Bucket, parts: list[bytes], piece: Piece,
+async def _write_small(shared: Shared, bucket: Bucket, parts: list[bytes], piece: Piece,
+                       finish: Callable[[Digests], ObjectMeta], digests: Digests, event_name: str) -> ObjectMeta:
+    """A small object: written here, made durable on a thread. Handing every step to a thread costs more CPU
+    than the steps (each wakes the thread and contends for the GIL); only the waits on the disk go there."""
+    digests.update_all(piece)
+    meta = finish(digests)  # before any file exists: a bad digest writes nothing
+    writer = disk.Writer(bucket, parts)
+    try:
+        writer.write_all(piece)
+        shared.seal(writer, meta, event_name)
+        await asyncio.to_thread(writer.commit)
+    except BaseException:
+        writer.abort()
+        raise
+    return meta
+
+
+def _write_whole(shared: Shared, bucket: Bucket, parts: list[bytes], piece: Piece,
                  finish: Callable[[Digests], ObjectMeta], digests: Digests, event_name: str) -> ObjectMeta:
     digests.update_all(piece)
     meta = finish(digests)  # before any file exists: a bad digest writes nothing
@@ -164,17 +190,18 @@ class Objects:
             raise
 
     async def _open(self, bucket: Bucket, parts: list[bytes], key: bytes) -> tuple[int, os.stat_result, ObjectMeta]:
-        def work() -> tuple[int, os.stat_result, ObjectMeta]:
+        """The open file, its stat and metadata. Opened here (a few microseconds of system calls: a thread hop
+        would cost more); a file whose MD5 must still be computed is hashed on a thread."""
+        try:
             fd, st = disk.open_object(bucket, parts)
             try:
-                return fd, st, self.shared.meta.read(fd, st)
+                meta = self.shared.meta.known(fd, st) or await asyncio.to_thread(self.shared.meta.read, fd, st)
             except BaseException:
                 os.close(fd)
                 raise
-        try:
-            return await asyncio.to_thread(work)
         except OSError as err:
             raise disk.s3_error(err, key) from None
+        return fd, st, meta
 
     def _answer(self, request: web.Request, fd: int, st: os.stat_result, meta: ObjectMeta,
                 key: bytes) -> web.StreamResponse:
