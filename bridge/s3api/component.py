@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import Any
 
@@ -24,7 +25,10 @@ async def setup(service: Any, stack: contextlib.AsyncExitStack) -> None:
     def config() -> Any:
         return service.config
 
+    multipart = Multipart(shared, service.config.state_dir / "s3-uploads")
     api = S3Api(config, None, Listing(shared.meta, lambda: api.buckets(), config),  # type: ignore[arg-type]
-                Multipart(shared, service.config.state_dir / "s3-uploads"), log)
+                multipart, log)
     api.objects = Objects(shared, api.buckets)
     service.route_adders.append(api.add_routes)
+    sweeper = asyncio.get_running_loop().create_task(multipart.sweep_forever())
+    stack.callback(sweeper.cancel)

@@ -28,6 +28,8 @@ PART = re.compile(r"^(\d{5})\.([0-9a-f]{32})$")
 MIN_PART = 5 * 1024 * 1024  # every part but the last, S3's rule
 MAX_PARTS = 10_000
 JOIN_CHUNK = 8 << 20
+EXPIRE_AFTER = 7 * 86400  # an upload neither completed nor aborted for this long is removed (AWS's usual rule)
+SWEEP_EVERY = 3600
 
 
 def no_such_upload() -> S3Error:
@@ -56,13 +58,40 @@ class Multipart:
         if upload_id is None or not UPLOAD_ID.match(upload_id):
             raise no_such_upload()
         folder = self.root / upload_id
-        try:
-            info = json.loads((folder / "upload.json").read_text())
-        except (OSError, ValueError):
-            raise no_such_upload() from None
+        info = _info(folder)
+        if info is None:
+            raise no_such_upload()
         if info.get("root") != bucket.root.hex() or info.get("key") != key.hex():
             raise no_such_upload()
         return folder
+
+    async def sweep_forever(self, expire_after: float = EXPIRE_AFTER, every: float = SWEEP_EVERY) -> None:
+        """Remove abandoned uploads now and every ``every`` seconds: a client that dies mid-upload never aborts,
+        and on a bucket's disk nobody pays the bill that makes an S3 user notice (AbortIncompleteMultipartUpload,
+        7 days, as AWS's lifecycle examples)."""
+        while True:
+            try:
+                for upload_id, age, info in await asyncio.to_thread(self._expire, expire_after):
+                    self.shared.log.warning("s3.upload_expired", upload_id=upload_id, age_s=round(age),
+                                            key=_key_of(info))
+            except OSError as err:  # the next sweep tries again; uploads keep working meanwhile
+                self.shared.log.warning("s3.sweep_failed", folder=str(self.root), error=str(err))
+            await asyncio.sleep(every)
+
+    def _expire(self, expire_after: float) -> list[tuple[str, float, dict[str, Any]]]:
+        """Remove uploads initiated more than ``expire_after`` seconds ago (and unreadable folders as old)."""
+        removed = []
+        now = time.time()
+        for folder in self.root.iterdir() if self.root.is_dir() else ():
+            info = _info(folder)
+            try:
+                started = float(info.get("initiated", 0)) if info else folder.stat().st_mtime
+            except (OSError, TypeError, ValueError):
+                continue
+            if now - started > expire_after and folder.name not in self._completing:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append((folder.name, now - started, info or {}))
+        return removed
 
     async def create(self, request: web.Request, bucket: Bucket, key: bytes) -> web.StreamResponse:
         """CreateMultipartUpload."""
@@ -205,6 +234,21 @@ def _place_part(folder: Path, temp: Path, number: int, etag: str) -> None:
         os.fsync(fd)  # the part's name survives a crash too
     finally:
         os.close(fd)
+
+
+def _key_of(info: dict[str, Any]) -> str | None:
+    try:
+        return shown(bytes.fromhex(str(info.get("key", ""))))
+    except ValueError:
+        return None
+
+
+def _info(folder: Path) -> dict[str, Any] | None:
+    try:
+        info = json.loads((folder / "upload.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
 
 
 def _parts(folder: Path) -> dict[int, tuple[str, Path]]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
@@ -313,3 +315,33 @@ def test_virtual_hosted_and_presigned_requests(bridge: Bridge) -> None:
         assert marker in url
         with urllib.request.urlopen(url, timeout=30) as got:
             assert got.read() == b"hello"
+
+
+def test_abandoned_multipart_uploads_are_removed_after_seven_days(tmp_path: Path) -> None:
+    """A client that dies mid-upload never aborts it: its parts would stay on the disk of a daemon that runs
+    for months. Uploads initiated over 7 days ago go at start (and hourly); a live one is untouched."""
+    b = Bridge(tmp_path)
+    uploads = tmp_path / "state" / "s3-uploads"
+    stale, broken = uploads / ("a" * 48), uploads / ("b" * 48)
+    for folder in (stale, broken):
+        folder.mkdir(parents=True)
+        (folder / "00001.0123456789abcdef0123456789abcdef").write_bytes(b"x" * 1024)
+    (stale / "upload.json").write_text(json.dumps({"root": "00", "key": b"old/big.iso".hex(),
+                                                   "initiated": time.time() - 8 * 86400}))
+    week_ago = time.time() - 8 * 86400
+    os.utime(broken, (week_ago, week_ago))  # no upload.json: its folder's age counts
+    b.daemon.start()
+    try:
+        b.daemon.wait_for("directory.ready", source="uploads", timeout=60)
+        [event] = b.daemon.wait_for("s3.upload_expired", upload_id="a" * 48)
+        assert event["key"] == "old/big.iso" and event["age_s"] >= 8 * 86400 - 60
+        b.daemon.wait_for("s3.upload_expired", upload_id="b" * 48)
+        assert not stale.exists() and not broken.exists()
+        upload = b.s3.create_multipart_upload(Bucket="out", Key="fresh.bin")["UploadId"]
+        etag = b.s3.upload_part(Bucket="out", Key="fresh.bin", UploadId=upload, PartNumber=1, Body=b"y" * 10)["ETag"]
+        b.s3.complete_multipart_upload(Bucket="out", Key="fresh.bin", UploadId=upload,
+                                       MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
+        assert (b.out / "fresh.bin").read_bytes() == b"y" * 10
+    finally:
+        b.daemon.stop()
+        b.daemon.kill()
