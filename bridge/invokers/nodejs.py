@@ -9,8 +9,10 @@ folders are named by a hash of what they were built from, so an unchanged functi
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import mmap
 import os
 import platform
 import re
@@ -148,12 +150,31 @@ def heap_flags(memory_size: int) -> list[str]:
     return [f"--max-semi-space-size={new_space // 2}", f"--max-old-space-size={memory_size - new_space}"]
 
 
+@functools.cache
+def jit_allowed() -> bool:
+    """Whether this process may map memory writable and executable at once, as V8's JIT must. systemd's
+    ``MemoryDenyWriteExecute=yes`` (and prctl's PR_SET_MDWE) forbid it to the daemon and every worker it
+    starts: node then dies on its first compiled function (SIGTRAP and a V8 stack)."""
+    try:
+        mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC).close()
+    except OSError:
+        return False
+    return True
+
+
+JIT_DENIED = ("node cannot run under this daemon: it may not map writable and executable memory, which V8's JIT "
+              "needs (systemd's MemoryDenyWriteExecute=yes); add `MemoryDenyWriteExecute=no` to the service in "
+              "a drop-in (`systemctl edit lambda-bridge`), see docs/nodejs.md")
+
+
 def prepared(config: LocalFunctionConfig, state_dir: Path) -> NodeRuntime | str:
     """The function's NodeRuntime when everything it needs is built, else what is missing and how to fix it."""
     version = node_version()
     node = shutil.which("node")
     if version is None or node is None:
         return f"runtime nodejs needs node on PATH; {install_hint(['node'])}"
+    if not jit_allowed():
+        return JIT_DENIED
     runtime = runtime_dir(state_dir, version)
     if not runtime.is_dir():
         return (f"the Node.js runtime (aws-lambda-ric {RIC_VERSION}, AWS SDK {SDK_VERSION}) is not built in "

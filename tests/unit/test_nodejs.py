@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -59,6 +62,38 @@ def test_missing_tools_and_the_packages_that_provide_them(monkeypatch: pytest.Mo
     assert nodejs.missing_tools(runtime_built=False) == ["node", "libtoolize"]
     assert nodejs.missing_tools(runtime_built=True) == ["node"]
     assert install_hint(["node", "libtoolize"]) == "install them: apt-get install nodejs libtool (Node.js >= 20)"
+
+
+MDWE_CHILD = textwrap.dedent("""
+    import ctypes, json, subprocess, sys
+    from pathlib import Path
+    if sys.argv[1] == "deny":  # what systemd's MemoryDenyWriteExecute=yes does to the daemon and its workers
+        assert ctypes.CDLL(None, use_errno=True).prctl(65, 1, 0, 0, 0) == 0  # PR_SET_MDWE, REFUSE_EXEC_GAIN
+    from bridge.config.model import LocalFunctionConfig
+    from bridge.invokers import nodejs
+    config = LocalFunctionConfig(handler="index.handler", code=Path(sys.argv[2]), runtime="nodejs")
+    found = nodejs.prepared(config, Path(sys.argv[2]) / "state")
+    node = subprocess.run(["node", "-e", "console.log(JSON.stringify([1, 2].map(x => x * 2)))"],
+                          capture_output=True, text=True)
+    print(json.dumps({"jit": nodejs.jit_allowed(), "found": found if isinstance(found, str) else "runtime",
+                      "node_rc": node.returncode}))
+""")
+
+
+@pytest.mark.parametrize("mode", ["deny", "allow"])
+def test_a_daemon_that_may_not_map_executable_memory_says_so_instead_of_starting_nodes_that_die(
+        tmp_path: Path, mode: str) -> None:
+    """Under MemoryDenyWriteExecute (the unit's hardening), node dies on its first compiled function with a
+    SIGTRAP and a V8 stack; the daemon must say why and what to change, not start workers that die."""
+    out = subprocess.run([sys.executable, "-c", MDWE_CHILD, mode, str(tmp_path)], capture_output=True, text=True,
+                         check=True, timeout=60)
+    result = json.loads(out.stdout)
+    if mode == "deny":
+        assert result["node_rc"] != 0  # the probe predicts what real node does
+        assert result == {"jit": False, "found": nodejs.JIT_DENIED, "node_rc": result["node_rc"]}
+        assert "MemoryDenyWriteExecute=no" in nodejs.JIT_DENIED and "systemctl edit" in nodejs.JIT_DENIED
+    else:
+        assert result["node_rc"] == 0 and result["jit"] is True and result["found"] != nodejs.JIT_DENIED
 
 
 JSONISH = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
