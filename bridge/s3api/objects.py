@@ -103,28 +103,34 @@ def object_headers(meta: ObjectMeta, st: os.stat_result, key: bytes) -> CIMultiD
 async def write_object(shared: Shared, bucket: Bucket, parts: list[bytes], pieces: AsyncIterator[Piece],
                        finish: Callable[[Digests], ObjectMeta], digests: Digests, event_name: str) -> ObjectMeta:
     """Stream ``pieces`` into a new file for the key and publish it; ``finish`` checks the digests and names
-    the metadata. A small body (one piece) costs one thread hop; a failure leaves the key as it was."""
+    the metadata. A failure leaves the key as it was. Once the file is complete, its commit runs to its end
+    even if the request is cancelled (a thread cannot be stopped halfway; it cleans up after itself)."""
     first = await anext(pieces, None)
     second = await anext(pieces, None) if first is not None else None
     if second is None and sum(map(len, first or [])) <= SMALL:
-        return await _write_small(shared, bucket, parts, first or [], finish, digests, event_name)
+        # Written here, made durable on a thread: handing every step to a thread costs more CPU than the
+        # microseconds of system calls (each hop wakes the thread and contends for the GIL).
+        writer, meta = _prepare(shared, bucket, parts, first or [], finish, digests, event_name)
+        await asyncio.shield(asyncio.to_thread(_commit_or_abort, writer))
+        return meta
     if second is None:
-        return await asyncio.to_thread(_write_whole, shared, bucket, parts, first or [], finish, digests,
-                                       event_name)
+        return await asyncio.shield(asyncio.to_thread(_write_whole, shared, bucket, parts, first or [], finish,
+                                                      digests, event_name))
     writer = await asyncio.to_thread(disk.Writer, bucket, parts)
     pipeline = Pipeline(lambda piece: _write(writer, piece, digests))
     try:
-        await pipeline.push(first)
-        await pipeline.push(second)
+        for piece in (first, second):
+            await pipeline.push(piece)
         async for piece in pieces:
             await pipeline.push(piece)
         await pipeline.drain()
         meta = finish(digests)
-        await asyncio.to_thread(shared.publish, writer, meta, event_name)
-        return meta
+        shared.seal(writer, meta, event_name)
     except BaseException:
         await asyncio.shield(_abort(pipeline, writer))
         raise
+    await asyncio.shield(asyncio.to_thread(_commit_or_abort, writer))
+    return meta
 
 
 async def _abort(pipeline: Pipeline, writer: disk.Writer) -> None:
@@ -137,34 +143,34 @@ def _write(writer: disk.Writer, piece: Piece, digests: Digests) -> None:
     writer.write_all(piece)
 
 
-async def _write_small(shared: Shared, bucket: Bucket, parts: list[bytes], piece: Piece,
-                       finish: Callable[[Digests], ObjectMeta], digests: Digests, event_name: str) -> ObjectMeta:
-    """A small object: written here, made durable on a thread. Handing every step to a thread costs more CPU
-    than the steps (each wakes the thread and contends for the GIL); only the waits on the disk go there."""
+def _prepare(shared: Shared, bucket: Bucket, parts: list[bytes], piece: Piece,
+             finish: Callable[[Digests], ObjectMeta], digests: Digests,
+             event_name: str) -> tuple[disk.Writer, ObjectMeta]:
+    """A one-piece object written to its temporary file and sealed, ready to commit."""
     digests.update_all(piece)
     meta = finish(digests)  # before any file exists: a bad digest writes nothing
     writer = disk.Writer(bucket, parts)
     try:
         writer.write_all(piece)
         shared.seal(writer, meta, event_name)
-        await asyncio.to_thread(writer.commit)
     except BaseException:
         writer.abort()
         raise
-    return meta
+    return writer, meta
+
+
+def _commit_or_abort(writer: disk.Writer) -> None:
+    try:
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
 
 
 def _write_whole(shared: Shared, bucket: Bucket, parts: list[bytes], piece: Piece,
                  finish: Callable[[Digests], ObjectMeta], digests: Digests, event_name: str) -> ObjectMeta:
-    digests.update_all(piece)
-    meta = finish(digests)  # before any file exists: a bad digest writes nothing
-    writer = disk.Writer(bucket, parts)
-    try:
-        writer.write_all(piece)
-        shared.publish(writer, meta, event_name)
-    except BaseException:
-        writer.abort()
-        raise
+    writer, meta = _prepare(shared, bucket, parts, piece, finish, digests, event_name)
+    _commit_or_abort(writer)
     return meta
 
 
