@@ -25,7 +25,7 @@ async def setup(service: Any, stack: contextlib.AsyncExitStack) -> None:
     def config() -> Any:
         return service.config
 
-    multipart = Multipart(shared, service.config.state_dir / "s3-uploads")
+    multipart = Multipart(shared, service.config.state_dir / "s3-uploads", lambda: api.buckets())
     api = S3Api(config, None, Listing(shared.meta, lambda: api.buckets(), config),  # type: ignore[arg-type]
                 multipart, log)
     api.objects = Objects(shared, api.buckets)

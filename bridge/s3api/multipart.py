@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,12 @@ from bridge.s3api.body import Body, Digests, Piece, Pipeline
 from bridge.s3api.errors import S3Error, invalid_argument, malformed_xml, request_ids
 from bridge.s3api.keys import Bucket, is_folder, key_parts, shown
 from bridge.s3api.meta import ObjectMeta
-from bridge.s3api.objects import Shared, iso_date, quoted, upload_meta
+from bridge.s3api.objects import COPY_CHUNK, Shared, copy_source, iso_date, quoted, upload_meta
 from bridge.s3api.xmldoc import MAX_BODY, document, parse, text
 
 UPLOAD_ID = re.compile(r"^[0-9a-f]{48}$")
+COPY_RANGE = re.compile(r"^bytes=(\d{1,19})-(\d{1,19})$")
+MAX_COPY_PART = 5 * 1024**3
 PART = re.compile(r"^(\d{5})\.([0-9a-f]{32})$")
 MIN_PART = 5 * 1024 * 1024  # every part but the last, S3's rule
 MAX_PARTS = 10_000
@@ -48,9 +51,10 @@ def part_number(value: str | None) -> int:
 class Multipart:
     """The multipart operations of the S3 API."""
 
-    def __init__(self, shared: Shared, root: Path) -> None:
+    def __init__(self, shared: Shared, root: Path, buckets: Callable[[], dict[str, Bucket]]) -> None:
         self.shared = shared
         self.root = root
+        self.buckets = buckets  # copy sources (UploadPartCopy)
         self._completing: set[str] = set()
 
     def _dir(self, upload_id: str | None, bucket: Bucket, key: bytes) -> Path:
@@ -115,10 +119,10 @@ class Multipart:
 
     async def upload_part(self, request: web.Request, bucket: Bucket, key: bytes) -> web.StreamResponse:
         """UploadPart: the part is streamed to its own file, named by its number and MD5."""
-        if "x-amz-copy-source" in request.headers:
-            raise S3Error(501, "NotImplemented", "UploadPartCopy is not implemented by lambda-bridge.")
         number = part_number(request.query.get("partNumber"))
         folder = await asyncio.to_thread(self._dir, request.query.get("uploadId"), bucket, key)
+        if "x-amz-copy-source" in request.headers:
+            return await self._copy_part(request, folder, number)
         body = Body(request)
         digests = body.digests()
         temp = folder / f".{os.urandom(8).hex()}.part"
@@ -140,6 +144,15 @@ class Multipart:
         finally:
             await asyncio.to_thread(temp.unlink, missing_ok=True)
         return web.Response(headers={**request_ids(), "ETag": quoted(etag)})
+
+    async def _copy_part(self, request: web.Request, folder: Path, number: int) -> web.StreamResponse:
+        """UploadPartCopy: a part made of (a range of) an object the bridge serves (``aws s3 cp`` between
+        buckets above 8 MB)."""
+        source, source_key = copy_source(request.headers["x-amz-copy-source"], self.buckets())
+        span = request.headers.get("x-amz-copy-source-range")
+        etag, mtime = await asyncio.to_thread(_copy_part, source, source_key, span, folder, number)
+        body = document("CopyPartResult", [("LastModified", iso_date(mtime)), ("ETag", quoted(etag))])
+        return web.Response(body=body, content_type="application/xml", headers=request_ids())
 
     async def complete(self, request: web.Request, bucket: Bucket, key: bytes) -> web.StreamResponse:
         """CompleteMultipartUpload: the listed parts joined into one object (its event: CompleteMultipartUpload)."""
@@ -220,6 +233,50 @@ class Multipart:
 def _append(out: Any, piece: Piece, digests: Digests) -> None:
     digests.update_all(piece)
     disk.write_all(out.fileno(), piece)
+
+
+def _copy_part(source: Bucket, source_key: bytes, span: str | None, folder: Path,
+               number: int) -> tuple[str, float]:
+    """Copy the source's bytes (``span``: x-amz-copy-source-range) into part ``number``; its ETag and time."""
+    try:
+        fd, st = disk.open_object(source, key_parts(source_key))
+    except OSError as err:
+        raise disk.s3_error(err, source_key) from None
+    temp = folder / f".{os.urandom(8).hex()}.part"
+    try:
+        first, last = _copy_range(span, st.st_size)
+        digests = Digests([])
+        with open(temp, "xb", buffering=0) as out:
+            offset = first
+            while offset <= last and (chunk := os.pread(fd, min(COPY_CHUNK, last + 1 - offset), offset)):
+                _append(out, [chunk], digests)
+                offset += len(chunk)
+            os.fdatasync(out.fileno())
+        etag = digests.md5.hexdigest()
+        _place_part(folder, temp, number, etag)
+        return etag, (folder / f"{number:05d}.{etag}").stat().st_mtime
+    except FileNotFoundError:
+        raise no_such_upload() from None  # aborted (or expired) meanwhile
+    finally:
+        os.close(fd)
+        temp.unlink(missing_ok=True)
+
+
+def _copy_range(span: str | None, size: int) -> tuple[int, int]:
+    """(first, last) of an x-amz-copy-source-range (``bytes=first-last``, both given); the whole object without."""
+    if span is None:
+        return 0, size - 1
+    found = COPY_RANGE.match(span.strip())
+    if found is None:
+        raise invalid_argument("The x-amz-copy-source-range value must be of the form bytes=first-last where first "
+                               "and last are the zero-based offsets of the first and last bytes to copy")
+    first, last = int(found.group(1)), int(found.group(2))
+    if first > last or last >= size:
+        raise invalid_argument(f"Range specified is not valid for source object of size: {size}")
+    if last - first + 1 > MAX_COPY_PART:
+        raise S3Error(400, "InvalidRequest", "The specified copy source is larger than the maximum allowable size "
+                                             f"for a copy source: {MAX_COPY_PART}")
+    return first, last
 
 
 def _place_part(folder: Path, temp: Path, number: int, etag: str) -> None:

@@ -174,6 +174,17 @@ def _write_whole(shared: Shared, bucket: Bucket, parts: list[bytes], piece: Piec
     return meta
 
 
+def copy_source(header: str, buckets: dict[str, Bucket]) -> tuple[Bucket, bytes]:
+    """The bucket and raw key an ``x-amz-copy-source`` names (``/bucket/key`` or ``bucket/key``, URL-encoded,
+    a ``?versionId=`` ignored); NoSuchBucket for a bucket the bridge does not serve."""
+    path = unquote_to_bytes(header.split("?", 1)[0]).lstrip(b"/")
+    name, _, key = path.partition(b"/")
+    bucket = buckets.get(name.decode("utf-8", "replace"))
+    if bucket is None:
+        raise no_such_bucket(name.decode("utf-8", "replace"))
+    return bucket, key
+
+
 class Objects:
     """The object operations of the S3 API."""
 
@@ -270,7 +281,7 @@ class Objects:
     async def copy(self, request: web.Request, bucket: Bucket, key: bytes) -> web.StreamResponse:
         """CopyObject: the source's bytes into a new file for the key (an ``ObjectCreated:Copy`` event)."""
         parts = key_parts(key)
-        source, source_key = self._copy_source(request.headers["x-amz-copy-source"])
+        source, source_key = copy_source(request.headers["x-amz-copy-source"], self.buckets())
         source_parts = key_parts(source_key)
         directive = request.headers.get("x-amz-metadata-directive", "COPY").upper()
         if directive not in ("COPY", "REPLACE"):
@@ -287,15 +298,6 @@ class Objects:
                                 writing=not isinstance(err, FileNotFoundError)) from None
         body = document("CopyObjectResult", [("LastModified", iso_date(mtime)), ("ETag", quoted(meta.etag))])
         return web.Response(body=body, content_type="application/xml", headers=request_ids())
-
-    def _copy_source(self, header: str) -> tuple[Bucket, bytes]:
-        raw = header.split("?", 1)[0]
-        path = unquote_to_bytes(raw).lstrip(b"/")
-        name, _, key = path.partition(b"/")
-        bucket = self.buckets().get(name.decode("utf-8", "replace"))
-        if bucket is None:
-            raise no_such_bucket(name.decode("utf-8", "replace"))
-        return bucket, key
 
     def _copy(self, source: Bucket, source_parts: list[bytes], bucket: Bucket, parts: list[bytes],
               replace: ObjectMeta | None) -> tuple[ObjectMeta, float]:

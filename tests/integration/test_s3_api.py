@@ -345,3 +345,36 @@ def test_abandoned_multipart_uploads_are_removed_after_seven_days(tmp_path: Path
     finally:
         b.daemon.stop()
         b.daemon.kill()
+
+
+def test_upload_part_copy_builds_an_object_from_ranges_of_others(bridge: Bridge) -> None:
+    """UploadPartCopy: what ``aws s3 cp s3://a/x s3://b/x`` does above 8 MB (and boto3's ``copy``)."""
+    data = os.urandom(6 * 1024 * 1024 + 5)
+    (bridge.photos / "src.bin").write_bytes(data)
+    s3 = bridge.s3
+    upload = s3.create_multipart_upload(Bucket="out", Key="joined.bin")["UploadId"]
+    first = s3.upload_part_copy(Bucket="out", Key="joined.bin", UploadId=upload, PartNumber=1,
+                                CopySource={"Bucket": "photos", "Key": "src.bin"},
+                                CopySourceRange=f"bytes=0-{5 * 1024 * 1024 - 1}")["CopyPartResult"]
+    second = s3.upload_part_copy(Bucket="out", Key="joined.bin", UploadId=upload, PartNumber=2,
+                                 CopySource="photos/src.bin",
+                                 CopySourceRange=f"bytes={5 * 1024 * 1024}-{len(data) - 1}")
+    assert first["ETag"] == f'"{md5(data[:5 * 1024 * 1024])}"'
+    assert second["CopyPartResult"]["ETag"] == f'"{md5(data[5 * 1024 * 1024:])}"'
+    for bad_range, code in (("bytes=0-", "InvalidArgument"), ("bytes=5-4", "InvalidArgument"),
+                            (f"bytes=0-{len(data)}", "InvalidArgument")):
+        with pytest.raises(ClientError) as err:
+            s3.upload_part_copy(Bucket="out", Key="joined.bin", UploadId=upload, PartNumber=3,
+                                CopySource="photos/src.bin", CopySourceRange=bad_range)
+        assert code_of(err) == (code, 400)
+    for source, code in (("photos/missing.bin", ("NoSuchKey", 404)), ("nope/src.bin", ("NoSuchBucket", 404)),
+                         ("photos/../out/joined.bin", ("InvalidArgument", 400))):
+        with pytest.raises(ClientError) as err:
+            s3.upload_part_copy(Bucket="out", Key="joined.bin", UploadId=upload, PartNumber=3, CopySource=source)
+        assert code_of(err) == code
+    s3.complete_multipart_upload(Bucket="out", Key="joined.bin", UploadId=upload, MultipartUpload={"Parts": [
+        {"PartNumber": 1, "ETag": first["ETag"]}, {"PartNumber": 2, "ETag": second["CopyPartResult"]["ETag"]}]})
+    assert (bridge.out / "joined.bin").read_bytes() == data
+    with pytest.raises(ClientError) as err:  # the upload is gone once completed
+        s3.upload_part_copy(Bucket="out", Key="joined.bin", UploadId=upload, PartNumber=1, CopySource="photos/src.bin")
+    assert code_of(err) == ("NoSuchUpload", 404)

@@ -1,5 +1,5 @@
 """The AWS CLI (outside the venv, as a user runs it) against the S3 API on api.listen: ls, cp both ways
-(a 20 MB multipart upload included), sync."""
+(a 20 MB multipart upload included) and between buckets (a multipart copy), sync."""
 
 from __future__ import annotations
 
@@ -54,6 +54,8 @@ def test_ls_cp_and_sync(bridge: Daemon, tmp_path: Path) -> None:
     assert "big.bin" in run(port, "ls", "s3://bucket/in/") and "bucket" in run(port, "ls")
     run(port, "cp", "s3://bucket/in/big.bin", str(tmp_path / "back.bin"))
     assert digest(tmp_path / "back.bin") == digest(big)
+    run(port, "cp", "s3://bucket/in/big.bin", "s3://bucket/copy/big.bin")  # UploadPartCopy above 8 MB
+    assert digest(tmp_path / "bucket" / "copy" / "big.bin") == digest(big)
     local = tmp_path / "local"
     (local / "sub").mkdir(parents=True)
     (local / "a.txt").write_text("a")
