@@ -177,7 +177,8 @@ def _write_whole(shared: Shared, bucket: Bucket, parts: list[bytes], piece: Piec
 def copy_source(header: str, buckets: dict[str, Bucket]) -> tuple[Bucket, bytes]:
     """The bucket and raw key an ``x-amz-copy-source`` names (``/bucket/key`` or ``bucket/key``, URL-encoded,
     a ``?versionId=`` ignored); NoSuchBucket for a bucket the bridge does not serve."""
-    path = unquote_to_bytes(header.split("?", 1)[0]).lstrip(b"/")
+    # A header's bytes arrive as str with surrogates for what is not UTF-8: back to those bytes first.
+    path = unquote_to_bytes(header.split("?", 1)[0].encode("utf-8", "surrogateescape")).lstrip(b"/")
     name, _, key = path.partition(b"/")
     bucket = buckets.get(name.decode("utf-8", "replace"))
     if bucket is None:

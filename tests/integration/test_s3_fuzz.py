@@ -104,3 +104,33 @@ def test_fuzz_s3_api(target, method: str, bucket: str, key: str, query: dict[str
     assert outside(tmp_path) == before, "nothing written or removed outside the buckets' folders"
     assert (tmp_path / "secret" / "passwd").read_text() == "secret"
     assert send(port, "GET", "/healthz", {}, b"")[0] == 200
+
+
+HEADER_TEXT = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=255, exclude_characters="\x7f"),
+                      max_size=30)  # what HTTP lets a header carry (latin-1's upper half too)
+COPY_SOURCES = st.sampled_from(["fz/a", "/fz/a", "plain/a", "fz/link/passwd", "fz/../secret/passwd",
+                                "fz/%2e%2e/secret/passwd", "/fz/a?versionId=x", "nope/a", "fz/", "fz", "",
+                                "fz/a%00b", "%", "fz/%C3%A9", "fz/" + "x" * 300]) | HEADER_TEXT
+COPY_RANGES = st.sampled_from(["bytes=0-9", "bytes=0-0", "bytes=5-4", "bytes=0-10", "bytes=-1", "bytes=3-",
+                               "bytes=0-99999999999999999999", "bytes=0-1,2-3", " bytes=1-2 ", ""]) | HEADER_TEXT
+
+
+@given(source=COPY_SOURCES, span=st.none() | COPY_RANGES, number=st.sampled_from(["1", "2", "0", "10001", "x"]))
+def test_fuzz_upload_part_copy(target, source: str, span: str | None, number: str) -> None:
+    """UploadPartCopy into a real upload: any copy source and range gives S3's answer, never a file outside a
+    bucket, never a part copied from outside one."""
+    tmp_path, port, before, daemon = target
+    status, answer = send(port, "POST", "/fz/up?uploads", {}, b"")
+    assert status == 200, answer
+    upload = answer.split(b"<UploadId>")[1].split(b"</UploadId>")[0].decode()
+    headers = {"x-amz-copy-source": source, **({"x-amz-copy-source-range": span} if span is not None else {})}
+    status, answer = send(port, "PUT", f"/fz/up?uploadId={upload}&partNumber={number}", headers, b"")
+    assert status != 500 and status < 600, (status, answer[:500], daemon.tail(5))
+    if status == 200:
+        assert b"<CopyPartResult " in answer
+        part = next((tmp_path / "state" / "s3-uploads" / upload).glob("00*.*"))
+        assert part.read_bytes() in {b"0123456789"[i:j] for i in range(11) for j in range(i, 11)}
+    else:
+        assert answer.startswith(b"<?xml") and b"<Error><Code>" in answer, answer[:300]
+    assert send(port, "DELETE", f"/fz/up?uploadId={upload}", {}, b"")[0] == 204
+    assert outside(tmp_path) == before and (tmp_path / "secret" / "passwd").read_text() == "secret"
