@@ -37,6 +37,21 @@ def write_handler(root: Path, name: str, source: str, filename: str = "app.py") 
     return code
 
 
+def lambda_client(url: str, region: str = "us-east-1", **config: Any) -> Any:
+    """boto3's Lambda client on a daemon's Invoke API, without retries (a test sees every answer)."""
+    import boto3  # only the tests that invoke pay for boto3's import
+    from botocore.config import Config
+
+    return boto3.client("lambda", endpoint_url=url, region_name=region, aws_access_key_id="x",
+                        aws_secret_access_key="x", config=Config(retries={"max_attempts": 0}, **config))
+
+
+def invoke(client: Any, name: str, event: object = None, **kwargs: Any) -> tuple[dict[str, Any], Any]:
+    """Invoke ``name`` with ``event`` (JSON); the response and its decoded payload."""
+    response = client.invoke(FunctionName=name, Payload=json.dumps(event or {}), **kwargs)
+    return response, json.loads(response["Payload"].read())
+
+
 def write_config(path: Path, config: dict[str, Any]) -> Path:
     """Write ``config`` as YAML to ``path``."""
     path.write_text(yaml.safe_dump(config, sort_keys=False))

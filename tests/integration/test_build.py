@@ -7,7 +7,6 @@ real workers under awslambdaric, boto3 as the Invoke API's client.
 from __future__ import annotations
 
 import base64
-import json
 import os
 import signal
 import socket
@@ -19,11 +18,9 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
-from botocore.config import Config as BotoConfig
 
-from bridge.testing import Daemon, free_port, wait_until, write_config, write_handler
+from bridge.testing import Daemon, free_port, invoke, lambda_client, wait_until, write_config, write_handler
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "sam" / "templates"
 
@@ -39,12 +36,6 @@ def bridge(*args: str, env: dict[str, str] | None = None, timeout: float = 300) 
                           timeout=timeout, check=False, env={**os.environ, **(env or {})})
 
 
-def lambda_client(port: int):
-    return boto3.client("lambda", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
-                        aws_access_key_id="x", aws_secret_access_key="x",
-                        config=BotoConfig(retries={"max_attempts": 0}, read_timeout=120))
-
-
 def png(width: int, height: int) -> bytes:
     """A red RGB picture as PNG, written with the standard library (the function decodes it with Pillow)."""
     def chunk(kind: bytes, data: bytes) -> bytes:
@@ -53,11 +44,6 @@ def png(width: int, height: int) -> bytes:
     rows = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
-
-
-def invoke(client, name: str, event: object = None) -> tuple[dict, dict]:
-    response = client.invoke(FunctionName=name, Payload=json.dumps(event or {}))
-    return response, json.loads(response["Payload"].read())
 
 
 def test_sam_app_with_requirements_and_a_layer_runs_unchanged(tmp_path: Path, uv_cache: dict[str, str]) -> None:
@@ -76,7 +62,7 @@ def test_sam_app_with_requirements_and_a_layer_runs_unchanged(tmp_path: Path, uv
     again = bridge("build", "--config", str(config), env=uv_cache)
     assert again.returncode == 0 and "ThumbnailFunction: up to date" in again.stderr, again.stderr
     with Daemon(config, env=uv_cache) as daemon:
-        client = lambda_client(port)
+        client = lambda_client(f"http://127.0.0.1:{port}", read_timeout=120)
         response, body = invoke(client, "ThumbnailFunction", {"width": 640, "height": 480})
         assert "FunctionError" not in response, body
         assert body["size"] == [64, 48] and body["png_bytes"] > 0 and body["sdk"]
@@ -143,7 +129,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, Path
                                                  "api": {"listen": f"127.0.0.1:{port}"},
                                                  "functions": _functions(root)})
     with Daemon(config) as daemon:
-        daemon.client = lambda_client(port)
+        daemon.client = lambda_client(f"http://127.0.0.1:{port}", read_timeout=120)
         yield daemon, config
 
 
@@ -316,7 +302,7 @@ def test_runtime_python3_n_runs_on_that_interpreter(tmp_path: Path, uv_cache: di
     built = bridge("build", "--config", str(config), env=path)
     assert built.returncode == 0 and f"installing awslambdaric and boto3 for python{version}" in built.stderr
     with Daemon(config, env=path) as daemon:
-        _, body = invoke(lambda_client(port), "fn")
+        _, body = invoke(lambda_client(f"http://127.0.0.1:{port}", read_timeout=120), "fn")
         assert not daemon.find("function.interpreter_missing")
     runtimes = tmp_path / "state" / "runtimes"
     assert body["python"] == version and body["boto3"].startswith(str(runtimes / f"python{version}-"))

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import boto3
 import pytest
-from botocore.config import Config as BotoConfig
 
-from bridge.testing import Daemon, free_port, write_config, write_handler
+from bridge.testing import Daemon, free_port, invoke, lambda_client, write_config, write_handler
 
 HANDLERS = {
     "ok": """
@@ -118,13 +117,8 @@ def daemon(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def client(daemon: Daemon):
-    return boto3.client("lambda", endpoint_url=daemon.url, region_name="eu-west-1", aws_access_key_id="x",
-                        aws_secret_access_key="x", config=BotoConfig(retries={"max_attempts": 0}))
+    return lambda_client(daemon.url, "eu-west-1")
 
-
-def invoke(client, name: str, event: object = None, **kwargs):
-    response = client.invoke(FunctionName=name, Payload=json.dumps(event or {}), **kwargs)
-    return response, json.loads(response["Payload"].read())
 
 
 def test_success_with_lambda_environment_and_context(client) -> None:

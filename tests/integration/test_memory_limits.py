@@ -16,9 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-import boto3
 import pytest
-from botocore.config import Config as BotoConfig
 
 from bridge.config.model import parse_config
 from bridge.errors import ConfigError
@@ -27,7 +25,7 @@ from bridge.invokers.local import LocalFunction
 from bridge.invokers.memory import MODE_ENV, choose, own_cgroup, usable
 from bridge.invokers.worker import FunctionSpec
 from bridge.model import Invocation
-from bridge.testing import Daemon, free_port, wait_until, write_config, write_handler
+from bridge.testing import Daemon, free_port, invoke, lambda_client, wait_until, write_config, write_handler
 
 PYTHON = os.path.realpath(sys.executable)
 
@@ -128,13 +126,12 @@ def daemon(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
 @pytest.fixture(scope="module")
 def client(daemon: Daemon):
-    return boto3.client("lambda", endpoint_url=daemon.url, region_name="us-east-1", aws_access_key_id="x",
-                        aws_secret_access_key="x", config=BotoConfig(retries={"max_attempts": 0}, read_timeout=60))
+    return lambda_client(daemon.url, "us-east-1", read_timeout=60)
 
 
-def invoke(client, name: str, event: object = None) -> tuple[dict, dict, str]:
-    response = client.invoke(FunctionName=name, Payload=json.dumps(event or {}))
-    return response, json.loads(response["Payload"].read()), response["ResponseMetadata"]["RequestId"]
+def invoke_traced(client, name: str, event: object = None) -> tuple[dict, dict, str]:
+    response, body = invoke(client, name, event)
+    return response, body, response["ResponseMetadata"]["RequestId"]
 
 
 def function_log(daemon: Daemon, name: str, until: str) -> str:
@@ -160,7 +157,7 @@ def test_enforcement_in_use(daemon: Daemon) -> None:
 
 
 def test_allocating_past_memory_size_is_runtime_out_of_memory(client, daemon: Daemon) -> None:
-    response, body, rid = invoke(client, "hog", {"mb": 1024})
+    response, body, rid = invoke_traced(client, "hog", {"mb": 1024})
     assert response["FunctionError"] == "Unhandled"
     assert body == {"errorType": "Runtime.OutOfMemory",
                     "errorMessage": f"RequestId: {rid} Error: Runtime exited with error: signal: killed"}
@@ -171,34 +168,34 @@ def test_allocating_past_memory_size_is_runtime_out_of_memory(client, daemon: Da
     log = function_log(daemon, "hog", f"REPORT RequestId: {rid}")
     assert f"RequestId: {rid} Error: Runtime exited with error: signal: killed\rRuntime.OutOfMemory" in log
     started = len(daemon.find("worker.started", function="hog"))
-    assert invoke(client, "hog", {"mb": 16})[1] == {"mb": 16}  # a fresh worker takes over
+    assert invoke_traced(client, "hog", {"mb": 16})[1] == {"mb": 16}  # a fresh worker takes over
     assert len(daemon.find("worker.started", function="hog")) == started + 1
 
 
 def test_memory_of_the_workers_children_counts(client, daemon: Daemon) -> None:
     started = time.monotonic()
-    _, body, _ = invoke(client, "forker", {"mb": 400, "hold": 30})
+    _, body, _ = invoke_traced(client, "forker", {"mb": 400, "hold": 30})
     assert body["errorType"] == "Runtime.OutOfMemory", body
     assert time.monotonic() - started < 20  # killed, not left to its 30 s sleep
-    assert invoke(client, "forker", {"mb": 8, "hold": 0})[1] == {"child": "finished"}
+    assert invoke_traced(client, "forker", {"mb": 8, "hold": 0})[1] == {"child": "finished"}
 
 
 def test_reserved_address_space_is_not_memory_used(client) -> None:
-    response, body, _ = invoke(client, "reserver", {"x": 1})
+    response, body, _ = invoke_traced(client, "reserver", {"x": 1})
     assert "FunctionError" not in response, body
     assert body == {"reserved_gb": 8, "echo": {"x": 1}}
 
 
 def test_node_custom_runtime_starts_with_128_mb(client) -> None:
     assert shutil.which("node"), "node is installed by .ci/run"
-    response, body, _ = invoke(client, "node", {"x": 1})
+    response, body, _ = invoke_traced(client, "node", {"x": 1})
     assert "FunctionError" not in response, body
     assert body["echo"] == {"x": 1} and body["node"].startswith("v")
 
 
 def test_bootstrap_exiting_at_start_fails_the_call_at_once_and_says_why(client, daemon: Daemon) -> None:
     started = time.monotonic()
-    _, body, rid = invoke(client, "exit1")
+    _, body, rid = invoke_traced(client, "exit1")
     assert time.monotonic() - started < 3  # not the 10 s init timeout
     assert body == {"errorType": "Runtime.ExitError",
                     "errorMessage": f"RequestId: {rid} Error: Runtime exited with error: exit status 1"}
@@ -213,7 +210,7 @@ def test_bootstrap_exiting_at_start_fails_the_call_at_once_and_says_why(client, 
 
 def test_bootstrap_killed_at_start_is_an_exit_error_not_out_of_memory(client, daemon: Daemon) -> None:
     started = time.monotonic()
-    _, body, rid = invoke(client, "killed")
+    _, body, rid = invoke_traced(client, "killed")
     assert time.monotonic() - started < 3
     assert body == {"errorType": "Runtime.ExitError",
                     "errorMessage": f"RequestId: {rid} Error: Runtime exited with error: signal: killed"}
@@ -222,7 +219,7 @@ def test_bootstrap_killed_at_start_is_an_exit_error_not_out_of_memory(client, da
 
 def test_missing_interpreter_fails_fast_and_is_named(client, daemon: Daemon) -> None:
     started = time.monotonic()
-    _, body, rid = invoke(client, "nointerpreter")
+    _, body, rid = invoke_traced(client, "nointerpreter")
     assert time.monotonic() - started < 3
     bootstrap = Path(daemon.config_path).parent / "nointerpreter" / "bootstrap"
     assert body == {"errorType": "Runtime.InvalidEntrypoint",  # the kernel names the script, as on Lambda

@@ -24,7 +24,7 @@ import yaml
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from botocore.config import Config as BotoConfig
 
-from bridge.testing import Daemon, free_port, wait_until, write_config, write_handler
+from bridge.testing import Daemon, free_port, invoke, lambda_client, wait_until, write_config, write_handler
 from tests.integration.mosquitto import Mosquitto, Publisher
 from tests.integration.nodejs_kit import link_runtime, log_lines, node_runtime_cache, write_node
 from tests.integration.test_sam_import import sam_import
@@ -152,13 +152,8 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, node_runtime_cache: Path):
 
 @pytest.fixture(scope="module")
 def client(daemon: Daemon):
-    return boto3.client("lambda", endpoint_url=daemon.url, region_name="eu-west-1", aws_access_key_id="x",
-                        aws_secret_access_key="x", config=BotoConfig(retries={"max_attempts": 0}))
+    return lambda_client(daemon.url, "eu-west-1")
 
-
-def invoke(client, name: str, event: object = None, **kwargs):
-    response = client.invoke(FunctionName=name, Payload=json.dumps(event or {}), **kwargs)
-    return response, json.loads(response["Payload"].read())
 
 
 def tail(response) -> str:
