@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -96,6 +97,50 @@ class Multipart:
                 shutil.rmtree(folder, ignore_errors=True)
                 removed.append((folder.name, now - started, info or {}))
         return removed
+
+    async def list_uploads(self, request: web.Request, bucket: Bucket) -> web.StreamResponse:
+        """ListMultipartUploads: the bucket's uploads in progress, by key then start (prefix, delimiter,
+        key-marker / upload-id-marker, max-uploads, encoding-type=url)."""
+        q = request.query
+        limit = q.get("max-uploads", "1000")
+        if not limit.isdigit():
+            raise invalid_argument("max-uploads must be a number from 0 to 2147483647.")
+        prefix, delimiter = q.get("prefix", "").encode(), q.get("delimiter", "").encode()
+        marker = (q.get("key-marker", "").encode(), q.get("upload-id-marker", ""))
+        uploads = await asyncio.to_thread(self._uploads, bucket, prefix)
+        rows, prefixes, truncated = _page(uploads, prefix, delimiter, marker, min(int(limit), 1000))
+        url = q.get("encoding-type") == "url"
+        text_of: Callable[[bytes], str] = (lambda k: quote(k, safe="/")) if url else shown
+        owner = [("ID", "lambda-bridge"), ("DisplayName", "lambda-bridge")]
+        last = rows[-1] if rows else None
+        children: list[Any] = [
+            ("Bucket", bucket.name), ("KeyMarker", text_of(marker[0])), ("UploadIdMarker", marker[1]),
+            ("NextKeyMarker", text_of(last[0]) if truncated and last else None),
+            ("NextUploadIdMarker", last[2] if truncated and last else None),
+            ("Prefix", text_of(prefix)), ("Delimiter", text_of(delimiter) if delimiter else None),
+            ("MaxUploads", min(int(limit), 1000)), ("IsTruncated", truncated),
+            ("EncodingType", "url" if url else None)]
+        children += [("Upload", [("Key", text_of(key)), ("UploadId", upload_id), ("Initiator", owner),
+                                 ("Owner", owner), ("StorageClass", "STANDARD"), ("Initiated", iso_date(started))])
+                     for key, started, upload_id in rows]
+        children += [("CommonPrefixes", [("Prefix", text_of(p))]) for p in prefixes]
+        return web.Response(body=document("ListMultipartUploadsResult", children), content_type="application/xml",
+                            headers=request_ids())
+
+    def _uploads(self, bucket: Bucket, prefix: bytes) -> list[tuple[bytes, float, str]]:
+        """(key, initiated, upload id) of the bucket's uploads under ``prefix``, sorted as S3 lists them."""
+        found = []
+        for folder in self.root.iterdir() if self.root.is_dir() else ():
+            info = _info(folder)
+            if info is None or info.get("root") != bucket.root.hex() or not UPLOAD_ID.match(folder.name):
+                continue
+            try:
+                key, started = bytes.fromhex(str(info.get("key"))), float(info.get("initiated", 0))
+            except (TypeError, ValueError):
+                continue
+            if key.startswith(prefix):
+                found.append((key, started, folder.name))
+        return sorted(found)
 
     async def create(self, request: web.Request, bucket: Bucket, key: bytes) -> web.StreamResponse:
         """CreateMultipartUpload."""
@@ -291,6 +336,30 @@ def _place_part(folder: Path, temp: Path, number: int, etag: str) -> None:
         os.fsync(fd)  # the part's name survives a crash too
     finally:
         os.close(fd)
+
+
+def _page(uploads: list[tuple[bytes, float, str]], prefix: bytes, delimiter: bytes, marker: tuple[bytes, str],
+          limit: int) -> tuple[list[tuple[bytes, float, str]], list[bytes], bool]:
+    """One page of uploads after the marker: (uploads, common prefixes, truncated)."""
+    key_marker, id_marker = marker
+    if key_marker:
+        ids = [u[2] for u in uploads if u[0] == key_marker]
+        cut = ids.index(id_marker) + 1 if id_marker in ids else len(ids)  # no id marker: that key is done
+        uploads = [u for u in uploads if u[0] > key_marker or (u[0] == key_marker and u[2] in ids[cut:])]
+    rows: list[tuple[bytes, float, str]] = []
+    prefixes: list[bytes] = []
+    for upload in uploads:
+        at = upload[0].find(delimiter, len(prefix)) if delimiter else -1
+        common = upload[0][:at + len(delimiter)] if at >= 0 else None
+        if common is not None and prefixes and prefixes[-1] == common:
+            continue
+        if len(rows) + len(prefixes) >= limit:
+            return rows, prefixes, True
+        if common is not None:
+            prefixes.append(common)
+        else:
+            rows.append(upload)
+    return rows, prefixes, False
 
 
 def _key_of(info: dict[str, Any]) -> str | None:

@@ -125,6 +125,8 @@ class S3Api:
             return await self.listing.head_bucket(request, bucket)
         if method == "GET" and "location" in query:
             return await self.listing.location(request, bucket)
+        if method == "GET" and "uploads" in query:
+            return await self.multipart.list_uploads(request, bucket)
         if UNSUPPORTED.intersection(query):
             raise S3Error(501, "NotImplemented", "lambda-bridge does not implement this bucket operation.")
         if method == "GET":

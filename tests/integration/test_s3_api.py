@@ -378,3 +378,30 @@ def test_upload_part_copy_builds_an_object_from_ranges_of_others(bridge: Bridge)
     with pytest.raises(ClientError) as err:  # the upload is gone once completed
         s3.upload_part_copy(Bucket="out", Key="joined.bin", UploadId=upload, PartNumber=1, CopySource="photos/src.bin")
     assert code_of(err) == ("NoSuchUpload", 404)
+
+
+def test_list_multipart_uploads_pages_by_key_then_start(bridge: Bridge) -> None:
+    s3 = bridge.s3
+    ids = {key: s3.create_multipart_upload(Bucket="out", Key=key)["UploadId"] for key in ("x/1", "x/2", "y")}
+    second = s3.create_multipart_upload(Bucket="out", Key="y")["UploadId"]
+    s3.create_multipart_upload(Bucket="photos", Key="x/other-bucket")
+    listed = s3.list_multipart_uploads(Bucket="out")
+    assert [(u["Key"], u["UploadId"]) for u in listed["Uploads"]] == [
+        ("x/1", ids["x/1"]), ("x/2", ids["x/2"]), ("y", ids["y"]), ("y", second)]
+    assert listed["IsTruncated"] is False and listed["Uploads"][0]["StorageClass"] == "STANDARD"
+    grouped = s3.list_multipart_uploads(Bucket="out", Delimiter="/")
+    assert [p["Prefix"] for p in grouped["CommonPrefixes"]] == ["x/"] and len(grouped["Uploads"]) == 2
+    assert [u["Key"] for u in s3.list_multipart_uploads(Bucket="out", Prefix="x/")["Uploads"]] == ["x/1", "x/2"]
+    seen, marker = [], {}
+    while True:  # one at a time, as a paginator would
+        page = s3.list_multipart_uploads(Bucket="out", MaxUploads=1, **marker)
+        seen += [u["UploadId"] for u in page.get("Uploads", [])]
+        if not page["IsTruncated"]:
+            break
+        marker = {"KeyMarker": page["NextKeyMarker"], "UploadIdMarker": page["NextUploadIdMarker"]}
+    assert seen == [ids["x/1"], ids["x/2"], ids["y"], second]
+    s3.abort_multipart_upload(Bucket="out", Key="y", UploadId=second)
+    assert second not in [u["UploadId"] for u in s3.list_multipart_uploads(Bucket="out")["Uploads"]]
+    with pytest.raises(ClientError) as err:
+        s3.list_multipart_uploads(Bucket="out", MaxUploads=-1)
+    assert code_of(err)[1] == 400

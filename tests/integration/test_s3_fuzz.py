@@ -21,7 +21,8 @@ KEYS = st.lists(SEGMENTS, max_size=5).map("/".join) | st.binary(max_size=40).map
 QUERY = st.dictionaries(
     st.sampled_from(["uploads", "uploadId", "partNumber", "delete", "list-type", "prefix", "delimiter", "max-keys",
                      "continuation-token", "start-after", "encoding-type", "fetch-owner", "marker", "location",
-                     "acl", "response-content-type", "part-number-marker", "max-parts", "versionId"]),
+                     "acl", "response-content-type", "part-number-marker", "max-parts", "versionId", "max-uploads",
+                     "key-marker", "upload-id-marker"]),
     st.text(max_size=20) | st.sampled_from(["2", "1", "0", "-1", "url", "true", "a" * 48, "99999999999"]), max_size=4)
 HEADER_TEXT = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=255, exclude_characters="\x7f"),
                       max_size=30)  # what HTTP lets a header carry (latin-1's upper half too)
