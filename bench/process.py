@@ -15,7 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.invoke import EVENT, NOOP, make_function, pct
+try:
+    from bench.invoke import EVENT, NOOP, make_function, pct
+except ModuleNotFoundError:  # run as `python bench/process.py`: its own folder is on sys.path
+    from invoke import EVENT, NOOP, make_function, pct  # type: ignore[no-redef]
 from bridge import log
 from bridge.invokers import peer
 from bridge.invokers.local import LocalFunction

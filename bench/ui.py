@@ -15,7 +15,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench.invoke import pct
+try:
+    from bench.invoke import pct
+except ModuleNotFoundError:  # run as `python bench/ui.py`: its own folder is on sys.path
+    from invoke import pct  # type: ignore[no-redef]
 from bridge.metrics import Metrics
 from bridge.model import InvokeResult
 from bridge.testing import Daemon, free_port, wait_until, write_config, write_handler
