@@ -164,3 +164,26 @@ def test_sigkill_loses_nothing_acknowledged(tmp_path: Path) -> None:
     finally:
         daemon.stop()
         daemon.kill()
+
+
+def test_a_renewal_the_queue_refuses_is_reported_once(tmp_path: Path) -> None:
+    """The heartbeat renews a running batch's visibility; a message the queue no longer knows (purged meanwhile)
+    cannot be renewed and may be handed out again: that is said once, with what to do, not swallowed."""
+    port = free_port()
+    record = tmp_path / "seen.jsonl"
+    config = write_config(tmp_path / "config.yaml", {
+        "state_dir": str(tmp_path / "state"), "api": {"listen": f"127.0.0.1:{port}"},
+        "queues": {"jobs": {"visibility_timeout": 2}},
+        "functions": {"worker": {"handler": "app.handler", "code": str(write_handler(tmp_path, "h", HANDLER)),
+                                 "environment": {"RECORD_FILE": str(record), "MODE": "ok", "RESPONSE": "null"}}},
+        "sources": [{"name": "jobs", "type": "sqs", "queue": "jobs", "function": "worker"}]})
+    with Daemon(config) as daemon:
+        sqs = client(port)
+        url = sqs.get_queue_url(QueueName="jobs")["QueueUrl"]
+        sent = sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"sleep": 2.5}))["MessageId"]
+        wait_until(lambda: bodies(record), timeout=30)  # the handler runs (for 2.5 s: within its 3 s timeout)
+        sqs.purge_queue(QueueUrl=url)
+        [lost] = daemon.wait_for("sqs.visibility_lost", timeout=10)
+        assert lost["message_id"] == sent and lost["queue"] == "jobs" and "VisibilityTimeout" in lost["fix"]
+        daemon.wait_for("sqs.batch", timeout=10)  # the batch ends: heartbeats went on every 0.67 s meanwhile
+        assert len(daemon.find("sqs.visibility_lost")) == 1

@@ -30,8 +30,8 @@ class QueueClient(Protocol):
         """Delete messages by receipt handle (up to 10); returns the handles that could not be deleted."""
         ...
 
-    async def change_visibility(self, receipts: list[str], timeout: int) -> None:
-        """Set the visibility timeout of received messages (up to 10)."""
+    async def change_visibility(self, receipts: list[str], timeout: int) -> dict[str, str]:
+        """Set the visibility timeout of received messages (up to 10); the handles that failed, with why."""
         ...
 
 
@@ -108,10 +108,11 @@ class AwsQueueClient:
         found = await self.client.delete_message_batch(QueueUrl=self.url, Entries=entries)
         return [receipts[int(f["Id"])] for f in found.get("Failed") or []]
 
-    async def change_visibility(self, receipts: list[str], timeout: int) -> None:
-        """ChangeMessageVisibilityBatch."""
+    async def change_visibility(self, receipts: list[str], timeout: int) -> dict[str, str]:
+        """ChangeMessageVisibilityBatch; its per-message failures (handle -> code)."""
         entries = [{"Id": str(i), "ReceiptHandle": r, "VisibilityTimeout": timeout} for i, r in enumerate(receipts)]
-        await self.client.change_message_visibility_batch(QueueUrl=self.url, Entries=entries)
+        found = await self.client.change_message_visibility_batch(QueueUrl=self.url, Entries=entries)
+        return {receipts[int(f["Id"])]: str(f.get("Code", "")) for f in found.get("Failed") or []}
 
 
 class EmbeddedQueueClient:
@@ -137,6 +138,7 @@ class EmbeddedQueueClient:
         errors = await self.engine.delete(self.name, receipts)
         return [r for r, err in zip(receipts, errors, strict=True) if err is not None]
 
-    async def change_visibility(self, receipts: list[str], timeout: int) -> None:
-        """ChangeMessageVisibility for each handle, in one commit."""
-        await self.engine.change_visibility(self.name, [(r, timeout) for r in receipts])
+    async def change_visibility(self, receipts: list[str], timeout: int) -> dict[str, str]:
+        """ChangeMessageVisibility for each handle, in one commit; the failures (handle -> code)."""
+        errors = await self.engine.change_visibility(self.name, [(r, timeout) for r in receipts])
+        return {r: err.code for r, err in zip(receipts, errors, strict=True) if err is not None}

@@ -111,16 +111,30 @@ class SqsSource:
         if self.visibility <= 0:
             return
         interval = max(0.5, self.visibility / 3)
+        lost: set[str] = set()  # handles SQS no longer renews: asked once, reported once
         while True:
             await asyncio.sleep(interval)  # a timer, not a poll: the batch's visibility must be renewed in time
-            receipts = [m["ReceiptHandle"] for m in held]
+            receipts = [m["ReceiptHandle"] for m in held if m["ReceiptHandle"] not in lost]
             for chunk in _chunks(receipts):
                 try:
-                    await self._settle("ChangeMessageVisibilityBatch", self.client.change_visibility, chunk,
-                                       self.visibility)
+                    failed = await self._settle("ChangeMessageVisibilityBatch", self.client.change_visibility,
+                                                chunk, self.visibility)
                 except Exception as err:
                     if not is_transient(err):
                         raise  # a bug, not an outage
+                    continue
+                lost.update(failed)
+                self._report_lost(held, failed)
+
+    def _report_lost(self, held: list[dict[str, Any]], failed: dict[str, str]) -> None:
+        """A message whose visibility could not be extended may be handed out again while its batch still runs."""
+        for message in held:
+            code = failed.get(message["ReceiptHandle"])
+            if code is not None:
+                self.log.warning("sqs.visibility_lost", queue=self.config.queue, message_id=message.get("MessageId"),
+                                 code=code, fix="the message left this batch's hold (purged or deleted elsewhere, "
+                                 "or its visibility ran out before a renewal) and may be delivered again; if "
+                                 "batches are slow, raise the queue's VisibilityTimeout")
 
     async def _process_to_end(self, held: list[dict[str, Any]]) -> None:
         """Invoke and settle a batch; on stop, let it finish within shutdown_timeout (as async deliveries do).
