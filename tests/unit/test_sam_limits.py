@@ -12,13 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from bench.sam_hostile import FUNCTION, HEAD, aliases_to_one_map, billion_laughs  # the bench's hostile templates
 from bridge.errors import SamTemplateError
 from bridge.sam import Mapping, import_template
 from bridge.sam.limits import MAX_ALIAS_NODES, MAX_DEPTH, MAX_EVALUATION_STEPS, MAX_REFERENCE_CHAIN
 
-HEAD = "Transform: AWS::Serverless-2016-10-31\n"
-FUNCTION = ("  Fn:\n    Type: AWS::Serverless::Function\n"
-            "    Properties: {CodeUri: src/, Handler: app.handler, Runtime: python3.12}\n")
 SAM_FUNCTION = {"Type": "AWS::Serverless::Function",
                 "Properties": {"CodeUri": "src/", "Handler": "app.handler", "Runtime": "python3.12"}}
 
@@ -35,18 +33,6 @@ def with_env(value: str) -> str:
     """The template's function, with one environment variable whose value is ``value`` (YAML flow text)."""
     environment = f"Environment: {{Variables: {{V: {value}}}}}"
     return FUNCTION.replace("Runtime: python3.12}", f"Runtime: python3.12, {environment}}}")
-
-
-def billion_laughs() -> str:
-    lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
-    lines += [f"a{i}: &a{i} [{','.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
-    return HEAD + "Metadata:\n" + "".join(f"  {line}\n" for line in lines) + "Resources:\n" + FUNCTION
-
-
-def aliases_to_one_map() -> str:
-    keys = ", ".join(f"k{i}: v" for i in range(1000))
-    return HEAD + f"Metadata:\n  base: &big {{{keys}}}\n" + "".join(f"  u{i}: *big\n" for i in range(20_000)) + \
-        "Resources:\n" + FUNCTION
 
 
 def deep_join(depth: int) -> str:
